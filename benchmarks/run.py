@@ -1,0 +1,434 @@
+"""CPU training benchmark: spaic_train vs SpikingJelly, snnTorch and Norse (see benchmarks/README.md).
+
+    python benchmarks/run.py [--workloads lif,fc,conv,delay-feedback] [--frameworks spaic_train,spikingjelly,snntorch,norse]
+                             [--iters 10] [--warmup 3] [--rounds 2] [--threads 2] [--quick] [--fastpath]
+                             [--json benchmarks/results/latest.json]
+
+Each (framework, workload) runs in its own subprocess (``run.py --worker FRAMEWORK WORKLOAD ...``);
+rounds are interleaved (A, B, C, D, A, B, ...).  Before timing, every framework runs one forward pass on
+the same input with the same weights and its spikes are compared with spaic_train's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OURS = "spaic_train"
+PEERS = ("spikingjelly", "snntorch", "norse")
+ALL_FRAMEWORKS = (OURS, *PEERS)
+RESULT_TAG = "BENCH-RESULT "
+
+
+# ============================================================================================ worker side
+def _setup_path() -> None:
+    for p in (str(HERE), str(ROOT)):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+
+
+def _build(framework: str, workload: str, spec: dict, params: dict, probe=False):
+    if framework == OURS:
+        import fw_spaic
+
+        return fw_spaic.build(workload, spec, params, probe=probe)
+    if framework in PEERS:
+        import fw_peers
+
+        return fw_peers.build(framework, workload, spec, params, probe=probe)
+    raise ValueError(f"unknown framework {framework!r}; known: {', '.join(ALL_FRAMEWORKS)}")
+
+
+def _version(framework: str) -> str:
+    if framework == OURS:
+        import fw_spaic
+
+        return fw_spaic.version()
+    import fw_peers
+
+    return fw_peers.version(framework)
+
+
+def _rss_bytes() -> int:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except ImportError:  # pragma: no cover - psutil is in the bench extra
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def worker(framework: str, workload: str, args) -> dict:
+    _setup_path()
+    warnings.filterwarnings("ignore")
+    import torch
+
+    import workloads as W
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    spec = W.spec_for(workload, args.quick)
+    params = W.make_params(workload, spec)
+    x, y = W.make_data(workload, spec)
+    probe = bool(args.check_out)
+    if probe and workload == "delay-feedback" and framework == OURS:
+        probe = "zero-delay"
+    model = _build(framework, workload, spec, params, probe=probe)
+    x = model.prepare_input(x) if hasattr(model, "prepare_input") else x
+    info = {"framework": framework, "workload": workload, "version": _version(framework),
+            "note": getattr(model, "note", "exact"), "threads": torch.get_num_threads(), "spec": spec}
+
+    if args.check_out:
+        with torch.no_grad():
+            spikes = [s.detach().float() for s in model.probe(x)]
+        torch.save(spikes, args.check_out)
+        info["layers"] = [list(s.shape) for s in spikes]
+        return info
+
+    if W.uses_optimizer(workload):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = W.loss_fn(workload, model.output(x), y)
+            loss.backward()
+            opt.step()
+            model.after_step()
+    else:
+        x = x.detach().clone().requires_grad_(True)
+
+        def step():
+            x.grad = None
+            W.loss_fn(workload, model.output(x), y).backward()
+
+    gc.collect()
+    rss0 = _rss_bytes()
+    hwm_reset = _reset_peak_rss()
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.iters):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    peak = _peak_rss_bytes()
+    info.update(times_ms=times, rss_before_mb=rss0 / 2**20, peak_rss_mb=peak / 2**20,
+                peak_delta_mb=max(0.0, (peak - rss0) / 2**20), peak_counter_reset=hwm_reset)
+    return info
+
+
+# ============================================================================================ driver side
+def _worker_cmd(framework, workload, args, iters, check_out=None):
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, workload,
+           "--iters", str(iters), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    if args.quick:
+        cmd.append("--quick")
+    if check_out:
+        cmd += ["--check-out", check_out]
+    return cmd
+
+
+def _spawn(cmd, args) -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(args.threads)
+    env["PYTHONWARNINGS"] = "ignore"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, cwd=str(ROOT))
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
+    return {"error": f"exit code {proc.returncode}: " + " | ".join(tail)}
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "logical_cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+    try:
+        import psutil
+
+        info["physical_cores"] = psutil.cpu_count(logical=False)
+        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    try:
+        info["affinity_cores"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    import torch
+
+    info["torch"] = torch.__version__
+    info["torch_parallel"] = torch.__config__.parallel_info().splitlines()[:3]
+    return info
+
+
+def _agreement(ref, other) -> dict:
+    import torch
+
+    per_layer = []
+    equal = total = 0
+    for a, b in zip(ref, other):
+        if a.shape != b.shape:
+            return {"error": f"shape mismatch {tuple(a.shape)} vs {tuple(b.shape)}"}
+        e = int((a == b).sum())
+        per_layer.append(e / a.numel())
+        equal += e
+        total += a.numel()
+    if len(ref) != len(other):
+        return {"error": f"{len(ref)} vs {len(other)} layers"}
+    return {"fraction": equal / total, "per_layer": per_layer,
+            "ref_rates": [float(torch.as_tensor(a).float().mean()) for a in ref]}
+
+
+def check_agreement(workloads, frameworks, args, log) -> dict:
+    import torch
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for wl in workloads:
+            out[wl] = {}
+            ref_fw = OURS if wl not in ("fastpath",) else None
+            files = {}
+            pairs = [(fw, wl) for fw in frameworks] if ref_fw else [(OURS, "fastpath-batched"), (OURS, "fastpath-step")]
+            for fw, w in pairs:
+                path = os.path.join(tmp, f"{fw}-{w}.pt")
+                res = _spawn(_worker_cmd(fw, w, args, 0, check_out=path), args)
+                key = fw if ref_fw else w
+                if "error" in res:
+                    out[wl][key] = {"error": res["error"]}
+                    log(f"  agreement {wl:15s} {key:16s} ERROR {res['error'][:200]}")
+                    continue
+                files[key] = torch.load(path)
+            ref_key = OURS if ref_fw else "fastpath-batched"
+            if ref_key not in files:
+                continue
+            for key, spikes in files.items():
+                if key == ref_key:
+                    continue
+                out[wl][key] = _agreement(files[ref_key], spikes)
+                a = out[wl][key]
+                if "error" in a:
+                    log(f"  agreement {wl:15s} {key:16s} ERROR {a['error']}")
+                else:
+                    log(f"  agreement {wl:15s} {key:16s} {a['fraction']:.6f}  (per layer "
+                        f"{', '.join(f'{v:.4f}' for v in a['per_layer'])}; ref. rates "
+                        f"{', '.join(f'{v:.3f}' for v in a['ref_rates'])})")
+    return out
+
+
+def _summary(runs) -> dict:
+    errors = [r["error"] for r in runs if "error" in r]
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": errors[0] if errors else "no result"}
+    times = [t for r in ok for t in r["times_ms"]]
+    times_sorted = sorted(times)
+    q = statistics.quantiles(times_sorted, n=4) if len(times_sorted) >= 2 else [times_sorted[0]] * 3
+    return {"median_ms": statistics.median(times), "min_ms": times_sorted[0], "q1_ms": q[0], "q3_ms": q[2],
+            "n_iters": len(times), "times_ms": times, "peak_delta_mb": max(r["peak_delta_mb"] for r in ok),
+            "rss_before_mb": statistics.median(r["rss_before_mb"] for r in ok), "note": ok[0]["note"],
+            "version": ok[0]["version"], "rounds": len(ok), "errors": errors}
+
+
+def run_timing(workloads, frameworks, args, log) -> dict:
+    per_round = max(1, math.ceil(args.iters / args.rounds))
+    raw = {wl: {fw: [] for fw in frameworks} for wl in workloads}
+    for wl in workloads:
+        fws = list(frameworks) if wl != "fastpath" else ["fastpath-batched", "fastpath-step"]
+        for r in range(args.rounds):
+            for fw in fws:
+                if wl == "fastpath":
+                    res = _spawn(_worker_cmd(OURS, fw, args, per_round), args)
+                    raw[wl].setdefault(fw, []).append(res)
+                else:
+                    res = _spawn(_worker_cmd(fw, wl, args, per_round), args)
+                    raw[wl][fw].append(res)
+                msg = res.get("error") or f"median {statistics.median(res['times_ms']):.1f} ms"
+                log(f"  round {r + 1}/{args.rounds} {wl:15s} {fw:16s} {msg[:200]}")
+    return {wl: {fw: _summary(runs) for fw, runs in d.items() if runs} for wl, d in raw.items()}
+
+
+def _fmt_table(results, agreement) -> str:
+    head = (f"{'workload':15s} {'framework':16s} {'ms/iter':>10s} {'[q1, q3]':>19s} {'ours/peer':>9s} "
+            f"{'peak MB':>8s} {'agreement':>10s}  note")
+    lines = [head, "-" * len(head)]
+    for wl, d in results.items():
+        if wl == "fastpath":
+            continue
+        ours = d.get(OURS, {}).get("median_ms")
+        for fw, s in d.items():
+            if "error" in s:
+                lines.append(f"{wl:15s} {fw:16s} {'cannot run: ' + s['error'][:150]}")
+                continue
+            ratio = "" if fw == OURS or ours is None else f"{ours / s['median_ms']:.2f}"
+            ag = agreement.get(wl, {}).get(fw, {})
+            ag_s = "ref" if fw == OURS else (f"{ag['fraction']:.4f}" if "fraction" in ag else "n/a")
+            lines.append(f"{wl:15s} {fw:16s} {s['median_ms']:10.1f} [{s['q1_ms']:8.1f},{s['q3_ms']:8.1f}] "
+                         f"{ratio:>9s} {s['peak_delta_mb']:8.1f} {ag_s:>10s}  {s['note']}")
+    return "\n".join(lines)
+
+
+def _fmt_fastpath(results, agreement) -> str:
+    d = results.get("fastpath")
+    if not d:
+        return ""
+    b, s = d.get("fastpath-batched", {}), d.get("fastpath-step", {})
+    if "median_ms" not in b or "median_ms" not in s:
+        return f"fastpath: error {b.get('error') or s.get('error')}"
+    ag = agreement.get("fastpath", {}).get("fastpath-step", {})
+    ag_s = f"{ag['fraction']:.4f}" if "fraction" in ag else "n/a"
+    return (f"fastpath (spaic_train, delayed feed-forward): time-batched {b['median_ms']:.1f} ms/iter "
+            f"(peak {b['peak_delta_mb']:.0f} MB), step-by-step {s['median_ms']:.1f} ms/iter "
+            f"(peak {s['peak_delta_mb']:.0f} MB); speed-up step/batched = {s['median_ms'] / b['median_ms']:.2f}x; "
+            f"spike agreement {ag_s}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", default="lif,fc,conv,delay-feedback")
+    ap.add_argument("--frameworks", default=",".join(ALL_FRAMEWORKS))
+    ap.add_argument("--iters", type=int, default=None, help="timed iterations in total over all rounds (default 10)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed iterations per worker (default 3)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, 3 iterations, 1 warm-up, 1 round (smoke test)")
+    ap.add_argument("--fastpath", action="store_true", help="also time spaic_train time-batched vs mode='step'")
+    ap.add_argument("--no-check", action="store_true", help="skip the spike-agreement check")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per worker process")
+    ap.add_argument("--json", default=str(HERE / "results" / "latest.json"))
+    ap.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
+    ap.add_argument("--check-out", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.iters is None:
+        args.iters = 3 if args.quick else 10
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 3
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
+
+    if args.worker:
+        fw, wl = args.worker
+        res = worker(fw, wl, args)
+        print(RESULT_TAG + json.dumps(res), flush=True)
+        return 0
+
+    _setup_path()
+    import workloads as W
+
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    for w in workloads:
+        if w not in W.WORKLOADS:
+            ap.error(f"unknown workload {w!r}; choose from {', '.join(W.WORKLOADS)}")
+    for f in frameworks:
+        if f not in ALL_FRAMEWORKS:
+            ap.error(f"unknown framework {f!r}; choose from {', '.join(ALL_FRAMEWORKS)}")
+    if OURS not in frameworks:
+        frameworks.insert(0, OURS)
+    if args.fastpath:
+        workloads.append("fastpath")
+
+    def log(msg):
+        print(msg, flush=True)
+
+    t0 = time.time()
+    machine = machine_info()
+    log(f"machine: {machine['cpu']} ({machine['logical_cores']} logical cores), torch {machine['torch']}, "
+        f"threads {args.threads}, {'QUICK sizes' if args.quick else 'full sizes'}")
+    agreement = {}
+    if not args.no_check:
+        log("spike agreement (same input, same weights; fraction of equal spike entries over all layers):")
+        agreement = check_agreement(workloads, frameworks, args, log)
+    log(f"timing: {args.rounds} interleaved round(s), {max(1, math.ceil(args.iters / args.rounds))} timed + "
+        f"{args.warmup} warm-up iterations per worker:")
+    results = run_timing(workloads, frameworks, args, log)
+
+    versions = {}
+    for d in results.values():
+        for fw, s in d.items():
+            if "version" in s:
+                versions[OURS if fw.startswith("fastpath") else fw] = s["version"]
+    ratios = {wl: {fw: d[OURS]["median_ms"] / s["median_ms"] for fw, s in d.items()
+                   if fw != OURS and "median_ms" in s and "median_ms" in d.get(OURS, {})}
+              for wl, d in results.items() if wl != "fastpath"}
+    log("")
+    log("ms/iter = median wall time of one full training iteration (forward over all T, loss, backward, "
+        "Adam step; lif: forward + backward only); ours/peer < 1 means spaic_train is faster; "
+        "peak MB = peak RSS minus RSS before training")
+    log(_fmt_table(results, agreement))
+    fp = _fmt_fastpath(results, agreement)
+    if fp:
+        log(fp)
+    report = {
+        "machine": machine, "versions": versions,
+        "settings": {"workloads": workloads, "frameworks": frameworks, "iters": args.iters, "warmup": args.warmup,
+                     "rounds": args.rounds, "threads": args.threads, "quick": args.quick,
+                     "specs": {w: W.spec_for(w, args.quick) for w in workloads},
+                     "descriptions": {w: W.DESCRIPTIONS[w] for w in workloads}},
+        "agreement": agreement, "results": results, "ratios_ours_over_peer": ratios,
+        "wall_s": round(time.time() - t0, 1),
+    }
+    if "fastpath" in results:
+        d = results["fastpath"]
+        if "median_ms" in d.get("fastpath-batched", {}) and "median_ms" in d.get("fastpath-step", {}):
+            report["fastpath_speedup_step_over_batched"] = (d["fastpath-step"]["median_ms"]
+                                                            / d["fastpath-batched"]["median_ms"])
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
+        log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

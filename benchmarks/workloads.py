@@ -1,0 +1,143 @@
+"""Workload definitions shared by every framework: sizes, input data and initial weights.
+
+Every worker process regenerates the data and the weights from fixed seeds, so all frameworks
+train exactly the same network on exactly the same input (bit-identical tensors).
+
+Neuron model everywhere: ``V[t] = beta * V[t-1] + I[t]`` with ``beta = 0.5``, spike when
+``V >= 1`` (``> 1`` in the peers, a measure-zero difference), hard reset to 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+BETA = 0.5
+#: membrane time constant (ms) giving beta = exp(-dt / tau) = 0.5 at dt = 1 ms
+TAU = 1.0 / math.log(2.0)
+V_TH = 1.0
+V_RESET = 0.0
+#: atan surrogate sharpness (SpikingJelly / snnTorch / spaic_train convention): g'(x) = (a/2) / (1 + (pi/2 a x)^2)
+ATAN_ALPHA = 2.0
+
+WORKLOADS = ("lif", "fc", "conv", "delay-feedback")
+#: spaic_train only: the same delayed feed-forward net run time-batched and forced step by step
+FASTPATH_WORKLOADS = ("fastpath-batched", "fastpath-step")
+
+FULL = {
+    "lif": dict(N=4096, T=256, B=32),
+    "fc": dict(n_in=784, n_hid=512, n_out=10, T=25, B=128, p=0.2),
+    "conv": dict(C=(64, 128, 128), H=32, n_out=10, T=4, B=16),
+    "delay-feedback": dict(n_in=100, n_hid=256, n_out=10, T=64, B=32, p=0.2, max_delay=8),
+    "fastpath": dict(n_in=100, n_hid=256, n_out=10, T=64, B=32, p=0.2, max_delay=8),
+}
+QUICK = {
+    "lif": dict(N=256, T=32, B=4),
+    "fc": dict(n_in=784, n_hid=64, n_out=10, T=8, B=8, p=0.2),
+    "conv": dict(C=(4, 8, 8), H=16, n_out=10, T=2, B=2),
+    "delay-feedback": dict(n_in=100, n_hid=32, n_out=10, T=16, B=4, p=0.2, max_delay=8),
+    "fastpath": dict(n_in=100, n_hid=32, n_out=10, T=16, B=4, p=0.2, max_delay=8),
+}
+
+DESCRIPTIONS = {
+    "lif": "one LIF layer, random input currents, forward + backward of the spike sum (no optimizer)",
+    "fc": "784-hid LIF-10 LIF, Bernoulli(0.2) spikes, CE on spike counts, Adam",
+    "conv": "conv-BN-LIF x3 (+maxpool2 x2), full 10 LIF, direct input, CE on rate, Adam",
+    "delay-feedback": "in-hid LIF (per-synapse delays <= 8 steps) with recurrent hid->hid, hid-10 LIF, "
+                      "CE on counts, Adam",
+    "fastpath": "in-hid LIF-10 LIF, per-synapse delays on both connections, no loop",
+}
+
+
+def base_name(workload: str) -> str:
+    return "fastpath" if workload.startswith("fastpath") else workload
+
+
+def spec_for(workload: str, quick: bool) -> dict:
+    return dict((QUICK if quick else FULL)[base_name(workload)])
+
+
+def _gen(seed: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def make_data(workload: str, spec: dict):
+    """``(x, y)``: the input (sequence ``[T, B, ...]`` or static ``[B, ...]``) and integer labels (or ``None``)."""
+    w = base_name(workload)
+    g = _gen(1234)
+    if w == "lif":
+        # currents ~ N(0.35, 0.6): about 20 % of steps spike
+        x = 0.35 + 0.6 * torch.randn(spec["T"], spec["B"], spec["N"], generator=g)
+        return x, None
+    if w == "conv":
+        x = torch.rand(spec["B"], 3, spec["H"], spec["H"], generator=g)
+        y = torch.randint(0, spec["n_out"], (spec["B"],), generator=g)
+        return x, y
+    x = (torch.rand(spec["T"], spec["B"], spec["n_in"], generator=g) < spec["p"]).float()
+    y = torch.randint(0, spec["n_out"], (spec["B"],), generator=g)
+    return x, y
+
+
+def _normal(g, shape, mean, std):
+    return mean + std * torch.randn(*shape, generator=g)
+
+
+def make_params(workload: str, spec: dict) -> dict:
+    """Initial weights (``full``: ``(post, pre)``; conv: ``(out, in, kh, kw)``) and delays (ms, whole steps)."""
+    w = base_name(workload)
+    g = _gen(4321)
+    if w == "lif":
+        return {}
+    if w == "fc":
+        act = spec["n_in"] * spec["p"]
+        return {
+            "W1": _normal(g, (spec["n_hid"], spec["n_in"]), 0.1 / act ** 0.5, 1.0 / act ** 0.5),
+            "W2": _normal(g, (spec["n_out"], spec["n_hid"]), 0.02, 1.5 / (0.15 * spec["n_hid"]) ** 0.5),
+        }
+    if w == "conv":
+        c1, c2, c3 = spec["C"]
+        hw = spec["H"] // 4
+        p = {
+            "K1": _normal(g, (c1, 3, 3, 3), 0.0, (2.0 / 27) ** 0.5),
+            "K2": _normal(g, (c2, c1, 3, 3), 0.0, (2.0 / (9 * c1)) ** 0.5),
+            "K3": _normal(g, (c3, c2, 3, 3), 0.0, (2.0 / (9 * c2)) ** 0.5),
+        }
+        n_flat = c3 * hw * hw
+        p["W4"] = _normal(g, (spec["n_out"], n_flat), 0.01, 2.0 / (0.2 * n_flat) ** 0.5)
+        return p
+    # delay-feedback and fastpath
+    act = spec["n_in"] * spec["p"]
+    n_hid = spec["n_hid"]
+    p = {
+        "W1": _normal(g, (n_hid, spec["n_in"]), 0.15 / act ** 0.5, 1.0 / act ** 0.5),
+        "R": _normal(g, (n_hid, n_hid), -0.01, 0.5 / (0.2 * n_hid) ** 0.5),
+        "W2": _normal(g, (spec["n_out"], n_hid), 0.02, 1.5 / (0.15 * n_hid) ** 0.5),
+        "D1": torch.randint(0, spec["max_delay"] + 1, (n_hid, spec["n_in"]), generator=g).float(),
+        "D2": torch.randint(0, spec["max_delay"] + 1, (spec["n_out"], n_hid), generator=g).float(),
+    }
+    return p
+
+
+def loss_fn(workload: str, out: torch.Tensor, y) -> torch.Tensor:
+    """Loss on a model's output: the spike sequence for ``lif``, counts / rates ``[B, n_out]`` otherwise."""
+    if base_name(workload) == "lif":
+        return out.sum()
+    return F.cross_entropy(out, y)
+
+
+def readout(workload: str, seq: torch.Tensor) -> torch.Tensor:
+    """What the loss sees from the output layer's spikes ``[T, B, n_out]`` (peers use this)."""
+    w = base_name(workload)
+    if w == "lif":
+        return seq
+    if w == "conv":
+        return seq.mean(0)  # rate
+    return seq.sum(0)  # counts
+
+
+def uses_optimizer(workload: str) -> bool:
+    return base_name(workload) != "lif"

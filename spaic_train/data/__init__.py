@@ -1,0 +1,65 @@
+"""Datasets and LightningDataModules for spaic_train.
+
+Use :func:`build_datamodule` with a registered name (``DATASETS.names()``) and the ``data.*`` config keys::
+
+    dm = build_datamodule("mnist", root="/data/mnist", batch_size=128)
+    dm.input_shape, dm.num_classes            # (1, 28, 28), 10
+    x, y = next(iter(dm.train_dataloader()))  # x [B, 1, 28, 28] float32, y [B] int64
+
+=============  ==========================  ================================================================
+name           input_shape / batches        source
+=============  ==========================  ================================================================
+``digits``     ``(1, 8, 8)``                scikit-learn bundled digits, 60/20/20 stratified split
+``mnist``      ``(1, 28, 28)``              idx files (gz/raw), CSV training subset, or torchvision download
+``cifar10``    ``(3, 32, 32)``              torchvision batches or ImageFolder tree / ``.tar`` of JPEGs
+``folder``     ``(C, H, W)``                any ImageFolder tree / archive
+``nmnist``     ``(2, 34, 34)`` per step     N-MNIST events → ``x`` ``[T, B, 2, 34, 34]`` (time first)
+=============  ==========================  ================================================================
+"""
+
+from .base import DATASETS, ImageTensorDataset, SpikeDataModule, build_datamodule, first_per_class, split_indices
+from .cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule
+from .digits import DigitsDataModule
+from .folder import ImageFolderDataModule, default_cache_dir, extract_tar, resolve_split_dir
+from .mnist import MNIST_MEAN, MNIST_STD, MNISTDataModule, find_mnist_csv, find_mnist_file, read_idx, read_mnist_csv
+from .nmnist import (
+    EVENT_DTYPE,
+    NMNISTDataModule,
+    NMNISTDataset,
+    events_to_frames,
+    read_label_list,
+    read_nmnist_events,
+    time_first_collate,
+)
+
+__all__ = [
+    "DATASETS",
+    "build_datamodule",
+    "SpikeDataModule",
+    "ImageTensorDataset",
+    "split_indices",
+    "first_per_class",
+    "DigitsDataModule",
+    "MNISTDataModule",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "read_idx",
+    "read_mnist_csv",
+    "find_mnist_file",
+    "find_mnist_csv",
+    "CIFAR10DataModule",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR10_CLASSES",
+    "ImageFolderDataModule",
+    "extract_tar",
+    "resolve_split_dir",
+    "default_cache_dir",
+    "NMNISTDataModule",
+    "NMNISTDataset",
+    "EVENT_DTYPE",
+    "read_nmnist_events",
+    "events_to_frames",
+    "read_label_list",
+    "time_first_collate",
+]

@@ -1,0 +1,33 @@
+"""Neuron models: ``NeuronModel`` base, the ``NEURONS`` registry and the built-in models.
+
+===============  =====================================  =========================================
+name             class                                  state
+===============  =====================================  =========================================
+``lif``          :class:`~.lif.LIF`                     ``V``
+``if``           :class:`~.lif.IF`                      ``V``
+``plif``         :class:`~.lif.PLIF` (learnable tau)    ``V``
+``alif``         :class:`~.lif.ALIF` (adaptive thr.)    ``V``, ``a``
+``izhikevich``   :class:`~.izhikevich.Izhikevich`       ``V``, ``u``
+===============  =====================================  =========================================
+
+``build_neuron(name, owner='', **params)`` instantiates one by name.
+"""
+
+from .base import NEURONS, NeuronModel, State, build_neuron
+from .izhikevich import Izhikevich
+from .lif import ALIF, IF, LIF, PLIF, LIFFamily, LIFSequenceFunction, lif_sequence
+
+__all__ = [
+    "NEURONS",
+    "NeuronModel",
+    "State",
+    "build_neuron",
+    "LIFFamily",
+    "LIF",
+    "IF",
+    "PLIF",
+    "ALIF",
+    "Izhikevich",
+    "LIFSequenceFunction",
+    "lif_sequence",
+]

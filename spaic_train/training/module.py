@@ -1,0 +1,243 @@
+"""``SNNModule``: the LightningModule that trains any spiking network (or any ``nn.Module``)."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .data import unpack_batch
+from .losses import LossLike, check_class_indices, get_loss, is_sequence
+from .metrics import MetricLike, get_metric, metric_name
+from .optimizers import (
+    OptimizerLike,
+    SchedulerContext,
+    SchedulerLike,
+    build_optimizer,
+    build_scheduler,
+    check_optimizer,
+    check_scheduler,
+)
+
+__all__ = ["SNNModule", "infer_num_steps", "seed_rank_rngs"]
+
+
+def infer_num_steps(network: nn.Module) -> Optional[int]:
+    """The number of simulation steps ``T`` of ``network`` if it exposes one (``num_steps``, ``time_steps`` or
+    ``T`` int attribute, or ``run_time / dt``), else ``None``."""
+    for attr in ("num_steps", "time_steps", "T"):
+        value = getattr(network, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    run_time, dt = getattr(network, "run_time", None), getattr(network, "dt", None)
+    if isinstance(run_time, (int, float)) and isinstance(dt, (int, float)) and dt > 0 and run_time > 0:
+        return int(round(run_time / dt))
+    return None
+
+
+def seed_rank_rngs(seed: Optional[int], rank: int) -> int:
+    """Seed this process's ``random``, ``numpy`` and ``torch`` (CPU and CUDA) RNGs with ``seed + rank``.
+
+    Unlike ``lightning.seed_everything`` it leaves ``PL_GLOBAL_SEED`` alone, so the ``DistributedSampler``
+    shuffles identically on every process (and dataloader workers keep Lightning's per-rank/per-worker seeds).
+    With ``seed=None`` a fresh OS-random seed is drawn per process.  Returns the seed used.
+    """
+    if seed is None:
+        s = int.from_bytes(os.urandom(4), "little")
+    else:
+        s = (int(seed) + int(rank)) % (2**32)
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)  # also seeds every CUDA device
+    return s
+
+
+class SNNModule(pl.LightningModule):
+    """Train a spiking network with a loss, an optimizer, an optional LR scheduler and metrics.
+
+    Args:
+        network: the model; ``network(x)`` maps a batch ``x`` ``[B, ...]`` to ``[B, C]`` or, for the
+            ``'sequence'`` decoder, ``[T, B, C]``.  If it has ``apply_constraints()``, that method is called
+            after every optimizer step (weight clamping, sparse masks).
+        loss: a name in :data:`~spaic_train.training.LOSSES` (``'ce_rate'``, ``'ce_count'``, ``'mse_count'``,
+            ``'tet'``, ``'mse'``, ``'ce'``) or a callable ``(output, target) -> scalar``.
+        optimizer: a name in :data:`~spaic_train.training.OPTIMIZERS`, an Optimizer class or a factory.
+        lr: learning rate.
+        optimizer_kwargs: extra optimizer options (``weight_decay``, ``momentum``...).
+        scheduler: ``None`` or a name in :data:`~spaic_train.training.SCHEDULERS`, an LRScheduler class or a
+            factory ``optimizer -> scheduler``.
+        scheduler_kwargs: options overriding the scheduler defaults.
+        metrics: names in :data:`~spaic_train.training.METRICS` or callables ``(output, target) -> scalar``.
+        per_rank_seed: under multi-process training, reseed each process's RNGs with
+            ``PL_GLOBAL_SEED + global_rank`` at fit start, so stochastic encoders (Poisson) and dropout draw
+            different numbers on each process (see :func:`seed_rank_rngs`).
+
+    Logged values (epoch values are sample-weighted means, synchronised across processes):
+    ``train_loss`` (per step and per epoch), ``train_<metric>``, ``val_loss``, ``val_<metric>``, ``test_loss``,
+    ``test_<metric>`` and ``lr`` (mean learning rate of the epoch's steps, first parameter group).
+
+    Unknown loss/optimizer/scheduler/metric names raise a ``ValueError`` here, at construction.  Works with any
+    ``lightning.Trainer``; ``load_from_checkpoint(path, network=net)`` needs the network (and any non-name
+    loss/optimizer/scheduler/metric) passed again.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: LossLike = "ce_rate",
+        optimizer: OptimizerLike = "adam",
+        lr: float = 1e-3,
+        optimizer_kwargs: Optional[dict] = None,
+        scheduler: SchedulerLike = None,
+        scheduler_kwargs: Optional[dict] = None,
+        metrics: Union[Sequence[MetricLike], MetricLike, None] = ("accuracy",),
+        per_rank_seed: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"network must be an nn.Module, got {type(network).__name__}")
+        self.network = network
+        self.loss_fn = get_loss(loss)
+        if getattr(self.loss_fn, "num_steps", "absent") is None:
+            self.loss_fn.num_steps = infer_num_steps(network)
+        check_optimizer(optimizer)
+        check_scheduler(scheduler)
+        self.optimizer_spec = optimizer
+        self.lr = float(lr)
+        self.optimizer_kwargs = dict(optimizer_kwargs or {})
+        self.scheduler_spec = scheduler
+        self.scheduler_kwargs = dict(scheduler_kwargs or {})
+        if metrics is None:
+            metrics = ()
+        elif isinstance(metrics, str) or callable(metrics):
+            metrics = (metrics,)
+        self.metric_fns = {metric_name(m): get_metric(m) for m in metrics}
+        self.per_rank_seed = per_rank_seed
+        self._labels_checked: set[str] = set()
+        simple = (str, int, float, bool, type(None))
+        self.save_hyperparameters(
+            {
+                k: v
+                for k, v in dict(
+                    loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs, scheduler=scheduler,
+                    scheduler_kwargs=scheduler_kwargs, metrics=list(metrics) if metrics else [],
+                ).items()
+                if isinstance(v, simple)
+                or (isinstance(v, dict) and all(isinstance(x, simple) for x in v.values()))
+                or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+            }
+        )
+
+    # ----------------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """``network(x)``: ``[B, ...]`` → ``[B, C]`` or ``[T, B, C]``."""
+        return self.network(x)
+
+    def _check_first_batch(self, stage: str, out: Tensor, y: Tensor) -> None:
+        """Cheap one-off checks on the first batch of each stage: label range and sequence requirement."""
+        if stage in self._labels_checked:
+            return
+        self._labels_checked.add(stage)
+        if getattr(self.loss_fn, "requires_sequence", False) and not is_sequence(out, y):
+            raise ValueError(
+                f"loss {type(self.loss_fn).__name__} needs the output sequence [T, B, C] (decoder 'sequence'); "
+                f"the network returned shape {list(out.shape)} for targets of shape {list(y.shape)}"
+            )
+        if not (torch.is_floating_point(y) or torch.is_complex(y)) and out.dim() >= 2:
+            check_class_indices(y, out.shape[-1])
+
+    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+        x, y = unpack_batch(batch)
+        if y is None:
+            raise ValueError(f"{stage} batches must be (x, y) pairs; got inputs without targets")
+        out = self(x)
+        self._check_first_batch(stage, out, y)
+        loss = self.loss_fn(out, y)
+        bs = int(x.shape[0]) if isinstance(x, Tensor) and x.dim() > 0 else len(y)
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs,
+                 sync_dist=True)
+        for name, fn in self.metric_fns.items():
+            self.log(f"{stage}_{name}", fn(out.detach(), y), on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=bs, sync_dist=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, "train")
+        opt = self.optimizers(use_pl_optimizer=False) if self._trainer is not None else None
+        if isinstance(opt, list):
+            opt = opt[0] if opt else None
+        if opt is not None:
+            self.log("lr", float(opt.param_groups[0]["lr"]), on_step=False, on_epoch=True, batch_size=1)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """The network output for the batch's inputs (targets, if any, are ignored)."""
+        x, _ = unpack_batch(batch)
+        return self(x)
+
+    # ----------------------------------------------------------------------------------------------------
+    def apply_constraints(self) -> None:
+        """Call ``network.apply_constraints()`` (without autograd) when the network has it."""
+        fn = getattr(self.network, "apply_constraints", None)
+        if callable(fn):
+            with torch.no_grad():
+                fn()
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """The optimizer step, then :meth:`apply_constraints` (so weights never leave their bounds)."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self.apply_constraints()
+
+    def on_fit_start(self) -> None:
+        """Per-process RNG seeds under multi-process training (see ``per_rank_seed``)."""
+        if self.per_rank_seed and self.trainer.world_size > 1:
+            base = os.environ.get("PL_GLOBAL_SEED")
+            seed_rank_rngs(int(base) if base is not None else None, self.trainer.global_rank)
+
+    def configure_optimizers(self) -> Any:
+        opt = build_optimizer(self.optimizer_spec, self.parameters(), self.lr, **self.optimizer_kwargs)
+        if self.scheduler_spec is None:
+            return opt
+        trainer = self._trainer
+        max_epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
+        if max_epochs is not None and max_epochs < 0:
+            max_epochs = None
+        total_steps: Optional[int] = None
+        if trainer is not None:
+            try:
+                est = trainer.estimated_stepping_batches
+                total_steps = int(est) if est != float("inf") else None
+            except Exception:
+                total_steps = None
+        ctx = SchedulerContext(lr=self.lr, max_epochs=max_epochs, total_steps=total_steps,
+                               has_validation=_has_validation(trainer))
+        sched = build_scheduler(self.scheduler_spec, opt, ctx, **self.scheduler_kwargs)
+        if sched is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+
+def _has_validation(trainer: Optional[pl.Trainer]) -> bool:
+    """Whether the trainer will run validation (best effort; ``True`` when unknown)."""
+    if trainer is None:
+        return True
+    try:
+        if trainer.limit_val_batches == 0:
+            return False
+        source = trainer.fit_loop.epoch_loop.val_loop._data_source
+        return bool(source.is_defined())
+    except Exception:
+        return True

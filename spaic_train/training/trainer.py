@@ -1,0 +1,302 @@
+"""``fit`` / ``evaluate`` / ``predict``: Keras-style drivers that build a ``lightning.Trainer``.
+
+Seeding.  ``seed=N`` calls ``lightning.seed_everything(N, workers=True)`` in the calling process before
+anything else (weight initialisation done *before* ``fit`` is not affected: seed before building the network
+for end-to-end reproducibility).  Under multi-process strategies every process then reseeds its own RNGs with
+``N + global_rank`` at fit start (``SNNModule(per_rank_seed=True)``), so Poisson encoders and dropout draw
+different numbers on each process while the ``DistributedSampler`` (seeded by ``PL_GLOBAL_SEED = N``) still
+shuffles identically everywhere; dataloader workers get Lightning's ``(N, worker, rank)``-derived seeds.
+Model weights are identical on every process regardless (DDP broadcasts rank 0's).
+
+Multi-process.  ``strategy='ddp'`` relaunches the calling script once per extra device (the script must be
+safe to re-run, e.g. guarded by ``if __name__ == '__main__'``); ``'ddp_spawn'`` runs the fit in child
+processes and copies the trained weights and the History back.  On CPU use ``accelerator='cpu',
+devices=N`` (gloo backend).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+from torch import Tensor, nn
+
+from .data import DataLike, prepare_eval_data, prepare_fit_data, unpack_batch
+from .history import History
+from .module import SNNModule
+
+__all__ = ["evaluate", "fit", "predict"]
+
+# Lightning warnings that are noise for small Keras-style fits
+_QUIET = (
+    r".*does not have many workers.*",
+    r".*The number of training batches .* is smaller than the logging interval.*",
+    r".*You defined a `validation_step` but have no `val_dataloader`.*",
+    r".*Total length of .* across ranks is zero.*",
+    r".*The `srun` command is available.*",
+    r".*GPU available but not used.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+)
+
+
+class _quiet(warnings.catch_warnings):
+    def __enter__(self) -> Any:
+        out = super().__enter__()
+        for pattern in _QUIET:
+            warnings.filterwarnings("ignore", message=pattern)
+        return out
+
+
+def _as_module(module: Union[SNNModule, pl.LightningModule, nn.Module]) -> pl.LightningModule:
+    if isinstance(module, pl.LightningModule):
+        return module
+    if isinstance(module, nn.Module):
+        return SNNModule(module)
+    raise TypeError(f"expected an SNNModule, LightningModule or nn.Module, got {type(module).__name__}")
+
+
+def _make_logger(logger: Union[bool, Logger, Sequence[Logger], None], log_dir: str) -> Any:
+    if logger is True:
+        return TensorBoardLogger(save_dir=str(log_dir), name="spaic_train", default_hp_metric=False)
+    if logger is False or logger is None:
+        return False
+    return logger
+
+
+def _resolve_resume(resume: Optional[str], checkpoint_dir: Optional[str]) -> Optional[str]:
+    if resume is None or resume is False:
+        return None
+    if resume == "last":
+        if checkpoint_dir is None:
+            raise ValueError("resume='last' needs checkpoint_dir (where the last.ckpt of a previous fit is)")
+        path = os.path.join(str(checkpoint_dir), "last.ckpt")
+        if not os.path.exists(path):
+            warnings.warn(f"resume='last': no checkpoint at {path}, training from scratch", stacklevel=3)
+            return None
+        return path
+    path = os.fspath(resume)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"resume checkpoint {path!r} does not exist")
+    return path
+
+
+def _eval_trainer(accelerator: str, devices: Any, precision: Any, enable_progress_bar: bool,
+                  trainer_kwargs: dict) -> pl.Trainer:
+    kwargs = dict(accelerator=accelerator, devices=devices, precision=precision, logger=False,
+                  enable_checkpointing=False, enable_progress_bar=enable_progress_bar, enable_model_summary=False)
+    kwargs.update(trainer_kwargs)
+    return pl.Trainer(**kwargs)
+
+
+def fit(
+    module: Union[SNNModule, pl.LightningModule, nn.Module],
+    x: DataLike,
+    y: Any = None,
+    epochs: int = 1,
+    batch_size: int = 32,
+    validation_data: Any = None,
+    validation_split: float = 0.0,
+    callbacks: Optional[Sequence[pl.Callback]] = None,
+    devices: Any = "auto",
+    accelerator: str = "auto",
+    strategy: Any = "auto",
+    precision: Any = "32-true",
+    logger: Union[bool, Logger, Sequence[Logger]] = True,
+    log_dir: str = "runs",
+    checkpoint_dir: Optional[str] = None,
+    resume: Optional[str] = None,
+    seed: Optional[int] = None,
+    num_workers: int = 0,
+    enable_progress_bar: bool = True,
+    shuffle: bool = True,
+    **trainer_kwargs: Any,
+) -> History:
+    """Train ``module`` and return its :class:`History`.
+
+    Args:
+        module: an :class:`SNNModule` (or any LightningModule; a bare ``nn.Module`` is wrapped in
+            ``SNNModule(module)`` with the defaults; the wrapper is ``history.model``).
+        x, y: training data — arrays ``x`` ``[N, ...]`` with labels ``y`` ``[N]`` / ``[N, C]``, a Dataset, a
+            DataLoader or a LightningDataModule (see :mod:`spaic_train.training.data`).
+        epochs: total number of epochs (a resumed fit continues up to it).
+        batch_size: samples per batch per process (array/Dataset inputs).
+        validation_data: ``(x_val, y_val)``, a Dataset or a DataLoader.
+        validation_split: fraction of the (array/Dataset) training data held out from its end, like Keras.
+        callbacks: extra Lightning callbacks.
+        devices, accelerator, strategy, precision: passed to ``lightning.Trainer`` (e.g. ``devices=2,
+            accelerator='cpu', strategy='ddp'``; ``precision='bf16-mixed'``).
+        logger: ``True`` → ``TensorBoardLogger(log_dir, name='spaic_train')``; ``False`` → none; a Logger (or
+            list) is used as is.
+        log_dir: TensorBoard directory (also the Trainer's ``default_root_dir``).
+        checkpoint_dir: if given, a ``ModelCheckpoint`` saves there every epoch (``last.ckpt`` plus the best by
+            ``val_loss``, or ``train_loss`` without validation); otherwise no checkpoint is written.
+        resume: ``'last'`` (``checkpoint_dir/last.ckpt``, fresh start with a warning if missing) or a path.
+        seed: seeds everything (see the module docstring for the per-process scheme).
+        num_workers: dataloader worker processes (array/Dataset inputs).
+        enable_progress_bar: show Lightning's progress bar.
+        shuffle: shuffle the training data every epoch (array/Dataset inputs; validation is never shuffled).
+        **trainer_kwargs: any other ``lightning.Trainer`` option (``gradient_clip_val``,
+            ``accumulate_grad_batches``, ``limit_train_batches``...).
+
+    Returns:
+        The :class:`History` (``history.history['loss' | 'accuracy' | 'val_loss' | 'val_accuracy' | 'lr']``,
+        one float per epoch).
+
+    Raises:
+        ValueError: empty data, bad ``validation_data``/``validation_split``, labels out of range for the
+            output (first batch), a loss needing a sequence output given a ``[B, C]`` one (first batch).
+    """
+    if seed is not None:
+        pl.seed_everything(int(seed), workers=True, verbose=False)
+    module = _as_module(module)
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    data = prepare_fit_data(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
+                            validation_split=validation_split, num_workers=num_workers, seed=seed)
+
+    history = History()
+    cbs: list[pl.Callback] = [history, *(callbacks or [])]
+    if checkpoint_dir is not None:
+        monitor = "val_loss" if data.has_validation else "train_loss"
+        cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="epoch{epoch:03d}", monitor=monitor,
+                                   mode="min", save_last=True, save_top_k=1, auto_insert_metric_name=False))
+    kwargs: dict[str, Any] = dict(
+        max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
+        logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir), callbacks=cbs,
+        enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=enable_progress_bar,
+        enable_model_summary=False,
+    )
+    if data.train is not None:
+        try:
+            kwargs["log_every_n_steps"] = max(1, min(50, len(data.train)))
+        except TypeError:
+            pass
+    kwargs.update(trainer_kwargs)
+    ckpt_path = _resolve_resume(resume, checkpoint_dir)
+
+    with _quiet():
+        trainer = pl.Trainer(**kwargs)
+        tmp = None
+        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+            fd, tmp = tempfile.mkstemp(prefix="spaic_history_", suffix=".json")
+            os.close(fd)
+            os.remove(tmp)
+            history._export_path = tmp
+        try:
+            if data.datamodule is not None:
+                trainer.fit(module, datamodule=data.datamodule, ckpt_path=ckpt_path)
+            else:
+                trainer.fit(module, train_dataloaders=data.train, val_dataloaders=data.val, ckpt_path=ckpt_path)
+            history._import()
+        finally:
+            history._export_path = None
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
+    history.model = module
+    history.params = {"epochs": epochs, "batch_size": batch_size, "world_size": trainer.world_size,
+                      "steps": trainer.global_step}
+    history.trainer = trainer
+    return history
+
+
+def evaluate(
+    module: Union[SNNModule, pl.LightningModule],
+    x: DataLike,
+    y: Any = None,
+    batch_size: int = 32,
+    accelerator: str = "auto",
+    devices: Any = 1,
+    precision: Any = "32-true",
+    num_workers: int = 0,
+    enable_progress_bar: bool = False,
+    **trainer_kwargs: Any,
+) -> dict[str, float]:
+    """Loss and metrics of ``module`` on ``(x, y)`` (a DataModule's ``test_dataloader``).
+
+    Returns:
+        ``{'loss': ..., '<metric>': ...}`` (e.g. ``{'loss': 0.31, 'accuracy': 0.93}``): sample-weighted means
+        over the whole data.
+    """
+    module = _as_module(module)
+    data = prepare_eval_data(x, y, batch_size=batch_size, num_workers=num_workers, need_targets=True)
+    with _quiet():
+        trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
+        if isinstance(data, pl.LightningDataModule):
+            results = trainer.test(module, datamodule=data, verbose=False)
+        else:
+            results = trainer.test(module, dataloaders=data, verbose=False)
+    merged: dict[str, float] = {}
+    for res in results:
+        merged.update(res)
+    return {(k[len("test_"):] if k.startswith("test_") else k): float(v) for k, v in merged.items()}
+
+
+def predict(
+    module: Union[SNNModule, pl.LightningModule],
+    x: DataLike,
+    batch_size: int = 32,
+    accelerator: str = "auto",
+    precision: Any = "32-true",
+    num_workers: int = 0,
+    time_first: Optional[bool] = None,
+    enable_progress_bar: bool = False,
+    **trainer_kwargs: Any,
+) -> Tensor:
+    """Network outputs for ``x``, concatenated in input order on one device.
+
+    Args:
+        x: inputs ``[N, ...]`` (array, Dataset of ``(x, ...)`` items, DataLoader or a DataModule's
+            ``predict_dataloader``).
+        time_first: whether outputs are ``[T, B, C]`` sequences (concatenated along dim 1).  ``None``: the axis
+            (0 or 1) whose length is every batch's size; if both are (``T`` equals the batch size), time first
+            only when the module's loss needs sequences (``tet``).
+
+    Returns:
+        ``[N, C]`` (or ``[N, *shape]``) for per-sample outputs, ``[T, N, C]`` for sequences; on the CPU.
+    """
+    module = _as_module(module)
+    data = prepare_eval_data(x, None, batch_size=batch_size, num_workers=num_workers, need_targets=False)
+    sizes = _BatchSizes()
+    trainer_kwargs = dict(trainer_kwargs)
+    trainer_kwargs["callbacks"] = [sizes, *(trainer_kwargs.get("callbacks") or [])]
+    with _quiet():
+        trainer = _eval_trainer(accelerator, 1, precision, enable_progress_bar, trainer_kwargs)
+        if isinstance(data, pl.LightningDataModule):
+            outs = trainer.predict(module, datamodule=data)
+        else:
+            outs = trainer.predict(module, dataloaders=data)
+    if outs and isinstance(outs[0], list):  # several predict dataloaders
+        outs = [o for group in outs for o in group]
+    if not outs:
+        raise ValueError("predict: no batch was produced")
+    if time_first is None:
+        fits = [d for d in (0, 1)
+                if all(o.dim() > d and o.shape[d] == b for o, b in zip(outs, sizes.sizes))]
+        if fits == [1]:
+            time_first = True
+        elif fits == [0, 1]:  # T == batch size: ambiguous, ask the loss
+            time_first = bool(getattr(getattr(module, "loss_fn", None), "requires_sequence", False))
+        else:
+            time_first = False
+    return torch.cat([o.detach().float().cpu() if o.dtype == torch.bfloat16 else o.detach().cpu() for o in outs],
+                     dim=1 if time_first else 0)
+
+
+class _BatchSizes(pl.Callback):
+    """Records the size of every predicted batch (to find the batch axis of the outputs)."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                             batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, _ = unpack_batch(batch)
+        self.sizes.append(int(x.shape[0]) if isinstance(x, Tensor) and x.dim() > 0 else -1)

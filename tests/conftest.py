@@ -1,0 +1,20 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Directory of the shared real datasets: ``$SPAIC_TRAIN_DATA``, else ``<repo root>/../shared/data``.
+
+    The path is returned even when it does not exist; tests that need a file skip with a reason naming it.
+    """
+    env = os.environ.get("SPAIC_TRAIN_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"

