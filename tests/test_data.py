@@ -4,7 +4,6 @@ ImageFolder, N-MNIST events.  Real-data tests use the ``shared_data`` fixture an
 from __future__ import annotations
 
 import gzip
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -356,4 +355,3 @@ def test_nmnist_folder_layout_and_errors(tmp_path):
     assert int(y) == 3 and x[0, 1, 6, 5] == 1 and x[2, 0, 8, 7] == 1 and x.sum() == 2
     with pytest.raises(FileNotFoundError, match=r"data\.root"):
         NMNISTDataset(tmp_path, "test")
-    shutil.rmtree(tmp_path / "Train")

@@ -84,6 +84,7 @@ class ClampedNet(nn.Module):
     def __init__(self, bound=0.01):
         super().__init__()
         self.fc = nn.Linear(64, 10)
+        nn.init.uniform_(self.fc.weight, -bound, bound)
         self.bound = bound
         self.calls = 0
 

@@ -367,7 +367,9 @@ class Connection(nn.Module):
                                  f"[H, {x.shape[1]}, *{pre_shape}]")
         T, B = x.shape[0], x.shape[1]
         steps = self.delay_steps()
-        depth = self.history_steps
+        depth = int(self.min_delay_steps)
+        if steps is not None and steps.numel():
+            depth = max(depth, int(steps.max()))
         z = with_history(x, history, depth)
         wi = self._weight_index
         for op in self.synapses[:wi]:

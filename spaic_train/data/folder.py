@@ -141,7 +141,7 @@ def resolve_split_dir(
 
 
 class PILLoader:
-    """Picklable image loader for ``ImageFolder``: opens ``path`` and converts to PIL ``mode`` (``L``/``RGB``/``RGBA``)."""
+    """Picklable ``ImageFolder`` loader: open ``path`` and convert to PIL ``mode`` (``L``/``RGB``/``RGBA``)."""
 
     def __init__(self, mode: str):
         self.mode = mode

@@ -920,23 +920,23 @@ class Feedback:
             src = tgt = "?"
         return f"Feedback({src}→{tgt})" if self.name is None else f"Feedback {self.name!r}"
 
-    def build(self, layers: Dict[str, Layer]) -> Tuple[Layer, Layer, Connection]:
-        """Create the connection between the named layers (called by the model)."""
-        src = self._resolve(self.source, layers, "source")
-        tgt = self._resolve(self.target, layers, "target")
-        self.source, self.target = src.name, tgt.name
-        if self.name is None:
-            self.name = f"fb_{src.name}_to_{tgt.name}"
+    def resolve(self, layers: Dict[str, Layer]) -> Tuple[Layer, Layer]:
+        """The ``(source, target)`` layers among ``layers`` (name → layer of the model)."""
+        return self._resolve(self.source, layers, "source"), self._resolve(self.target, layers, "target")
+
+    def build(self, src: Layer, tgt: Layer, name: str) -> Connection:
+        """Create the connection ``src.group → tgt.group`` named ``name`` (called by the model)."""
+        self.source, self.target, self.name = src.name, tgt.name, name
         kwargs = dict(self.connection_kwargs)
         if self.delay is not None:
             kwargs["delay"] = self.delay
         try:
-            conn = Connection(src.group, tgt.group, name=self.name, link_type=self.link_type,
+            conn = Connection(src.group, tgt.group, name=name, link_type=self.link_type,
                               max_delay=self.max_delay, **kwargs)
         except (ValueError, TypeError) as e:
             raise type(e)(f"{self.label}: {e}") from e
         self.connection = conn
-        return src, tgt, conn
+        return conn
 
     # description ---------------------------------------------------------------------------------------------
     def count_params(self, trainable_only: bool = False) -> int:
