@@ -23,7 +23,6 @@ import math
 
 import torch
 from torch import nn
-
 from workloads import ATAN_ALPHA, BETA, V_RESET, V_TH, base_name, readout
 
 #: Norse 'circ' width with the same half-maximum width as atan(alpha=2): |x| = 1/pi

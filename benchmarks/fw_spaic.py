@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from workloads import ATAN_ALPHA, TAU, V_RESET, V_TH, base_name
 
 NAME = "spaic_train"
@@ -55,16 +54,17 @@ class NetModel:
 
         self.workload = workload
         self.mode = mode
+        self.T = spec["T"]
         self.net = build_network(spaic, workload, spec, params, probe=probe)
 
     def parameters(self):
         return list(self.net.parameters())
 
     def output(self, x):
-        return self.net(x, mode=self.mode)
+        return self.net(x, time_steps=self.T, mode=self.mode)
 
     def probe(self, x):
-        out = self.net(x, mode=self.mode)
+        out = self.net(x, time_steps=self.T, mode=self.mode)
         return list(out) if isinstance(out, tuple) else [out]
 
     def after_step(self):
@@ -134,3 +134,65 @@ def build(workload, spec, params, probe=False):
     if workload == "fastpath-step":
         return NetModel(workload, spec, params, probe=probe, mode="step")
     return NetModel(workload, spec, params, probe=probe)
+
+
+# ------------------------------------------------------------------------------------------ Keras-style API
+KERAS_NAME = "spaic_train-keras"
+
+
+class KerasModel(NetModel):
+    """The same networks written with ``spaic_train.keras`` layers (``Sequential``; ``Model`` with one
+    ``'sequence'`` output per neuron layer when probing)."""
+
+    def __init__(self, workload, spec, params, probe=False):
+        self.workload = workload
+        self.mode = "auto"
+        self.T = spec["T"]
+        self.net = build_keras(workload, spec, params, probe=probe)
+
+
+def build_keras(workload, spec, params, probe=False):
+    from spaic_train import keras
+
+    L = keras.layers
+    w = base_name(workload)
+    nk = dict(tau=TAU, v_th=V_TH, v_reset=V_RESET, reset="hard")
+    sg = {"name": "atan", "alpha": ATAN_ALPHA}
+    feedback = None
+    coding = "spike_rate" if w == "conv" else "spike_counts"
+    if w == "fc":
+        layers = [L.Input((spec["n_in"],), encoder="direct"),
+                  L.Full(spec["n_hid"], neuron_kwargs=nk, surrogate=sg, weight=params["W1"]),
+                  L.Full(spec["n_out"], neuron_kwargs=nk, surrogate=sg, weight=params["W2"])]
+    elif w == "conv":
+        c1, c2, c3 = spec["C"]
+        H = spec["H"]
+        layers = [L.Input((3, H, H), encoder="direct"),
+                  L.Conv2dSyn(c1, 3, padding=1, batchnorm=True, neuron_kwargs=nk, surrogate=sg, weight=params["K1"]),
+                  L.Conv2dSyn(c2, 3, padding=1, batchnorm=True, neuron_kwargs=nk, surrogate=sg, weight=params["K2"]),
+                  L.Pool2d("max", 2),
+                  L.Conv2dSyn(c3, 3, padding=1, batchnorm=True, neuron_kwargs=nk, surrogate=sg, weight=params["K3"]),
+                  L.Pool2d("max", 2),
+                  L.Full(spec["n_out"], neuron_kwargs=nk, surrogate=sg, weight=params["W4"])]
+    elif w == "delay-feedback":
+        d1 = torch.zeros_like(params["D1"]) if probe else params["D1"]
+        layers = [L.Input((spec["n_in"],), encoder="direct"),
+                  L.Full(spec["n_hid"], neuron_kwargs=nk, surrogate=sg, weight=params["W1"],
+                         max_delay=float(spec["max_delay"]), delay=d1, name="h"),
+                  L.Full(spec["n_out"], neuron_kwargs=nk, surrogate=sg, weight=params["W2"], name="out")]
+        feedback = [keras.layers.Feedback("h", "h", weight=params["R"])]
+    else:
+        raise NotImplementedError(f"{KERAS_NAME}: no Keras-style version of workload {workload!r}")
+    if not probe:
+        return keras.Sequential(layers, time_steps=spec["T"], decoder=coding, feedback=feedback)
+    x = layers[0].output
+    outs = []
+    for layer in layers[1:]:
+        x = layer(x)
+        if not isinstance(layer, L.Pool2d):
+            outs.append(x)
+    return keras.Model(layers[0], outs, time_steps=spec["T"], decoder="sequence", feedback=feedback)
+
+
+def build_keras_model(workload, spec, params, probe=False):
+    return KerasModel(workload, spec, params, probe=bool(probe))

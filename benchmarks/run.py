@@ -1,6 +1,7 @@
 """CPU training benchmark: spaic_train vs SpikingJelly, snnTorch and Norse (see benchmarks/README.md).
 
-    python benchmarks/run.py [--workloads lif,fc,conv,delay-feedback] [--frameworks spaic_train,spikingjelly,snntorch,norse]
+    python benchmarks/run.py [--workloads lif,fc,conv,delay-feedback]
+                             [--frameworks spaic_train,spikingjelly,snntorch,norse]
                              [--iters 10] [--warmup 3] [--rounds 2] [--threads 2] [--quick] [--fastpath]
                              [--json benchmarks/results/latest.json]
 
@@ -28,8 +29,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OURS = "spaic_train"
+KERAS = "spaic_train-keras"
 PEERS = ("spikingjelly", "snntorch", "norse")
-ALL_FRAMEWORKS = (OURS, *PEERS)
+ALL_FRAMEWORKS = (OURS, KERAS, *PEERS)
+#: (framework, workload) pairs that are not run: the Keras API has no neuron-only layer
+SKIP = {(KERAS, "lif")}
 RESULT_TAG = "BENCH-RESULT "
 
 
@@ -45,6 +49,10 @@ def _build(framework: str, workload: str, spec: dict, params: dict, probe=False)
         import fw_spaic
 
         return fw_spaic.build(workload, spec, params, probe=probe)
+    if framework == KERAS:
+        import fw_spaic
+
+        return fw_spaic.build_keras_model(workload, spec, params, probe=probe)
     if framework in PEERS:
         import fw_peers
 
@@ -53,7 +61,7 @@ def _build(framework: str, workload: str, spec: dict, params: dict, probe=False)
 
 
 def _version(framework: str) -> str:
-    if framework == OURS:
+    if framework in (OURS, KERAS):
         import fw_spaic
 
         return fw_spaic.version()
@@ -99,7 +107,6 @@ def worker(framework: str, workload: str, args) -> dict:
     _setup_path()
     warnings.filterwarnings("ignore")
     import torch
-
     import workloads as W
 
     torch.set_num_threads(args.threads)
@@ -108,7 +115,7 @@ def worker(framework: str, workload: str, args) -> dict:
     params = W.make_params(workload, spec)
     x, y = W.make_data(workload, spec)
     probe = bool(args.check_out)
-    if probe and workload == "delay-feedback" and framework == OURS:
+    if probe and workload == "delay-feedback" and framework in (OURS, KERAS):
         probe = "zero-delay"
     model = _build(framework, workload, spec, params, probe=probe)
     x = model.prepare_input(x) if hasattr(model, "prepare_input") else x
@@ -238,7 +245,10 @@ def check_agreement(workloads, frameworks, args, log) -> dict:
             out[wl] = {}
             ref_fw = OURS if wl not in ("fastpath",) else None
             files = {}
-            pairs = [(fw, wl) for fw in frameworks] if ref_fw else [(OURS, "fastpath-batched"), (OURS, "fastpath-step")]
+            if ref_fw:
+                pairs = [(fw, wl) for fw in frameworks if (fw, wl) not in SKIP]
+            else:
+                pairs = [(OURS, "fastpath-batched"), (OURS, "fastpath-step")]
             for fw, w in pairs:
                 path = os.path.join(tmp, f"{fw}-{w}.pt")
                 res = _spawn(_worker_cmd(fw, w, args, 0, check_out=path), args)
@@ -281,9 +291,10 @@ def _summary(runs) -> dict:
 
 def run_timing(workloads, frameworks, args, log) -> dict:
     per_round = max(1, math.ceil(args.iters / args.rounds))
-    raw = {wl: {fw: [] for fw in frameworks} for wl in workloads}
+    raw = {wl: {fw: [] for fw in frameworks if (fw, wl) not in SKIP} for wl in workloads}
     for wl in workloads:
-        fws = list(frameworks) if wl != "fastpath" else ["fastpath-batched", "fastpath-step"]
+        fws = [f for f in frameworks if (f, wl) not in SKIP] if wl != "fastpath" else ["fastpath-batched",
+                                                                                         "fastpath-step"]
         for r in range(args.rounds):
             for fw in fws:
                 if wl == "fastpath":

@@ -95,8 +95,8 @@ def make_params(workload: str, spec: dict) -> dict:
     if w == "fc":
         act = spec["n_in"] * spec["p"]
         return {
-            "W1": _normal(g, (spec["n_hid"], spec["n_in"]), 0.1 / act ** 0.5, 1.0 / act ** 0.5),
-            "W2": _normal(g, (spec["n_out"], spec["n_hid"]), 0.02, 1.5 / (0.15 * spec["n_hid"]) ** 0.5),
+            "W1": _normal(g, (spec["n_hid"], spec["n_in"]), 0.0, 1.0 / act ** 0.5),
+            "W2": _normal(g, (spec["n_out"], spec["n_hid"]), 0.0, 1.5 / (0.2 * spec["n_hid"]) ** 0.5),
         }
     if w == "conv":
         c1, c2, c3 = spec["C"]
@@ -107,15 +107,15 @@ def make_params(workload: str, spec: dict) -> dict:
             "K3": _normal(g, (c3, c2, 3, 3), 0.0, (2.0 / (9 * c2)) ** 0.5),
         }
         n_flat = c3 * hw * hw
-        p["W4"] = _normal(g, (spec["n_out"], n_flat), 0.01, 2.0 / (0.2 * n_flat) ** 0.5)
+        p["W4"] = _normal(g, (spec["n_out"], n_flat), 0.0, 2.0 / (0.2 * n_flat) ** 0.5)
         return p
     # delay-feedback and fastpath
     act = spec["n_in"] * spec["p"]
     n_hid = spec["n_hid"]
     p = {
-        "W1": _normal(g, (n_hid, spec["n_in"]), 0.15 / act ** 0.5, 1.0 / act ** 0.5),
-        "R": _normal(g, (n_hid, n_hid), -0.01, 0.5 / (0.2 * n_hid) ** 0.5),
-        "W2": _normal(g, (spec["n_out"], n_hid), 0.02, 1.5 / (0.15 * n_hid) ** 0.5),
+        "W1": _normal(g, (n_hid, spec["n_in"]), 0.05 / act ** 0.5, 1.0 / act ** 0.5),
+        "R": _normal(g, (n_hid, n_hid), 0.0, 0.5 / (0.2 * n_hid) ** 0.5),
+        "W2": _normal(g, (spec["n_out"], n_hid), 0.0, 1.5 / (0.2 * n_hid) ** 0.5),
         "D1": torch.randint(0, spec["max_delay"] + 1, (n_hid, spec["n_in"]), generator=g).float(),
         "D2": torch.randint(0, spec["max_delay"] + 1, (spec["n_out"], n_hid), generator=g).float(),
     }

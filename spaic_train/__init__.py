@@ -41,3 +41,23 @@ __all__ = [
     "xavier_normal",
     "xavier_uniform",
 ]
+
+# Keras-style API (layers, models, save/load) and the Lightning module they train with
+import sys as _sys  # noqa: E402
+
+from . import keras  # noqa: E402
+from .keras import Model, Sequential, layers, load_model, save_model  # noqa: E402
+
+# ``from spaic_train.layers import Full`` works like ``from spaic_train.keras.layers import Full``
+_sys.modules.setdefault(__name__ + ".layers", layers)
+
+__all__ += ["Model", "SNNModule", "Sequential", "keras", "layers", "load_model", "save_model"]
+
+
+def __getattr__(name):
+    # ``SNNModule`` imports Lightning (slow): load it on first use, not on ``import spaic_train``
+    if name == "SNNModule":
+        from .training import SNNModule
+
+        return SNNModule
+    raise AttributeError(f"module 'spaic_train' has no attribute {name!r}")

@@ -7,21 +7,24 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 from torch import nn
 
 ShapeLike = Union[int, Sequence[int], None]
 
 
-def _as_shape(owner: str, shape: ShapeLike) -> Optional[Tuple[int, ...]]:
+def _as_shape(owner: str, shape: ShapeLike) -> Optional[tuple[int, ...]]:
     if shape is None:
         return None
     if isinstance(shape, int):
         shape = (shape,)
     try:
+        if isinstance(shape, (str, bytes)):
+            raise TypeError
         shape = tuple(int(s) for s in shape)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"{owner}: shape must be an int or a sequence of ints, got {shape!r}") from None
     if not shape or any(s <= 0 for s in shape):
         raise ValueError(f"{owner}: shape must be non-empty with positive sizes, got {shape!r}")
@@ -39,7 +42,7 @@ class Assembly(nn.Module):
     """
 
     #: variables this assembly exposes to connections and monitors
-    var_names: Tuple[str, ...] = ("O",)
+    var_names: tuple[str, ...] = ("O",)
 
     def __init__(self, num: Optional[int] = None, shape: ShapeLike = None, name: Optional[str] = None):
         super().__init__()
@@ -61,7 +64,7 @@ class Assembly(nn.Module):
         return f"{type(self).__name__}({self.name!r})" if self.name else type(self).__name__
 
     @property
-    def shape(self) -> Tuple[int, ...]:
+    def shape(self) -> tuple[int, ...]:
         if self._shape is None:
             raise ValueError(f"{self.label}: shape is not known yet (give num= or shape=, or connect it with a conv "
                              "connection that infers it)")

@@ -303,3 +303,15 @@ def test_network_errors():
         empty = spaic.Network()
         empty.g = spaic.NeuronGroup(2)
         empty(torch.rand(1, 2), time_steps=2)
+
+
+def test_record_context_captures_every_group():
+    net = build_random_net(0)
+    x = torch.rand(2, 6, generator=torch.Generator().manual_seed(0))
+    with net.record(("O", "V")) as rec:
+        counts = net(x, time_steps=5)
+    assert set(rec) == {"inp", "g0", "g1", "g2"}
+    assert rec["g1"]["V"].shape == (5, 2, 4) and "V" not in rec["inp"]
+    torch.testing.assert_close(rec["g2"]["O"].sum(0), counts.detach())
+    net(x, time_steps=5)
+    assert rec["g1"]["O"].shape == (5, 2, 4)  # outside the block nothing is refilled

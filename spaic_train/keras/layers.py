@@ -50,7 +50,8 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 
@@ -81,13 +82,25 @@ __all__ = [
 #: registry of layer classes by class name (used by :func:`~spaic_train.keras.load_model`)
 LAYERS: Registry = Registry("layer")
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 
 
 def register_layer(cls):
     """Class decorator: make a :class:`Layer` subclass loadable by name from a saved config."""
     LAYERS.register(cls.__name__)(cls)
     return cls
+
+
+def _reraise(e: Exception, prefix: str):
+    """Raise ``e`` again (same type) with ``prefix: `` in front of its message, unless it is there already."""
+    msg = str(e)
+    if msg.startswith(prefix):
+        raise e
+    try:
+        new = type(e)(f"{prefix}: {msg}")
+    except Exception:  # noqa: BLE001 - exotic exception signature: keep the original
+        raise e from None
+    raise new from e
 
 
 def _fmt_shape(shape) -> str:
@@ -134,6 +147,8 @@ def to_json_value(owner: str, key: str, value):
                 "params": {k: to_json_value(owner, key, v) for k, v in value._params().items()}}
     if isinstance(value, Surrogate):
         return {"name": value.name, "alpha": value.alpha}
+    if isinstance(value, GivenTensor):
+        return {"__tensor__": list(value.shape)}
     if isinstance(value, torch.Tensor) or type(value).__module__ == "numpy":
         shape = list(getattr(value, "shape", ()))
         return {"__tensor__": shape}
@@ -147,12 +162,41 @@ def to_json_value(owner: str, key: str, value):
                     "model config (use names, numbers, lists, dicts, tensors or spaic_train.init initializers)")
 
 
-#: what a tensor argument becomes when a model is rebuilt from its config (the saved weights overwrite it)
+class GivenTensor:
+    """Stands for a tensor argument of a layer rebuilt from a config (its values come with the saved weights).
+
+    When the layer builds, a ``weight`` becomes ``None`` (default init), a ``bias`` or ``delay`` the number 0
+    (so the parameter / buffer exists), anything else ``zeros(shape)``; ``load_state_dict`` then restores
+    the saved values.  Re-serialises as ``{"__tensor__": shape}``.
+    """
+
+    __slots__ = ("shape",)
+
+    def __init__(self, shape):
+        self.shape = tuple(int(s) for s in shape)
+
+    def __eq__(self, other):
+        return isinstance(other, GivenTensor) and other.shape == self.shape
+
+    def __hash__(self):
+        return hash(self.shape)
+
+    def __repr__(self):
+        return f"GivenTensor{self.shape}"
+
+
 _TENSOR_PLACEHOLDERS = {"weight": None, "bias": 0.0, "delay": 0.0}
 
 
+def materialize(key: str, value):
+    """Replace a :class:`GivenTensor` by its build-time placeholder (see there); other values pass."""
+    if isinstance(value, GivenTensor):
+        return _TENSOR_PLACEHOLDERS[key] if key in _TENSOR_PLACEHOLDERS else torch.zeros(value.shape)
+    return value
+
+
 def from_json_value(key: str, value):
-    """Inverse of :func:`to_json_value` (tensors become placeholders the saved state then overwrites)."""
+    """Inverse of :func:`to_json_value` (tensors become :class:`GivenTensor` markers)."""
     if isinstance(value, list):
         return [from_json_value(key, v) for v in value]
     if isinstance(value, dict):
@@ -162,9 +206,7 @@ def from_json_value(key: str, value):
                 raise ValueError(f"unknown initializer {value['__initializer__']!r} in a model config")
             return cls(**{k: from_json_value(k, v) for k, v in value["params"].items()})
         if "__tensor__" in value:
-            if key in _TENSOR_PLACEHOLDERS:
-                return _TENSOR_PLACEHOLDERS[key]
-            return torch.zeros(value["__tensor__"])
+            return GivenTensor(value["__tensor__"])
         return {k: from_json_value(k, v) for k, v in value.items()}
     return value
 
@@ -177,7 +219,7 @@ class _PendingOp:
 
     __slots__ = ("syn", "params", "layer")
 
-    def __init__(self, syn: str, params: Dict[str, Any], layer: "Layer"):
+    def __init__(self, syn: str, params: dict[str, Any], layer: Layer):
         self.syn = syn
         self.params = params
         self.layer = layer
@@ -194,7 +236,7 @@ class SymbolicTensor:
             into the next connection, in order.
     """
 
-    def __init__(self, layer: "Layer", shape: Shape, node, ops: Tuple[_PendingOp, ...] = ()):
+    def __init__(self, layer: Layer, shape: Shape, node, ops: tuple[_PendingOp, ...] = ()):
         self.layer = layer
         self.shape = tuple(shape)
         self.node = node
@@ -204,7 +246,7 @@ class SymbolicTensor:
         return f"<SymbolicTensor shape={_fmt_shape(self.shape)} from {self.layer.label}>"
 
 
-def _as_tensors(owner: str, inputs) -> List[SymbolicTensor]:
+def _as_tensors(owner: str, inputs) -> list[SymbolicTensor]:
     items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     out = []
     for t in items:
@@ -242,10 +284,10 @@ class Layer:
 
     def __init__(self, name: Optional[str] = None):
         self.name = _check_name(type(self).__name__, name)
-        self.inbound: List[SymbolicTensor] = []
+        self.inbound: list[SymbolicTensor] = []
         self.output: Optional[SymbolicTensor] = None
         self.group = None
-        self.connections: List[Connection] = []
+        self.connections: list[Connection] = []
         self._model = None
 
     # ---- identity --------------------------------------------------------------------------------------------
@@ -272,15 +314,12 @@ class Layer:
         try:
             out = self._build(tensors)
         except (ValueError, TypeError) as e:
-            msg = str(e)
-            if not msg.startswith(self.label):
-                msg = f"{self.label}: {msg}"
-            raise type(e)(msg) from e
+            _reraise(e, self.label)
         self.inbound = tensors
         self.output = out
         return out
 
-    def _build(self, inputs: List[SymbolicTensor]) -> SymbolicTensor:
+    def _build(self, inputs: list[SymbolicTensor]) -> SymbolicTensor:
         raise NotImplementedError
 
     def _rename(self) -> None:
@@ -323,12 +362,12 @@ class Layer:
     def delay_description(self) -> str:
         return _delays_text(self.connections)
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         """JSON-able constructor arguments (``cls.from_config(cfg)`` rebuilds an uncalled twin)."""
         return {"name": self.name}
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "Layer":
+    def from_config(cls, config: dict[str, Any]) -> Layer:
         cfg = {k: from_json_value(k, v) for k, v in config.items()}
         extra = cfg.pop("connection_kwargs", None) or {}
         return cls(**cfg, **extra)
@@ -347,11 +386,11 @@ def _delays_text(conns: Sequence[Connection]) -> str:
     return ", ".join(parts) if parts else "-"
 
 
-def _merge_syn_kwargs(owner: str, ops: Sequence[Tuple[str, Dict[str, Any], str]]) -> Dict[str, Any]:
+def _merge_syn_kwargs(owner: str, ops: Sequence[tuple[str, dict[str, Any], str]]) -> dict[str, Any]:
     """Merge the params of the ops of one chain; the same key with two values is an error."""
-    merged: Dict[str, Any] = {}
-    origin: Dict[str, str] = {}
-    for syn, params, who in ops:
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for _syn, params, who in ops:
         for k, v in params.items():
             if k in merged and merged[k] != v:
                 raise ValueError(f"{owner}: the synapse chain of one connection would need {k}={merged[k]!r} (from "
@@ -379,7 +418,7 @@ class _NeuronLayer(Layer):
 
     link_type = "full"
 
-    def __init__(self, neuron: str = "lif", neuron_kwargs: Optional[Dict[str, Any]] = None, surrogate=None,
+    def __init__(self, neuron: str = "lif", neuron_kwargs: Optional[dict[str, Any]] = None, surrogate=None,
                  max_delay: float = 0.0, delay=None, name: Optional[str] = None, **connection_kwargs):
         super().__init__(name=name)
         if not isinstance(neuron, str):
@@ -400,30 +439,30 @@ class _NeuronLayer(Layer):
                 raise TypeError(f"{self.label}: {reserved}= is set by the layer itself")
 
     # hooks ---------------------------------------------------------------------------------------------------
-    def _group_shape(self, inputs: List[SymbolicTensor]) -> Optional[Shape]:
+    def _group_shape(self, inputs: list[SymbolicTensor]) -> Optional[Shape]:
         raise NotImplementedError
 
     def _check_input(self, t: SymbolicTensor) -> None:
         """Raise a ``ValueError`` when ``t`` cannot feed this layer."""
 
-    def _link_kwargs(self) -> Dict[str, Any]:
+    def _link_kwargs(self) -> dict[str, Any]:
         """Link-specific connection kwargs (``out_channels``, ``density``, ...)."""
         return {}
 
-    def _post_ops(self) -> List[Tuple[str, Dict[str, Any]]]:
+    def _post_ops(self) -> list[tuple[str, dict[str, Any]]]:
         """Synapse ops after the weight op, with their params."""
         return []
 
     def _weight_op(self) -> str:
         return "basic"
 
-    def _neuron_params(self) -> Dict[str, Any]:
+    def _neuron_params(self) -> dict[str, Any]:
         params = dict(self.neuron_kwargs)
         if self.surrogate is not None:
             params["surrogate"] = self.surrogate
         return params
 
-    def _connection_defaults(self) -> Dict[str, Any]:
+    def _connection_defaults(self) -> dict[str, Any]:
         """Default weight init of the layer (PyTorch's ``Linear``/``Conv2d`` default) unless one was given."""
         kw = self.connection_kwargs
         if "weight" in kw or "w_mean" in kw or "w_std" in kw:
@@ -433,14 +472,12 @@ class _NeuronLayer(Layer):
     # build ---------------------------------------------------------------------------------------------------
     def _build(self, inputs):
         for t in inputs:
-            if not t.layer.creates_neurons and t.node is None:  # pragma: no cover - defensive
-                raise ValueError(f"input {t!r} has no source group")
             self._check_input(t)
-        group = NeuronGroup(shape=self._group_shape(inputs), model=self.neuron, name=self.name,
-                            **self._neuron_params())
+        shape = self._group_shape(inputs)
+        group = NeuronGroup(shape=shape, model=self.neuron, name=self.name, **self._neuron_params())
         conns = []
         post_ops = self._post_ops()
-        for t in inputs:
+        for i, t in enumerate(inputs):
             ops = [(op.syn, op.params, op.layer.label) for op in t.ops]
             ops += [(s, p, f"{self.label}'s own {s}") for s, p in post_ops]
             syn_kwargs = _merge_syn_kwargs(self.label, ops)
@@ -448,15 +485,16 @@ class _NeuronLayer(Layer):
             kwargs = {**self._connection_defaults(), **self.connection_kwargs, **self._link_kwargs()}
             if self.delay is not None:
                 kwargs["delay"] = self.delay
+            kwargs = {k: materialize(k, v) for k, v in kwargs.items()}
             try:
                 conn = Connection(t.node, group, link_type=self.link_type, syn_type=syn_type,
                                   max_delay=self.max_delay, syn_kwargs=syn_kwargs, **kwargs)
             except ValueError as e:
-                if not group.shape_known or len(inputs) == 1:
+                if shape is not None or i == 0:
                     raise
                 raise ValueError(f"input from {t.layer.label} (shape {_fmt_shape(t.shape)}) does not fit: the "
-                                 f"layer's output shape is {_fmt_shape(group.shape)} (set by its first input); "
-                                 f"{e}") from e
+                                 f"layer's output shape is {_fmt_shape(group.shape)} (set by its first input "
+                                 f"{inputs[0].layer.label}); {e}") from e
             conns.append(conn)
         self.group = group
         self.connections = conns
@@ -531,7 +569,7 @@ class Input(Layer):
         try:
             self.group = Encoder(shape=shape, coding=encoder, name=name, **self.encoder_kwargs)
         except (ValueError, TypeError) as e:
-            raise type(e)(f"{self.label}: {e}") from e
+            _reraise(e, self.label)
         self.output = SymbolicTensor(self, shape, self.group)
 
     def __call__(self, inputs):
@@ -672,7 +710,7 @@ class Conv2dSyn(_NeuronLayer):
 
     def __init__(self, out_channels: int, kernel_size=3, stride=1, padding=0, dilation=1, groups: int = 1,
                  pool: Optional[str] = None, pool_size=2, pool_stride=None, dropout: Optional[float] = None,
-                 batchnorm: Union[bool, Dict[str, Any]] = False, neuron: str = "lif", neuron_kwargs=None,
+                 batchnorm: Union[bool, dict[str, Any]] = False, neuron: str = "lif", neuron_kwargs=None,
                  surrogate=None, max_delay: float = 0.0, delay=None, name: Optional[str] = None,
                  **connection_kwargs):
         super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
@@ -738,7 +776,7 @@ class _FoldLayer(Layer):
     creates_neurons = False
     syn = ""
 
-    def _params(self) -> Dict[str, Any]:
+    def _params(self) -> dict[str, Any]:
         return {}
 
     def _syn_name(self) -> str:
@@ -892,7 +930,7 @@ class Feedback:
             return ref.name
         raise TypeError(f"Feedback: endpoints must be layer names, layers or layer outputs, got {type(ref).__name__}")
 
-    def _resolve(self, ref, layers: Dict[str, Layer], role: str) -> Layer:
+    def _resolve(self, ref, layers: dict[str, Layer], role: str) -> Layer:
         if isinstance(ref, SymbolicTensor):
             ref = ref.layer
         if isinstance(ref, Layer):
@@ -920,7 +958,7 @@ class Feedback:
             src = tgt = "?"
         return f"Feedback({src}→{tgt})" if self.name is None else f"Feedback {self.name!r}"
 
-    def resolve(self, layers: Dict[str, Layer]) -> Tuple[Layer, Layer]:
+    def resolve(self, layers: dict[str, Layer]) -> tuple[Layer, Layer]:
         """The ``(source, target)`` layers among ``layers`` (name → layer of the model)."""
         return self._resolve(self.source, layers, "source"), self._resolve(self.target, layers, "target")
 
@@ -930,11 +968,12 @@ class Feedback:
         kwargs = dict(self.connection_kwargs)
         if self.delay is not None:
             kwargs["delay"] = self.delay
+        kwargs = {k: materialize(k, v) for k, v in kwargs.items()}
         try:
             conn = Connection(src.group, tgt.group, name=name, link_type=self.link_type,
                               max_delay=self.max_delay, **kwargs)
         except (ValueError, TypeError) as e:
-            raise type(e)(f"{self.label}: {e}") from e
+            _reraise(e, self.label)
         self.connection = conn
         return conn
 
@@ -950,14 +989,14 @@ class Feedback:
         text = _delays_text([self.connection])
         return text
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"source": self._ref_name(self.source), "target": self._ref_name(self.target),
                 "link_type": self.link_type, "max_delay": to_json_value(self.label, "max_delay", self.max_delay),
                 "delay": to_json_value(self.label, "delay", self.delay), "name": self.name,
                 "connection_kwargs": to_json_value(self.label, "connection_kwargs", self.connection_kwargs)}
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "Feedback":
+    def from_config(cls, config: dict[str, Any]) -> Feedback:
         cfg = {k: from_json_value(k, v) for k, v in config.items()}
         extra = cfg.pop("connection_kwargs", None) or {}
         return cls(**cfg, **extra)

@@ -19,7 +19,8 @@ Training goes through :class:`~spaic_train.training.SNNModule` and the Lightning
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 
@@ -98,7 +99,7 @@ class Model(Network):
             DECODINGS.get(d, owner=owner)
 
         # ---- graph: inputs first (in the given order), then every layer after its inbound layers
-        order: List[Layer] = [t.layer for t in in_tensors]
+        order: list[Layer] = [t.layer for t in in_tensors]
         if len({id(x) for x in order}) != len(order):
             raise ValueError(f"{owner}: an Input is listed twice in inputs")
         seen = {id(x) for x in order}
@@ -119,7 +120,7 @@ class Model(Network):
 
     # ---------------------------------------------------------------------------------------------- building
     @staticmethod
-    def _visit(layer: Layer, order: List[Layer], seen: set, stack: set) -> None:
+    def _visit(layer: Layer, order: list[Layer], seen: set, stack: set) -> None:
         if id(layer) in seen:
             return
         stack.add(id(layer))
@@ -212,7 +213,7 @@ class Model(Network):
                          f"{fb.count_params():,}", fb.delay_description() + " (>=1 step)"
                          if _is_feedback_edge(self, conn) else fb.delay_description(), conn.pre.name))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        line = "  ".join("{:<%d}" % w for w in widths)
+        line = "  ".join(f"{{:<{w}}}" for w in widths)
         total = sum(widths) + 2 * (len(widths) - 1)
         codings = ", ".join(self.decoder_codings)
         out = [f'Model: "{self.name or type(self).__name__.lower()}" ({type(self).__name__}; '
@@ -231,7 +232,7 @@ class Model(Network):
         return text
 
     # ---------------------------------------------------------------------------------------------- config
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         """JSON-able architecture: the layer graph (each layer's config and inbound layer names), feedback,
         inputs, outputs, decoders, ``time_steps``, ``dt`` and ``name``."""
         layers = []
@@ -245,9 +246,9 @@ class Model(Network):
                 "feedback": [fb.get_config() for fb in self.feedbacks]}
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "Model":
+    def from_config(cls, config: dict[str, Any]) -> Model:
         """Rebuild a model (fresh weights) from :meth:`get_config` output."""
-        outputs_by_name: Dict[str, SymbolicTensor] = {}
+        outputs_by_name: dict[str, SymbolicTensor] = {}
         for entry in config["layers"]:
             layer = LAYERS.get(entry["class_name"], owner="load").from_config(entry["config"])
             if isinstance(layer, Input):
@@ -377,12 +378,13 @@ class Model(Network):
         Dataset / DataLoader / LightningDataModule.  Input shapes and label ranges are checked before the
         trainer starts.  An optimizer state restored by ``load_model`` is loaded into the new optimizer.
         Extra keywords (``enable_progress_bar``, ``num_workers``, ``shuffle``, any ``lightning.Trainer``
-        option) are passed on.
+        option) are passed on.  The model is put in ``train()`` mode first (dropout on, batch norm updating).
         """
         from ..training import fit as _fit
 
         module = self._require_module("fit")
         self._check_data(x, y, validation_data)
+        self.train()  # Lightning keeps the current mode: a model loaded (eval) or just evaluated must train
         cbs = list(callbacks or [])
         if self._pending_optimizer_state is not None and resume is None:
             cbs.append(_RestoreOptimizer(self, self._pending_optimizer_state))
@@ -394,8 +396,11 @@ class Model(Network):
         self.__dict__["_pending_optimizer_state"] = None
         return history
 
-    def evaluate(self, x, y=None, batch_size: int = 32, **kwargs) -> Dict[str, float]:
-        """Loss and metrics on ``(x, y)`` (:func:`spaic_train.training.evaluate`): ``{'loss': ..., 'accuracy': ...}``."""
+    def evaluate(self, x, y=None, batch_size: int = 32, **kwargs) -> dict[str, float]:
+        """Loss and metrics on ``(x, y)`` (:func:`spaic_train.training.evaluate`): ``{"loss": .., "accuracy": ..}``.
+
+        Same data forms and checks as :meth:`fit`; extra keywords go to ``evaluate``.
+        """
         from ..training import evaluate as _evaluate
 
         module = self._require_module("evaluate")
@@ -405,10 +410,13 @@ class Model(Network):
     def predict(self, x, batch_size: int = 32, **kwargs) -> torch.Tensor:
         """Decoded outputs for ``x`` (:func:`spaic_train.training.predict`): ``[N, *output_shape]`` on the CPU
         (``[T, N, ...]`` for the ``'sequence'`` decoder).  Works without :meth:`compile` (in eval mode)."""
+        if len(self.output_layers) != 1 or len(self.input_layers) != 1:
+            raise ValueError(f"{self.label}: predict needs a single-input, single-output model; call the model "
+                             "itself, model(x), for several inputs/outputs")
+        self._check_x(x)
         from ..training import SNNModule
         from ..training import predict as _predict
 
-        self._check_x(x)
         module = self._module if self._module is not None else SNNModule(self, metrics=())
         return _predict(module, x, batch_size=batch_size, **kwargs)
 
@@ -437,7 +445,7 @@ def _check_registered(layer: Layer) -> None:
 
 def _assign_names(layers: Sequence[Layer], owner: str) -> None:
     """Give unnamed layers ``<default_name>``, ``<default_name>_1``, ...; reject duplicate names."""
-    names: Dict[str, Layer] = {}
+    names: dict[str, Layer] = {}
     for layer in layers:
         if layer.name is not None:
             if layer.name in names and names[layer.name] is not layer:
@@ -491,7 +499,7 @@ class Sequential(Model):
             x = layer(x)
         super().__init__(layers[0], x, time_steps=time_steps, decoder=decoder, dt=dt, feedback=feedback, name=name)
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         """JSON-able architecture: the layer list (class name + config), feedback, decoder, ``time_steps``, ``dt``."""
         cfg = super().get_config()
         for entry in cfg["layers"]:
@@ -501,7 +509,7 @@ class Sequential(Model):
         return cfg
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "Sequential":
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
         layers = [LAYERS.get(e["class_name"], owner="load").from_config(e["config"]) for e in config["layers"]]
         return cls(layers, time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
                    dt=config.get("dt", 1.0), feedback=[Feedback.from_config(f) for f in config.get("feedback", [])],

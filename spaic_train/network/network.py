@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, List, Optional
 
 import torch
@@ -99,6 +100,7 @@ class Network(nn.Module):
         self.__dict__["_elements"] = []
         self.__dict__["_plans"] = {}
         self.__dict__["_carry"] = None
+        self.__dict__["_recording"] = None
         self.name = name
         self.dt = dt
         self.time_steps = time_steps
@@ -188,6 +190,22 @@ class Network(nn.Module):
                 node["state"] = {k: v.detach() for k, v in node["state"].items()}
                 node["history"] = {k: v.detach() for k, v in node["history"].items()}
 
+    @contextlib.contextmanager
+    def record(self, var_names=("O",)):
+        """Record variables of every assembly during the runs inside a ``with`` block.
+
+        Yields a dict ``{assembly name: {var: tensor [T, B, *shape]}}`` (detached) refilled by each
+        run; variables an assembly does not have (an encoder's ``'V'``) are skipped.  Used by
+        monitoring callbacks; outside the block nothing extra is kept.
+        """
+        out: Dict[str, Dict[str, torch.Tensor]] = {}
+        previous = self._recording
+        self.__dict__["_recording"] = (tuple(var_names), out)
+        try:
+            yield out
+        finally:
+            self.__dict__["_recording"] = previous
+
     # ------------------------------------------------------------------ running
     def forward(self, x, time_steps: Optional[int] = None, reset: bool = True, mode: str = "auto"):
         plan = self.compile_plan(mode)
@@ -211,17 +229,21 @@ class Network(nn.Module):
         elif carry.get("batch") != B:
             raise ValueError(f"{self.label}: reset=False continues a run with batch size {carry.get('batch')}, "
                              f"but this input has batch size {B}")
+        keep = plan.keep
+        if self._recording is not None:
+            extra = set(self._recording[0])
+            keep = {v: plan.keep[v] | (extra & set(n.var_names)) for v, n in enumerate(plan.nodes)}
         records: Dict[int, Dict[str, torch.Tensor]] = {}
         finals: Dict[int, Dict[str, torch.Tensor]] = {}
         for i, seq in encoded.items():
             records[i] = {"O": seq}
         for stage in plan.stages:
             if stage.stepped:
-                self._run_stepped(plan, stage, records, finals, carry, T, B)
+                self._run_stepped(plan, keep, stage, records, finals, carry, T, B)
             else:
                 (v,) = stage.nodes
                 if v not in records:
-                    self._run_batched(plan, v, records, finals, carry, T)
+                    self._run_batched(plan, keep, v, records, finals, carry, T)
 
         new_carry = {"batch": B}
         for v, node in enumerate(plan.nodes):
@@ -234,6 +256,11 @@ class Network(nn.Module):
             new_carry[v] = {"state": finals.get(v, {}), "history": hist}
         self.__dict__["_carry"] = new_carry
 
+        if self._recording is not None:
+            wanted, out = self._recording
+            out.clear()
+            for v, node in enumerate(plan.nodes):
+                out[node.name] = {var: records[v][var].detach() for var in wanted if var in records[v]}
         for m in plan.monitors:
             m.record(records[plan.index[id(m.target)]][m.var_name], dt)
         if not plan.decoders:
@@ -282,7 +309,7 @@ class Network(nn.Module):
             return carry[v]["state"]
         return group.neuron.initial_state(like)
 
-    def _run_batched(self, plan: _Plan, v: int, records, finals, carry, T: int) -> None:
+    def _run_batched(self, plan: _Plan, keep: Dict[int, set], v: int, records, finals, carry, T: int) -> None:
         group = plan.nodes[v]
         isyn = vkick = None
         for k in plan.incoming[v]:
@@ -296,16 +323,16 @@ class Network(nn.Module):
             some = next(iter(records.values()))["O"]
             total = some.new_zeros((T, some.shape[1], *group.shape))
         state = self._initial_state(group, v, carry, total[0])
-        O, final, vseq = group.neuron.run_sequence(total, state, return_v="V" in plan.keep[v])
+        O, final, vseq = group.neuron.run_sequence(total, state, return_v="V" in keep[v])
         rec = {"O": O}
         if vseq is not None:
             rec["V"] = vseq
-        if "Isyn" in plan.keep[v]:
+        if "Isyn" in keep[v]:
             rec["Isyn"] = isyn if isyn is not None else torch.zeros_like(total)
         records[v] = rec
         finals[v] = final
 
-    def _run_stepped(self, plan: _Plan, stage: Stage, records, finals, carry, T: int, B: int) -> None:
+    def _run_stepped(self, plan: _Plan, keep: Dict[int, set], stage: Stage, records, finals, carry, T: int, B: int) -> None:
         external: Dict[int, Dict[str, Optional[torch.Tensor]]] = {v: {"Isyn": None, "V": None} for v in stage.nodes}
         for k in stage.external:
             b = plan.edges[k][1]
@@ -313,7 +340,7 @@ class Network(nn.Module):
             out = self._conn_input(plan, k, records, carry)
             external[b][var] = out if external[b][var] is None else external[b][var] + out
         groups = [v for v in stage.nodes if v not in records]  # encoders are already encoded
-        steps: Dict[int, Dict[str, List[torch.Tensor]]] = {v: {var: [] for var in plan.keep[v]} for v in stage.nodes}
+        steps: Dict[int, Dict[str, List[torch.Tensor]]] = {v: {var: [] for var in keep[v]} for v in stage.nodes}
         for v in stage.nodes:
             if v in records:
                 steps[v]["O"] = list(records[v]["O"].unbind(0))

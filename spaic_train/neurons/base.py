@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from ..surrogate import Surrogate, get_surrogate
 
 __all__ = ["NeuronModel", "NEURONS", "build_neuron", "State"]
 
-State = Dict[str, torch.Tensor]
+State = dict[str, torch.Tensor]
 
 #: registry of :class:`NeuronModel` subclasses (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``)
 NEURONS: Registry = Registry("neuron model")
@@ -45,8 +45,8 @@ class NeuronModel(nn.Module):
             ``{alias: canonical}`` (e.g. ``{'tau_m': 'tau'}``).
     """
 
-    state_names: Tuple[str, ...] = ("V",)
-    param_aliases: Dict[str, str] = {}
+    state_names: tuple[str, ...] = ("V",)
+    param_aliases: dict[str, str] = {}
     #: registry name (set by subclasses), used in messages
     model_name: str = "neuron"
 
@@ -80,7 +80,7 @@ class NeuronModel(nn.Module):
             raise ValueError(f"{self._where()}{name} must be a finite number, got {value!r}")
         return float(value)
 
-    def _check_choice(self, name: str, value: Any, allowed: Tuple[str, ...]) -> str:
+    def _check_choice(self, name: str, value: Any, allowed: tuple[str, ...]) -> str:
         if not isinstance(value, str) or value.lower() not in allowed:
             raise ValueError(f"{self._where()}unknown {name} {value!r}; allowed: {', '.join(allowed)}")
         return value.lower()
@@ -106,7 +106,7 @@ class NeuronModel(nn.Module):
         """
         return {name: torch.zeros_like(like) for name in self.state_names}
 
-    def step(self, I_t: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
+    def step(self, I_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """Advance one time step ``dt``.
 
         Args:
@@ -121,7 +121,7 @@ class NeuronModel(nn.Module):
 
     def run_sequence(
         self, I: torch.Tensor, state: Optional[State] = None, return_v: bool = False
-    ) -> Tuple[torch.Tensor, State, Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, State, Optional[torch.Tensor]]:
         """Integrate a whole sequence.
 
         Args:
@@ -152,7 +152,7 @@ class NeuronModel(nn.Module):
         return O, state
 
     @classmethod
-    def allowed_params(cls) -> Tuple[str, ...]:
+    def allowed_params(cls) -> tuple[str, ...]:
         """Keyword parameters :func:`build_neuron` accepts for this model (aliases included)."""
         names = [p.name for p in inspect.signature(cls.__init__).parameters.values()
                  if p.name not in ("self", "owner") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -179,7 +179,7 @@ def build_neuron(name, owner: str = "", **params) -> NeuronModel:
         cls = NEURONS.get(name, owner=owner)
     where = f"{owner}: " if owner else ""
     allowed = cls.allowed_params()
-    resolved: Dict[str, Any] = {}
+    resolved: dict[str, Any] = {}
     for key, value in params.items():
         canon = cls.param_aliases.get(key, key)
         if key not in allowed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 
@@ -43,7 +43,7 @@ class Izhikevich(NeuronModel):
     """
 
     model_name = "izhikevich"
-    state_names: Tuple[str, ...] = ("V", "u")
+    state_names: tuple[str, ...] = ("V", "u")
 
     def __init__(self, a: float = 0.02, b: float = 0.2, c: float = -65.0, d: float = 8.0, v_th: float = 30.0,
                  surrogate: Any = "atan", surrogate_alpha: Optional[float] = None, detach_reset: bool = False,
@@ -65,7 +65,7 @@ class Izhikevich(NeuronModel):
         """``V = c``, ``u = b * c`` (resting on the reset potential), shaped like ``like``."""
         return {"V": torch.full_like(like, self.c), "u": torch.full_like(like, self.b * self.c)}
 
-    def step(self, I_t: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
+    def step(self, I_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         V, u = state["V"], state["u"]
         dt = self.dt
         V_new = V + dt * (0.04 * V * V + 5.0 * V + 140.0 - u + I_t)

@@ -47,6 +47,7 @@ class History(pl.Callback):
         epoch: epoch indices (0-based; a resumed fit continues the numbering).
         params: fit parameters (``epochs``, ``batch_size``, ``steps``...), filled by ``fit``.
         model: the trained :class:`~spaic_train.training.SNNModule`, set by ``fit``.
+        trainer: the ``lightning.Trainer`` of the fit (optimizer state, checkpoint paths...), set by ``fit``.
     """
 
     def __init__(self) -> None:
@@ -55,6 +56,7 @@ class History(pl.Callback):
         self.epoch: list[int] = []
         self.params: dict[str, Any] = {}
         self.model: Any = None
+        self.trainer: Any = None
         self._export_path: Optional[str] = None
 
     # --- recording -------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 #: Registry of loss classes; each is constructed with its keyword options and called as ``loss(output, target)``.
-LOSSES: Registry = Registry("loss")
+LOSSES: Registry = Registry("loss function")
 
 LossLike = Union[str, Callable[[Tensor, Tensor], Tensor]]
 

@@ -215,13 +215,16 @@ class SNNModule(pl.LightningModule):
         max_epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
         if max_epochs is not None and max_epochs < 0:
             max_epochs = None
-        total_steps: Optional[int] = None
-        if trainer is not None:
+
+        def total_steps() -> Optional[int]:
+            if trainer is None:
+                return None
             try:
                 est = trainer.estimated_stepping_batches
-                total_steps = int(est) if est != float("inf") else None
             except Exception:
-                total_steps = None
+                return None
+            return int(est) if est != float("inf") else None
+
         ctx = SchedulerContext(lr=self.lr, max_epochs=max_epochs, total_steps=total_steps,
                                has_validation=_has_validation(trainer))
         sched = build_scheduler(self.scheduler_spec, opt, ctx, **self.scheduler_kwargs)

@@ -17,7 +17,8 @@ Schedulers (stepped once per epoch unless noted; keyword options override the de
 * ``onecycle``: :class:`~torch.optim.lr_scheduler.OneCycleLR`, ``max_lr = lr``, ``total_steps`` = the
   trainer's estimated optimizer steps; stepped every optimizer step;
 * ``plateau``: :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` monitoring ``val_loss`` (``train_loss``
-  when there is no validation data; ``monitor=`` overrides), ``factor=0.1``, ``patience=10``;
+  when there is no validation data; ``monitor=`` overrides; ``mode`` is ``'max'`` for accuracy-like names),
+  ``factor=0.1``, ``patience=10``; an epoch where the monitored value is missing is skipped with a warning;
 * or a :class:`~torch.optim.lr_scheduler.LRScheduler` subclass (``cls(optimizer, **kwargs)``), a factory
   ``optimizer -> scheduler``, or a full Lightning scheduler config ``dict``-returning factory.
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
@@ -111,21 +111,33 @@ def build_optimizer(optimizer: OptimizerLike, params: Iterable, lr: float = 1e-3
     return opt
 
 
-@dataclass
 class SchedulerContext:
     """What a scheduler factory may need to know about the run.
 
     Attributes:
         lr: base learning rate.
         max_epochs: the trainer's ``max_epochs`` (``None`` when unbounded).
-        total_steps: estimated number of optimizer steps of the whole fit (``None`` when unknown).
+        total_steps: estimated number of optimizer steps of the whole fit (``None`` when unknown); computed on
+            first access only (it may need to load the training dataloader).
         has_validation: whether validation data is attached (decides ``plateau``'s default monitor).
     """
 
-    lr: float
-    max_epochs: Optional[int] = None
-    total_steps: Optional[int] = None
-    has_validation: bool = True
+    def __init__(self, lr: float, max_epochs: Optional[int] = None,
+                 total_steps: Union[int, None, Callable[[], Optional[int]]] = None, has_validation: bool = True):
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self._total_steps = total_steps
+        self.has_validation = has_validation
+
+    @property
+    def total_steps(self) -> Optional[int]:
+        if callable(self._total_steps):
+            self._total_steps = self._total_steps()
+        return self._total_steps
+
+    def __repr__(self) -> str:
+        return (f"SchedulerContext(lr={self.lr}, max_epochs={self.max_epochs}, "
+                f"has_validation={self.has_validation})")
 
 
 def _need(value: Optional[int], what: str, name: str, kwarg: str) -> int:
@@ -175,7 +187,7 @@ def _plateau(optimizer: Optimizer, ctx: SchedulerContext, **kw: Any) -> dict:
     kw.setdefault("factor", 0.1)
     kw.setdefault("patience", 10)
     return {"scheduler": lrs.ReduceLROnPlateau(optimizer, mode=mode, **kw), "interval": "epoch",
-            "monitor": monitor, "strict": True}
+            "monitor": monitor, "strict": False}
 
 
 def check_scheduler(scheduler: SchedulerLike) -> None:

@@ -163,7 +163,7 @@ def fit(
                             validation_split=validation_split, num_workers=num_workers, seed=seed)
 
     history = History()
-    cbs: list[pl.Callback] = [history, *(callbacks or [])]
+    cbs: list[pl.Callback] = [history, *(callbacks or []), *(trainer_kwargs.pop("callbacks", None) or [])]
     if checkpoint_dir is not None:
         monitor = "val_loss" if data.has_validation else "train_loss"
         cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="epoch{epoch:03d}", monitor=monitor,

@@ -1,0 +1,316 @@
+"""Structured configs of the Hydra entry point (``python train.py`` / ``spaic-train``), registered in Hydra's
+``ConfigStore`` by :func:`register_configs`.
+
+The composed config has one section per config group, each mapping 1:1 onto constructor arguments:
+
+==============  ===========================================  ===============================================
+section         schema                                       becomes
+==============  ===========================================  ===============================================
+``data``        ``DataConfig_<name>`` (generated from the    ``build_datamodule(**cfg.data)``
+                datamodule's ``__init__`` signature)
+``model``       :class:`ModelConfig`                         :func:`spaic_train.cli.build_model`: an
+                                                             ``Input`` + the ``layers`` list (each entry
+                                                             ``{type: <Layer class>, **constructor args}``)
+                                                             in a ``Sequential`` with ``feedback``
+``optimizer``   :class:`OptimizerConfig`                     ``model.compile(optimizer=name, lr=lr,
+                                                             optimizer_kwargs=kwargs, scheduler=scheduler,
+                                                             scheduler_kwargs=scheduler_kwargs, ...)``
+``trainer``     :class:`TrainerConfig`                       ``model.fit(epochs=max_epochs, ...)``; the
+                                                             Lightning options go to ``lightning.Trainer``
+``monitor``     :class:`MonitorConfig`                       :class:`~spaic_train.monitoring.TensorBoardMonitor`
+==============  ===========================================  ===============================================
+
+Validation happens at composition, before anything is built: a key that is not in the schema
+(``trainer.max_epoch=1``, or a typo in a YAML file) or a value of the wrong type
+(``trainer.max_epochs=abc``) stops Hydra with an error naming the full key.  Layer entries are free-form
+dicts checked against the layer's constructor when the model is built (still before training).
+
+Values are never ``eval``-ed.  Initializers are written as dicts ``{init: kaiming_uniform, a: ${sqrt:5}}``
+(names of :mod:`spaic_train.init` functions); the ``sqrt`` and ``mul`` resolvers compute square roots and
+products (:data:`RESOLVERS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+from omegaconf import MISSING, OmegaConf
+
+__all__ = [
+    "Config",
+    "InputConfig",
+    "ModelConfig",
+    "MonitorConfig",
+    "OptimizerConfig",
+    "PathsConfig",
+    "TrainerConfig",
+    "data_schema",
+    "data_schemas",
+    "register_configs",
+]
+
+
+@dataclass
+class InputConfig:
+    """The model's ``Input`` layer: ``Input(shape, encoder=encoder, **encoder_kwargs)``.
+
+    Attributes:
+        encoder: ``direct`` (value as input current every step), ``poisson``, ``bernoulli``, ``latency`` or
+            ``passthrough`` (data is already a ``[T, B, ...]`` sequence, e.g. N-MNIST).
+        encoder_kwargs: coding options (``max_rate`` for poisson, ...).
+        shape: sample shape without batch/time; ``null`` takes the datamodule's ``input_shape``.
+    """
+
+    encoder: str = "direct"
+    encoder_kwargs: Dict[str, Any] = field(default_factory=dict)
+    shape: Optional[List[int]] = None
+
+
+@dataclass
+class ModelConfig:
+    """A ``Sequential`` model plus its loss and metrics (the model-dependent ``compile`` arguments).
+
+    Attributes:
+        name: model name (shown by ``summary``).
+        vars: free values the other keys may interpolate, e.g. ``units: ${model.vars.hidden}`` (so a sweep can
+            change one number that several layers use).
+        time_steps: simulation steps ``T`` for static inputs; ``null`` for sequence data (``T`` from the data).
+        dt: step in ms.
+        decoder: ``spike_rate``, ``spike_counts``, ``mean_voltage``, ``max_voltage``, ``first_spike``, ``sequence``.
+        input: the :class:`InputConfig`.
+        layers: the layers after the input, each ``{type: Full | Conv2dSyn | Flatten | Dropout | Pool2d |
+            OneToOne | SparseRandom, <constructor argument>: value, ...}``.
+        feedback: ``Feedback`` connections, each ``{source: <layer name>, target: <layer name>, max_delay: ms,
+            ...}`` (``Feedback`` constructor arguments).
+        loss: loss name (``ce_rate``, ``ce_count``, ``mse_count``, ``tet``, ``mse``, ``ce``).
+        loss_kwargs: options of the loss (e.g. ``{scale: 5.0}`` for ``ce_rate``).
+        metrics: metric names.
+    """
+
+    name: Optional[str] = None
+    vars: Dict[str, Any] = field(default_factory=dict)
+    time_steps: Optional[int] = 8
+    dt: float = 1.0
+    decoder: str = "spike_rate"
+    input: InputConfig = field(default_factory=InputConfig)
+    layers: List[Dict[str, Any]] = field(default_factory=list)
+    feedback: List[Dict[str, Any]] = field(default_factory=list)
+    loss: str = "ce_rate"
+    loss_kwargs: Dict[str, Any] = field(default_factory=dict)
+    metrics: List[str] = field(default_factory=lambda: ["accuracy"])
+
+
+@dataclass
+class OptimizerConfig:
+    """``compile`` arguments of the optimizer and learning-rate schedule.
+
+    Attributes:
+        name: ``adam``, ``adamw``, ``sgd``, ``rmsprop`` (→ ``optimizer=``).
+        lr: learning rate (→ ``lr=``).
+        kwargs: extra optimizer options such as ``weight_decay``, ``momentum`` (→ ``optimizer_kwargs=``).
+        scheduler: ``null``, ``cosine``, ``step``, ``exponential``, ``onecycle``, ``plateau`` (→ ``scheduler=``).
+        scheduler_kwargs: scheduler options (→ ``scheduler_kwargs=``).
+    """
+
+    name: str = "adam"
+    lr: float = 1e-3
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    scheduler: Optional[str] = None
+    scheduler_kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainerConfig:
+    """``fit`` / ``lightning.Trainer`` options.
+
+    Lightning options keep their ``lightning.Trainer`` names; ``null`` leaves Lightning's default.
+
+    Attributes:
+        max_epochs: epochs (→ ``fit(epochs=...)``).
+        accelerator, devices, strategy, precision: as ``lightning.Trainer`` (``devices`` may be an int, a list or
+            ``auto``).
+        limit_train_batches, limit_val_batches, limit_test_batches: int (batches) or float (fraction) per epoch.
+        num_sanity_val_steps, gradient_clip_val, accumulate_grad_batches, log_every_n_steps, deterministic,
+            benchmark, enable_progress_bar: as ``lightning.Trainer``.
+        logger: ``tensorboard`` (default; ``<output dir>/tb``), ``csv`` or ``none``.
+        checkpoint: save ``last.ckpt`` and the best checkpoint in ``<output dir>/checkpoints``.
+        resume: ``last`` or a checkpoint path to continue from.
+        test: evaluate on the test split after training.
+        num_threads: ``torch.set_num_threads`` (``null``: PyTorch's default).
+    """
+
+    max_epochs: int = 10
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    precision: str = "32-true"
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    num_sanity_val_steps: Optional[int] = None
+    gradient_clip_val: Optional[float] = None
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: Optional[int] = None
+    deterministic: Optional[bool] = None
+    benchmark: Optional[bool] = None
+    enable_progress_bar: bool = True
+    logger: str = "tensorboard"
+    checkpoint: bool = True
+    resume: Optional[str] = None
+    test: bool = True
+    num_threads: Optional[int] = None
+
+
+@dataclass
+class MonitorConfig:
+    """TensorBoard monitoring (:class:`~spaic_train.monitoring.TensorBoardMonitor`), used with ``logger=tensorboard``.
+
+    Attributes:
+        enabled: add the monitor.
+        num_samples: size of the fixed validation sample the network is run on at each logging epoch.
+        raster_sample: which sample of it is drawn as the spike raster.
+        max_raster_neurons: neurons per layer drawn in the raster (evenly spaced when the layer is larger).
+        every_n_epochs: log every n-th epoch (the last epoch is always logged).
+        histograms: log membrane-potential and weight histograms.
+    """
+
+    enabled: bool = True
+    num_samples: int = 32
+    raster_sample: int = 0
+    max_raster_neurons: int = 256
+    every_n_epochs: int = 1
+    histograms: bool = True
+
+
+@dataclass
+class PathsConfig:
+    """Locations referenced by the group configs (``${paths.data}/mnist``).
+
+    Attributes:
+        data: datasets root: ``$SPAIC_TRAIN_DATA`` if set, else ``data`` (relative to the launch directory).
+    """
+
+    data: str = "${oc.env:SPAIC_TRAIN_DATA,data}"
+
+
+@dataclass
+class Config:
+    """The whole run: the group sections plus run-level options.
+
+    Attributes:
+        seed: seeds everything before the model is built (``null``: not seeded).
+        save_model: write ``model.pt`` (``spaic_train.load_model``) into the output directory.
+        summary: print the model summary before training.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: Any = MISSING
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: Optional[int] = 0
+    save_model: bool = True
+    summary: bool = True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data schemas, generated from the datamodule constructors (so they can never drift from the code)
+# ---------------------------------------------------------------------------------------------------------------
+_PRIMITIVES = (int, float, bool, str)
+
+
+def _omegaconf_type(tp: Any) -> Any:
+    """Map a constructor annotation onto a type OmegaConf can validate (``Any`` when it cannot)."""
+    origin = typing.get_origin(tp)
+    if tp in _PRIMITIVES or tp is Any:
+        return tp
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(tp))
+        inner = _omegaconf_type(args[0]) if len(args) == 1 else Any
+        return Optional[inner] if optional and inner is not Any else inner
+    if origin in (list, tuple, Sequence, typing.Sequence, List):
+        args = typing.get_args(tp)
+        if args and args[0] in _PRIMITIVES and (origin is not tuple or len(args) == 1 or args[1] is Ellipsis
+                                                 or len(set(args)) == 1):
+            return List[args[0]]
+        return Any
+    return Any
+
+
+def data_schema(name: str) -> type:
+    """The structured-config dataclass of dataset ``name``: a ``name`` field plus one field per argument of
+    the datamodule's ``__init__`` (same names, types and defaults)."""
+    from spaic_train.data import DATASETS
+
+    canonical = DATASETS.canonical(name)
+    cls = DATASETS.get(canonical, owner="data.name")
+    hints = typing.get_type_hints(cls.__init__)
+    fields: list = [("name", str, field(default=canonical))]
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        tp = _omegaconf_type(hints.get(p.name, Any))
+        if p.default is inspect.Parameter.empty:
+            fields.append((p.name, tp, field(default=MISSING)))
+        elif isinstance(p.default, (list, tuple)):
+            fields.append((p.name, tp, field(default_factory=lambda d=p.default: list(d))))
+        else:
+            fields.append((p.name, tp, field(default=p.default)))
+    schema = dataclasses.make_dataclass(f"DataConfig_{canonical}", fields)
+    schema.__doc__ = f"``data`` section for {cls.__name__} (``build_datamodule(**cfg.data)``)."
+    return schema
+
+
+def data_schemas() -> dict[str, type]:
+    """``{dataset name: schema}`` for every registered dataset."""
+    from spaic_train.data import DATASETS
+
+    return {n: data_schema(n) for n in DATASETS.names()}
+
+
+def _sqrt(x: Any) -> float:
+    return math.sqrt(float(x))
+
+
+def _mul(*xs: Any) -> Any:
+    out: Any = 1
+    for x in xs:
+        out = out * x
+    return out
+
+
+#: OmegaConf resolvers usable in configs: ``${sqrt:5}`` (a float) and ``${mul:2,${model.vars.width}}`` (product)
+RESOLVERS = {"sqrt": _sqrt, "mul": _mul}
+
+
+_REGISTERED = False
+
+
+def register_configs() -> None:
+    """Register the schemas in Hydra's ``ConfigStore`` and the :data:`RESOLVERS` (idempotent).
+
+    Stored: ``config_schema`` (:class:`Config`, the primary config's base) and ``schema/data/<name>`` per
+    dataset (the base of ``conf/data/<name>.yaml``).
+    """
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for name, schema in data_schemas().items():
+        cs.store(group="schema/data", name=name, node=schema)
+    _REGISTERED = True
