@@ -144,6 +144,8 @@ class KerasModel(NetModel):
     """The same networks written with ``spaic_train.keras`` layers (``Sequential``; ``Model`` with one
     ``'sequence'`` output per neuron layer when probing)."""
 
+    note = "exact (Keras-style API on the same core)"
+
     def __init__(self, workload, spec, params, probe=False):
         self.workload = workload
         self.mode = "auto"

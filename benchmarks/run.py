@@ -255,7 +255,7 @@ def check_agreement(workloads, frameworks, args, log) -> dict:
                 key = fw if ref_fw else w
                 if "error" in res:
                     out[wl][key] = {"error": res["error"]}
-                    log(f"  agreement {wl:15s} {key:16s} ERROR {res['error'][:200]}")
+                    log(f"  agreement {wl:15s} {key:18s} ERROR {res['error'][:200]}")
                     continue
                 files[key] = torch.load(path)
             ref_key = OURS if ref_fw else "fastpath-batched"
@@ -267,9 +267,9 @@ def check_agreement(workloads, frameworks, args, log) -> dict:
                 out[wl][key] = _agreement(files[ref_key], spikes)
                 a = out[wl][key]
                 if "error" in a:
-                    log(f"  agreement {wl:15s} {key:16s} ERROR {a['error']}")
+                    log(f"  agreement {wl:15s} {key:18s} ERROR {a['error']}")
                 else:
-                    log(f"  agreement {wl:15s} {key:16s} {a['fraction']:.6f}  (per layer "
+                    log(f"  agreement {wl:15s} {key:18s} {a['fraction']:.6f}  (per layer "
                         f"{', '.join(f'{v:.4f}' for v in a['per_layer'])}; ref. rates "
                         f"{', '.join(f'{v:.3f}' for v in a['ref_rates'])})")
     return out
@@ -304,12 +304,12 @@ def run_timing(workloads, frameworks, args, log) -> dict:
                     res = _spawn(_worker_cmd(fw, wl, args, per_round), args)
                     raw[wl][fw].append(res)
                 msg = res.get("error") or f"median {statistics.median(res['times_ms']):.1f} ms"
-                log(f"  round {r + 1}/{args.rounds} {wl:15s} {fw:16s} {msg[:200]}")
+                log(f"  round {r + 1}/{args.rounds} {wl:15s} {fw:18s} {msg[:200]}")
     return {wl: {fw: _summary(runs) for fw, runs in d.items() if runs} for wl, d in raw.items()}
 
 
 def _fmt_table(results, agreement) -> str:
-    head = (f"{'workload':15s} {'framework':16s} {'ms/iter':>10s} {'[q1, q3]':>19s} {'ours/peer':>9s} "
+    head = (f"{'workload':15s} {'framework':18s} {'ms/iter':>10s} {'[q1, q3]':>19s} {'ours/peer':>9s} "
             f"{'peak MB':>8s} {'agreement':>10s}  note")
     lines = [head, "-" * len(head)]
     for wl, d in results.items():
@@ -318,12 +318,12 @@ def _fmt_table(results, agreement) -> str:
         ours = d.get(OURS, {}).get("median_ms")
         for fw, s in d.items():
             if "error" in s:
-                lines.append(f"{wl:15s} {fw:16s} {'cannot run: ' + s['error'][:150]}")
+                lines.append(f"{wl:15s} {fw:18s} {'cannot run: ' + s['error'][:150]}")
                 continue
             ratio = "" if fw == OURS or ours is None else f"{ours / s['median_ms']:.2f}"
             ag = agreement.get(wl, {}).get(fw, {})
             ag_s = "ref" if fw == OURS else (f"{ag['fraction']:.4f}" if "fraction" in ag else "n/a")
-            lines.append(f"{wl:15s} {fw:16s} {s['median_ms']:10.1f} [{s['q1_ms']:8.1f},{s['q3_ms']:8.1f}] "
+            lines.append(f"{wl:15s} {fw:18s} {s['median_ms']:10.1f} [{s['q1_ms']:8.1f},{s['q3_ms']:8.1f}] "
                          f"{ratio:>9s} {s['peak_delta_mb']:8.1f} {ag_s:>10s}  {s['note']}")
     return "\n".join(lines)
 

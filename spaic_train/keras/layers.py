@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
@@ -120,10 +119,6 @@ def _positive_int(owner: str, what: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{owner}: {what} must be a positive int, got {value!r}")
     return value
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 # ---------------------------------------------------------------------------------------------------------------

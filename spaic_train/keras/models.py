@@ -267,7 +267,9 @@ class Model(Network):
                 optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None) -> None:
         """Configure training: builds the :class:`~spaic_train.training.SNNModule` that ``fit`` uses.
 
-        (This shadows ``nn.Module.compile``; use ``torch.compile(model)`` for TorchDynamo.)
+        (This shadows ``nn.Module.compile``; use ``torch.compile(model)`` for TorchDynamo.)  Compiling again
+        starts a fresh optimizer (the state of previous fits, or one restored by ``load_model``, is dropped).
+        Only a single-input, single-output model can be compiled.
 
         Args:
             optimizer: ``'adam'``, ``'adamw'``, ``'sgd'``, ``'rmsprop'``, a ``torch.optim.Optimizer`` class, or a
