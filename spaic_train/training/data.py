@@ -43,6 +43,7 @@ __all__ = [
     "FitData",
     "as_input_tensor",
     "as_target_tensor",
+    "check_finite",
     "check_labels",
     "make_loader",
     "prepare_eval_data",
@@ -81,6 +82,20 @@ def as_target_tensor(y: Any, what: str = "y") -> Tensor:
     return t.to(torch.float32) if torch.is_floating_point(t) else t.to(torch.int64)
 
 
+def check_finite(t: Tensor, what: str = "x") -> None:
+    """Raise a ``ValueError`` if floating tensor ``t`` ``[N, ...]`` holds NaN or Inf (one vectorised pass)."""
+    if not torch.is_floating_point(t) or t.numel() == 0:
+        return
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        n_bad = int(bad.sum())
+        per_sample = bad.reshape(bad.shape[0], -1).any(1) if t.dim() > 0 else bad
+        first = int(per_sample.nonzero()[0, 0]) if t.dim() > 0 else 0
+        kinds = "/".join(k for k, m in (("NaN", torch.isnan(t)), ("Inf", torch.isinf(t))) if bool(m.any()))
+        raise ValueError(f"{what} contains {n_bad} non-finite value(s) ({kinds}), first in sample {first}; "
+                         "clean or impute the data before fit (NaN inputs give NaN losses)")
+
+
 def _len(ds: Any) -> Optional[int]:
     try:
         return len(ds)
@@ -102,9 +117,11 @@ def to_dataset(x: Any, y: Any = None, what: str = "x") -> Dataset:
     xt = as_input_tensor(x, what)
     if xt.dim() == 0:
         raise ValueError(f"{what} must have a leading sample dimension, got a scalar")
+    check_finite(xt, what)
     if y is None:
         return TensorDataset(xt)
     yt = as_target_tensor(y, what.replace("x", "y"))
+    check_finite(yt, what.replace("x", "y"))
     if yt.dim() == 0 or yt.shape[0] != xt.shape[0]:
         raise ValueError(f"{what} has {xt.shape[0]} samples but its labels have shape {list(yt.shape)}")
     return TensorDataset(xt, yt)
@@ -142,12 +159,25 @@ def split_validation(dataset: Dataset, fraction: float, mode: str = "end", seed:
 
 def make_loader(dataset: Dataset, batch_size: int = 32, shuffle: bool = False, num_workers: int = 0,
                 seed: Optional[int] = None, **kwargs: Any) -> DataLoader:
-    """A DataLoader over ``dataset``; shuffling uses a generator seeded with ``seed`` when given."""
-    if not isinstance(batch_size, int) or batch_size < 1:
+    """A DataLoader over ``dataset``.
+
+    Shuffling uses a :class:`~spaic_train.training.checkpoint.ResumableRandomSampler`: the order of epoch ``e``
+    depends only on ``(seed, e)`` (``seed=None``: a seed drawn from torch's global RNG), so a fit resumed from a
+    mid-epoch checkpoint sees the same batches.  The loader's own generator (worker seeds) is seeded too.
+    """
+    from .checkpoint import ResumableRandomSampler
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     generator = torch.Generator().manual_seed(int(seed)) if (shuffle and seed is not None) else None
     if num_workers > 0:
         kwargs.setdefault("persistent_workers", True)
+    if shuffle and _len(dataset) is not None and not isinstance(dataset, IterableDataset):
+        sampler = ResumableRandomSampler(dataset, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                          generator=generator, **kwargs)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       generator=generator, **kwargs)
 

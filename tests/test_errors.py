@@ -1,0 +1,290 @@
+"""Bad input → a clear error, raised early.  One row per case of docs/errors.md (same ids).
+
+Each case is a zero-argument callable that must raise ``exc`` with every key word of ``words`` in its message
+(case-insensitive).  Cases run at construction, ``compile`` or ``fit`` start — none needs a training step.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import spaic_train as spaic
+from spaic_train.training import SNNModule, fit
+
+QUIET = dict(enable_progress_bar=False, logger=False, accelerator="cpu", devices=1)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def grp(n=4, **kw):
+    return spaic.NeuronGroup(n, model="lif", **kw)
+
+
+def enc(shape=(4,), **kw):
+    return spaic.Encoder(shape=shape, coding="poisson", **kw)
+
+
+def small_net(n_in=4, n_out=3, T=4):
+    net = spaic.Network(time_steps=T)
+    net.input = enc((n_in,))
+    net.out = grp(n_out)
+    net.c = spaic.Connection(net.input, net.out, link_type="full")
+    net.dec = spaic.Decoder(net.out, coding="spike_counts")
+    return net
+
+
+def fit_net(x, y, net=None, **kw):
+    net = net or small_net()
+    return fit(SNNModule(net), x, y, **{"epochs": 1, "batch_size": 4, **QUIET, **kw})
+
+
+X = torch.rand(8, 4)
+Y = torch.randint(0, 3, (8,))
+
+
+def with_nan(x):
+    x = x.clone()
+    x[3, 1] = float("nan")
+    return x
+
+
+def feedback_net_runs():
+    """Auto-handled: a loop of zero-delay connections runs (feedback reads >= 1 step back)."""
+    net = spaic.Network(time_steps=5)
+    net.input = enc((4,))
+    net.a = grp(4)
+    net.b = grp(4)
+    net.ab = spaic.Connection(net.a, net.b)  # forward
+    net.inp = spaic.Connection(net.input, net.a)
+    net.ba = spaic.Connection(net.b, net.a)  # closes the cycle, max_delay=0
+    out = net(torch.rand(2, 4))
+    assert out.shape == (5, 2, 4) and torch.isfinite(out).all()
+    assert net.ba.min_delay_steps == 1 and net.ab.min_delay_steps == 0
+    return "ok"
+
+
+def keras_model(n_out=3):
+    from spaic_train.keras import Sequential
+    from spaic_train.keras.layers import Full, Input
+
+    return Sequential([Input((4,)), Full(n_out, name="out")], time_steps=4)
+
+
+def keras_fit(x, y, **kw):
+    m = keras_model()
+    m.compile(optimizer="adam", loss="ce_rate")
+    return m.fit(x, y, epochs=1, **{**QUIET, **kw})
+
+
+def config_unknown_key():
+    from omegaconf import OmegaConf
+
+    from spaic_train.config import TrainerConfig
+
+    base = OmegaConf.structured(TrainerConfig)
+    OmegaConf.merge(base, OmegaConf.create({"max_epoch": 1}))
+
+
+def config_bad_type():
+    from omegaconf import OmegaConf
+
+    from spaic_train.config import TrainerConfig
+
+    base = OmegaConf.structured(TrainerConfig)
+    OmegaConf.merge(base, OmegaConf.create({"max_epochs": "abc"}))
+
+
+def config_unknown_layer():
+    from spaic_train.cli import build_model
+
+    build_model({"input": {"shape": [4]}, "layers": [{"type": "Ful", "units": 3}]})
+
+
+def config_bad_layer_arg():
+    from spaic_train.cli import build_model
+
+    build_model({"input": {"shape": [4]}, "layers": [{"type": "Full", "unitz": 3}]})
+
+
+def config_unknown_init():
+    from spaic_train.cli import resolve_initializers
+
+    resolve_initializers({"init": "kaiming_unifrom"}, "model.layers[0].weight")
+
+
+def _omegaconf_errors():
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    return ConfigKeyError, ValidationError
+
+
+# ------------------------------------------------------------------------------------------------ the table
+# (id, callable, exception type, key words)
+CASES = [
+    # --- NeuronGroup / Encoder / Decoder --------------------------------------------------------------------
+    ("group-unknown-model", lambda: spaic.NeuronGroup(4, model="lf"), ValueError,
+     ["unknown neuron model", "'lf'", "valid", "lif", "did you mean"]),
+    ("group-unknown-surrogate", lambda: spaic.NeuronGroup(4, model="lif", surrogate="sigmod"), ValueError,
+     ["unknown surrogate", "valid", "did you mean", "sigmoid"]),
+    ("group-bad-num", lambda: spaic.NeuronGroup(-3), ValueError, ["num must be a positive int", "-3"]),
+    ("group-num-shape-mismatch", lambda: spaic.NeuronGroup(10, shape=(3, 3)), ValueError,
+     ["num=10", "does not match shape"]),
+    ("group-bad-shape-type", lambda: spaic.NeuronGroup(shape="abc"), TypeError, ["shape must be an int"]),
+    ("group-bad-param", lambda: spaic.NeuronGroup(4, model="lif", tau=-1.0), ValueError, ["tau", "-1"]),
+    ("encoder-unknown-coding", lambda: spaic.Encoder(shape=(4,), coding="poison"), ValueError,
+     ["unknown", "poison", "did you mean", "poisson"]),
+    ("decoder-unknown-coding", lambda: spaic.Decoder(grp(), coding="spike_count"), ValueError,
+     ["unknown", "spike_count", "did you mean", "spike_counts"]),
+    # --- Connection -----------------------------------------------------------------------------------------
+    ("conn-pre-not-assembly", lambda: spaic.Connection(torch.zeros(3), grp()), TypeError,
+     ["pre must be an assembly"]),
+    ("conn-unknown-link", lambda: spaic.Connection(grp(), grp(), link_type="ful"), ValueError,
+     ["unknown link type", "'ful'", "did you mean", "full"]),
+    ("conn-unknown-syn", lambda: spaic.Connection(grp(), grp(), syn_type=["basci"]), ValueError,
+     ["unknown", "basci", "did you mean", "basic"]),
+    ("conn-weight-shape", lambda: spaic.Connection(grp(4), grp(3), weight=torch.zeros(4, 4)), ValueError,
+     ["weight", "shape", "(3, 4)"]),
+    ("conn-conv-shape-mismatch",
+     lambda: spaic.Connection(spaic.Encoder(shape=(1, 8, 8)), spaic.NeuronGroup(shape=(4, 5, 5)), link_type="conv",
+                              in_channels=1, out_channels=4, kernel_size=3, padding=1), ValueError,
+     ["produces shape", "(4, 8, 8)", "post"]),
+    ("conn-one-to-one-mismatch", lambda: spaic.Connection(grp(4), grp(5), link_type="one_to_one"), ValueError,
+     ["one_to_one", "4", "5"]),
+    ("conn-unknown-kwarg", lambda: spaic.Connection(grp(), grp(), kernel_sise=3), TypeError,
+     ["unknown", "kernel_sise"]),
+    ("conn-bad-pre-var", lambda: spaic.Connection(grp(), grp(), pre_var_name="X"), ValueError,
+     ["pre_var_name", "not allowed"]),
+    ("conn-wmin-gt-wmax", lambda: spaic.Connection(grp(), grp(), w_min=1.0, w_max=0.0), ValueError,
+     ["w_min", "larger than", "w_max"]),
+    ("delay-negative-max", lambda: spaic.Connection(grp(), grp(), max_delay=-1.0), ValueError,
+     ["max_delay must be >= 0"]),
+    ("delay-without-max", lambda: spaic.Connection(grp(), grp(), delay=torch.ones(4, 4)), ValueError,
+     ["max_delay=0", "delay"]),
+    ("delay-min-gt-max", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, min_delay=5.0), ValueError,
+     ["min_delay", "5"]),
+    ("delay-out-of-range", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, delay=torch.full((4, 4), 7.0)),
+     ValueError, ["delay", "max_delay"]),
+    ("delay-wrong-shape", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, delay=torch.ones(3)), ValueError,
+     ["delay has shape", "(3,)"]),
+    # --- Network --------------------------------------------------------------------------------------------
+    ("net-time-steps-0", lambda: spaic.Network(time_steps=0), ValueError, ["time_steps must be an int >= 1", "0"]),
+    ("net-call-time-steps-0", lambda: small_net()(torch.rand(2, 4), time_steps=0), ValueError,
+     ["time_steps must be an int >= 1"]),
+    ("net-dt-0", lambda: spaic.Network(dt=0), ValueError, ["dt must be a positive number"]),
+    ("net-no-encoder", lambda: _net_without_encoder()(torch.rand(2, 4)), ValueError, ["no encoder"]),
+    ("net-foreign-group", lambda: _net_with_foreign_group()(torch.rand(2, 4)), ValueError,
+     ["not part of the network"]),
+    ("net-wrong-input-shape", lambda: small_net()(torch.rand(2, 5)), ValueError, ["expected input", "[b, 4]"]),
+    ("net-bad-mode", lambda: small_net()(torch.rand(2, 4), mode="fast"), ValueError, ["mode must be one of"]),
+    ("net-zero-delay-loop", feedback_net_runs, None, []),
+    # --- fit / SNNModule ------------------------------------------------------------------------------------
+    ("fit-nan-input", lambda: fit_net(with_nan(X), Y), ValueError, ["non-finite", "nan", "sample 3"]),
+    ("fit-inf-val-input", lambda: fit_net(X, Y, validation_data=(X * float("inf"), Y)), ValueError,
+     ["x_val", "non-finite", "inf"]),
+    ("fit-label-out-of-range", lambda: fit_net(X, torch.full((8,), 7)), ValueError,
+     ["labels", "[0, 3)", "7", "output", "out"]),
+    ("fit-negative-label", lambda: fit_net(X, torch.full((8,), -1)), ValueError, ["labels", "[0, 3)", "-1"]),
+    ("fit-wrong-input-shape", lambda: fit_net(torch.rand(8, 6), Y), ValueError,
+     ["samples have shape [6]", "encoder", "expects", "[4]"]),
+    ("fit-empty-data", lambda: fit_net(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)), ValueError,
+     ["empty", "0 samples"]),
+    ("fit-length-mismatch", lambda: fit_net(X, Y[:5]), ValueError, ["8 samples", "labels"]),
+    ("fit-no-targets", lambda: fit_net(X, None), ValueError, ["needs targets"]),
+    ("fit-epochs-0", lambda: fit_net(X, Y, epochs=0), ValueError, ["epochs must be a positive int"]),
+    ("fit-batch-size-0", lambda: fit(SNNModule(small_net()), X, Y, batch_size=0, **QUIET), ValueError,
+     ["batch_size must be a positive int"]),
+    ("fit-bad-split", lambda: fit_net(X, Y, validation_split=1.5), ValueError, ["validation_split"]),
+    ("fit-bad-on-nan", lambda: fit_net(X, Y, on_nan="skipp"), ValueError, ["on_nan must be one of", "skip"]),
+    ("fit-resume-missing", lambda: fit_net(X, Y, resume="/nonexistent/x.ckpt"), FileNotFoundError,
+     ["does not exist", "/nonexistent/x.ckpt"]),
+    ("fit-resume-last-no-dir", lambda: fit_net(X, Y, resume="last"), ValueError, ["needs checkpoint_dir"]),
+    ("loss-unknown", lambda: SNNModule(small_net(), loss="ce_rat"), ValueError,
+     ["unknown loss", "did you mean", "ce_rate"]),
+    ("optimizer-unknown", lambda: SNNModule(small_net(), optimizer="adamm"), ValueError,
+     ["unknown optimizer", "did you mean", "adam"]),
+    ("scheduler-unknown", lambda: SNNModule(small_net(), scheduler="cosin"), ValueError,
+     ["unknown", "scheduler", "did you mean", "cosine"]),
+    ("metric-unknown", lambda: SNNModule(small_net(), metrics=["acuracy"]), ValueError,
+     ["unknown", "metric", "did you mean", "accuracy"]),
+    # --- keras layers / models ------------------------------------------------------------------------------
+    ("layer-bad-units", lambda: __import__("spaic_train.keras.layers", fromlist=["Full"]).Full(0), ValueError,
+     ["units", "positive"]),
+    ("layer-unknown-neuron", lambda: __import__("spaic_train.keras.layers", fromlist=["Full"]).Full(3, neuron="lf"),
+     ValueError, ["unknown neuron model", "did you mean", "lif"]),
+    ("model-wrong-input-shape", lambda: keras_fit(torch.rand(8, 6), Y), ValueError,
+     ["has shape [8, 6]", "expects samples of shape", "input"]),
+    ("model-label-out-of-range", lambda: keras_fit(X, torch.full((8,), 5)), ValueError,
+     ["labels", "[0, 3)", "output layer", "out"]),
+    ("model-fit-before-compile", lambda: keras_model().fit(X, Y), RuntimeError, ["compile"]),
+    ("model-unknown-loss", lambda: keras_model().compile(loss="mse_cont"), ValueError,
+     ["unknown loss", "did you mean", "mse_count"]),
+    # --- configs (Hydra) ------------------------------------------------------------------------------------
+    ("config-unknown-key", config_unknown_key, "ConfigKeyError", ["max_epoch"]),
+    ("config-bad-type", config_bad_type, "ValidationError", ["max_epochs", "abc"]),
+    ("config-unknown-layer", config_unknown_layer, ValueError, ["model.layers[0]", "ful", "full"]),
+    ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["unitz", "did you mean", "units"]),
+    ("config-unknown-init", config_unknown_init, ValueError, ["unknown initializer", "kaiming_unifrom",
+                                                              "kaiming_uniform"]),
+]
+
+
+def _net_without_encoder():
+    net = spaic.Network(time_steps=3)
+    net.a = grp(4)
+    return net
+
+
+def _net_with_foreign_group():
+    net = spaic.Network(time_steps=3)
+    net.input = enc((4,))
+    other = grp(4)
+    net.c = spaic.Connection(net.input, other)
+    return net
+
+
+@pytest.mark.parametrize("case_id,fn,exc,words", CASES, ids=[c[0] for c in CASES])
+def test_error_table(case_id, fn, exc, words):
+    if exc is None:  # auto-handled case: runs
+        assert fn() == "ok"
+        return
+    if isinstance(exc, str):
+        exc = dict(zip(("ConfigKeyError", "ValidationError"), _omegaconf_errors()))[exc]
+    with pytest.raises(exc) as info:
+        fn()
+    msg = str(info.value).lower()
+    missing = [w for w in words if w.lower() not in msg]
+    assert not missing, f"{case_id}: message lacks {missing}: {info.value}"
+
+
+def test_table_has_at_least_30_cases():
+    assert len(CASES) >= 30
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_docs_table_matches_cases():
+    """docs/errors.md lists every case id of this file (and no other)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
+    ids = set(re.findall(r"`([a-z0-9-]+)`\s*\|", doc))
+    case_ids = {c[0] for c in CASES}
+    assert case_ids <= ids, f"missing in docs/errors.md: {sorted(case_ids - ids)}"
+    assert ids <= case_ids, f"documented but not tested: {sorted(ids - case_ids)}"
+
+
+def test_errors_are_raised_before_training():
+    """Input errors come at fit start: no optimizer step ever runs."""
+    steps = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            steps.append(1)
+            return x
+
+    with pytest.raises(ValueError, match="non-finite"):
+        fit(SNNModule(torch.nn.Sequential(Spy(), torch.nn.Linear(4, 3)), loss="ce", metrics=()),
+            np.where(np.arange(32).reshape(8, 4) == 5, np.nan, 1.0), Y, **QUIET)
+    assert steps == []
