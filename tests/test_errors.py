@@ -106,7 +106,14 @@ def config_unknown_layer():
 def config_bad_layer_arg():
     from spaic_train.cli import build_model
 
-    build_model({"input": {"shape": [4]}, "layers": [{"type": "Full", "unitz": 3}]})
+    build_model({"input": {"shape": [4]}, "layers": [{"type": "Full", "units": 3, "neuronz": "lif"}]})
+
+
+def _layer_call(**kw):
+    """Layer arguments are checked when the layer is called on its input (model building)."""
+    from spaic_train.keras.layers import Full, Input
+
+    Full(3, **kw)(Input((4,)))
 
 
 def config_unknown_init():
@@ -212,8 +219,8 @@ CASES = [
     # --- keras layers / models ------------------------------------------------------------------------------
     ("layer-bad-units", lambda: __import__("spaic_train.keras.layers", fromlist=["Full"]).Full(0), ValueError,
      ["units", "positive"]),
-    ("layer-unknown-neuron", lambda: __import__("spaic_train.keras.layers", fromlist=["Full"]).Full(3, neuron="lf"),
-     ValueError, ["unknown neuron model", "did you mean", "lif"]),
+    ("layer-unknown-neuron", lambda: _layer_call(neuron="lf"), ValueError,
+     ["full", "unknown neuron model", "did you mean", "lif"]),
     ("model-wrong-input-shape", lambda: keras_fit(torch.rand(8, 6), Y), ValueError,
      ["has shape [8, 6]", "expects samples of shape", "input"]),
     ("model-label-out-of-range", lambda: keras_fit(X, torch.full((8,), 5)), ValueError,
@@ -225,7 +232,7 @@ CASES = [
     ("config-unknown-key", config_unknown_key, "ConfigKeyError", ["max_epoch"]),
     ("config-bad-type", config_bad_type, "ValidationError", ["max_epochs", "abc"]),
     ("config-unknown-layer", config_unknown_layer, ValueError, ["model.layers[0]", "ful", "full"]),
-    ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["unitz", "did you mean", "units"]),
+    ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["model", "full", "neuronz", "accepted"]),
     ("config-unknown-init", config_unknown_init, ValueError, ["unknown initializer", "kaiming_unifrom",
                                                               "kaiming_uniform"]),
 ]
@@ -269,7 +276,7 @@ def test_docs_table_matches_cases():
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
-    ids = set(re.findall(r"`([a-z0-9-]+)`\s*\|", doc))
+    ids = set(re.findall(r"^\| `([a-z0-9-]+)` \|", doc, flags=re.M))
     case_ids = {c[0] for c in CASES}
     assert case_ids <= ids, f"missing in docs/errors.md: {sorted(case_ids - ids)}"
     assert ids <= case_ids, f"documented but not tested: {sorted(ids - case_ids)}"

@@ -126,15 +126,19 @@ def load_checkpoint_safely(path: Any, map_location: Any = "cpu") -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if "Weights only load failed" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
-            first = next((ln.strip() for ln in msg.splitlines() if "Unsupported global" in ln
-                          or "GLOBAL" in ln), "")
+        unsafe = [ln.strip() for ln in msg.splitlines()
+                  if "Unsupported global" in ln or "GLOBAL" in ln or "Unsupported class" in ln]
+        if unsafe:
+            first = unsafe[0]
             raise CheckpointError(
                 f"checkpoint {path!r} is unsafe to load: its pickle refers to objects outside the weights_only "
                 f"allowlist ({first or 'non-tensor globals'}); refused without executing it. Load only checkpoints "
                 "you trust; for trusted files with custom objects register them with "
                 "torch.serialization.add_safe_globals") from None
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt (unpickling failed: {msg.splitlines()[0]})"
+        detail = next((ln.strip() for ln in msg.splitlines() if ln.strip().startswith("Unsupported")
+                       or "error" in ln.lower() and "WeightsUnpickler" not in ln), "")
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes; unpickling failed"
+                              f"{': ' + detail if detail else ''}); delete it or resume from another checkpoint"
                               ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
