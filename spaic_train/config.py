@@ -237,7 +237,7 @@ def _omegaconf_type(tp: Any) -> Any:
         optional = len(args) < len(typing.get_args(tp))
         inner = _omegaconf_type(args[0]) if len(args) == 1 else Any
         return Optional[inner] if optional and inner is not Any else inner
-    if origin in (list, tuple, Sequence, typing.Sequence, list):
+    if origin in (list, tuple, Sequence):
         args = typing.get_args(tp)
         if args and args[0] in _PRIMITIVES and (origin is not tuple or len(args) == 1 or args[1] is Ellipsis
                                                  or len(set(args)) == 1):

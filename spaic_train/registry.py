@@ -9,7 +9,8 @@ is one decorated class or function in one place; looking up an unknown name rais
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -23,8 +24,8 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._items: Dict[str, T] = {}
-        self._canonical: Dict[str, str] = {}
+        self._items: dict[str, T] = {}
+        self._canonical: dict[str, str] = {}
 
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name`` and optional ``aliases``."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 
@@ -91,7 +92,7 @@ class Decoder:
                              f"{target.label} does not have (it has {', '.join(target.var_names)})")
         self.target = target
 
-    def decode(self, records: Dict[str, torch.Tensor], dt: float) -> torch.Tensor:
+    def decode(self, records: dict[str, torch.Tensor], dt: float) -> torch.Tensor:
         return self._fn(records[self.var_name], dt)
 
     def __repr__(self) -> str:

@@ -8,32 +8,32 @@ without a self-edge is *time-batched* (all ``T`` steps at once), a cycle is *ste
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
 
 
 @dataclass
 class Stage:
     """One schedule stage: node indices in declaration order, and whether it loops over time."""
 
-    nodes: List[int]
+    nodes: list[int]
     stepped: bool
     #: connection indices entering the stage from earlier stages
-    external: List[int] = field(default_factory=list)
+    external: list[int] = field(default_factory=list)
     #: connection indices inside the stage (pre and post both in it)
-    internal: List[int] = field(default_factory=list)
+    internal: list[int] = field(default_factory=list)
 
 
-def strongly_connected_components(n: int, edges: Sequence[Tuple[int, int]]) -> List[List[int]]:
+def strongly_connected_components(n: int, edges: Sequence[tuple[int, int]]) -> list[list[int]]:
     """Tarjan's algorithm (iterative); returns components in reverse topological order."""
-    succ: Dict[int, List[int]] = {v: [] for v in range(n)}
+    succ: dict[int, list[int]] = {v: [] for v in range(n)}
     for a, b in edges:
         succ[a].append(b)
-    index: Dict[int, int] = {}
-    low: Dict[int, int] = {}
-    on_stack: Dict[int, bool] = {}
-    stack: List[int] = []
-    out: List[List[int]] = []
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: dict[int, bool] = {}
+    stack: list[int] = []
+    out: list[list[int]] = []
     counter = 0
     for root in range(n):
         if root in index:
@@ -73,7 +73,7 @@ def strongly_connected_components(n: int, edges: Sequence[Tuple[int, int]]) -> L
     return out
 
 
-def build_schedule(n_nodes: int, edges: Sequence[Tuple[int, int]], force_stepped: bool = False) -> List[Stage]:
+def build_schedule(n_nodes: int, edges: Sequence[tuple[int, int]], force_stepped: bool = False) -> list[Stage]:
     """Stages in execution order for ``n_nodes`` nodes and ``edges[k] = (pre, post)`` of connection ``k``.
 
     With ``force_stepped`` the whole network is one stepped stage in declaration order (the
