@@ -60,7 +60,8 @@ from ..connection import Connection
 from ..connection.synapses import SYNAPSES
 from ..network import Encoder
 from ..registry import Registry
-from ..surrogate import Surrogate
+from ..neurons import NEURONS
+from ..surrogate import SURROGATES, Surrogate
 
 __all__ = [
     "LAYERS",
@@ -423,6 +424,9 @@ class _NeuronLayer(Layer):
             raise TypeError(f"{self.label}: neuron_kwargs must be a dict, got {type(neuron_kwargs).__name__}")
         if neuron_kwargs and "surrogate" in neuron_kwargs and surrogate is not None:
             raise ValueError(f"{self.label}: surrogate given both as surrogate= and in neuron_kwargs")
+        NEURONS.get(neuron, owner=self.label)  # unknown names fail here, not when the model is built
+        if isinstance(surrogate, str):
+            SURROGATES.get(surrogate, owner=self.label)
         self.neuron = neuron
         self.neuron_kwargs = dict(neuron_kwargs or {})
         self.surrogate = surrogate

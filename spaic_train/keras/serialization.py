@@ -126,7 +126,9 @@ def load_model(path, compile: bool = True, map_location: Any = "cpu"):
     """
     from .models import Model, Sequential
 
-    payload = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
+    from ..training.checkpoint import load_checkpoint_safely
+
+    payload = load_checkpoint_safely(path, map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a spaic_train Keras model file (use model.save / spaic_train.save_model)")
     if int(payload.get("version", 0)) > VERSION:
