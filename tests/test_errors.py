@@ -109,11 +109,11 @@ def config_bad_layer_arg():
     build_model({"input": {"shape": [4]}, "layers": [{"type": "Full", "units": 3, "neuronz": "lif"}]})
 
 
-def _layer_call(**kw):
-    """Layer arguments are checked when the layer is called on its input (model building)."""
-    from spaic_train.keras.layers import Full, Input
+def _layer(**kw):
+    """Neuron and surrogate names are checked by the layer constructor."""
+    from spaic_train.keras.layers import Full
 
-    Full(3, **kw)(Input((4,)))
+    Full(3, **kw)
 
 
 def config_unknown_init():
@@ -219,7 +219,7 @@ CASES = [
     # --- keras layers / models ------------------------------------------------------------------------------
     ("layer-bad-units", lambda: __import__("spaic_train.keras.layers", fromlist=["Full"]).Full(0), ValueError,
      ["units", "positive"]),
-    ("layer-unknown-neuron", lambda: _layer_call(neuron="lf"), ValueError,
+    ("layer-unknown-neuron", lambda: _layer(neuron="lf"), ValueError,
      ["full", "unknown neuron model", "did you mean", "lif"]),
     ("model-wrong-input-shape", lambda: keras_fit(torch.rand(8, 6), Y), ValueError,
      ["has shape [8, 6]", "expects samples of shape", "input"]),
