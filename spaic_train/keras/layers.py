@@ -59,8 +59,8 @@ from ..assembly import NeuronGroup
 from ..connection import Connection
 from ..connection.synapses import SYNAPSES
 from ..network import Encoder
-from ..registry import Registry
 from ..neurons import NEURONS
+from ..registry import Registry
 from ..surrogate import SURROGATES, Surrogate
 
 __all__ = [

@@ -22,8 +22,6 @@ The file is written atomically (temporary file in the same directory, ``fsync``,
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any, Optional
 
 import torch
@@ -44,31 +42,6 @@ def _jsonable(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _jsonable(v) for k, v in value.items())
     return False
-
-
-def _atomic_torch_save(obj: Any, path: str) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable (best effort; not supported on every platform)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def save_model(model, path, include_optimizer: bool = True) -> None:
@@ -98,7 +71,9 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
     payload = {"format": FORMAT, "version": VERSION, "class_name": class_name, "config": config,
                "compile": compile_json, "state_dict": state,
                "optimizer": _to_cpu(optimizer) if optimizer is not None else None}
-    _atomic_torch_save(payload, path)
+    from ..training.checkpoint import atomic_torch_save
+
+    atomic_torch_save(payload, path)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -124,9 +99,8 @@ def load_model(path, compile: bool = True, map_location: Any = "cpu"):
         A :class:`~spaic_train.keras.Sequential` or :class:`~spaic_train.keras.Model` with the saved
         weights and buffers, in ``eval()`` mode.  Building it does not consume the global RNG.
     """
-    from .models import Model, Sequential
-
     from ..training.checkpoint import load_checkpoint_safely
+    from .models import Model, Sequential
 
     payload = load_checkpoint_safely(path, map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
