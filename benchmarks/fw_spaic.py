@@ -56,6 +56,10 @@ class NetModel:
         self.mode = mode
         self.T = spec["T"]
         self.net = build_network(spaic, workload, spec, params, probe=probe)
+        # --memory workloads: checkpoint through time in chunks of K steps (None: plain BPTT)
+        self.net.checkpoint_steps = spec.get("checkpoint_steps")
+        if self.net.checkpoint_steps:
+            self.note = f"checkpoint_steps={self.net.checkpoint_steps}"
 
     def parameters(self):
         return list(self.net.parameters())

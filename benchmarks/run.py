@@ -3,6 +3,7 @@
     python benchmarks/run.py [--workloads lif,fc,conv,delay-feedback]
                              [--frameworks spaic_train,spikingjelly,snntorch,norse]
                              [--iters 10] [--warmup 3] [--rounds 2] [--threads 2] [--quick] [--fastpath]
+                             [--memory]
                              [--json benchmarks/results/latest.json]
 
 Each (framework, workload) runs in its own subprocess (``run.py --worker FRAMEWORK WORKLOAD ...``);
@@ -162,9 +163,10 @@ def worker(framework: str, workload: str, args) -> dict:
 
 
 # ============================================================================================ driver side
-def _worker_cmd(framework, workload, args, iters, check_out=None):
+def _worker_cmd(framework, workload, args, iters, check_out=None, warmup=None):
+    warmup = args.warmup if warmup is None else warmup
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, workload,
-           "--iters", str(iters), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+           "--iters", str(iters), "--warmup", str(warmup), "--threads", str(args.threads)]
     if args.quick:
         cmd.append("--quick")
     if check_out:
@@ -242,6 +244,8 @@ def check_agreement(workloads, frameworks, args, log) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for wl in workloads:
+            if wl == "memory":
+                continue  # probes run without autograd, where checkpoint_steps does nothing
             out[wl] = {}
             ref_fw = OURS if wl not in ("fastpath",) else None
             files = {}
@@ -289,10 +293,25 @@ def _summary(runs) -> dict:
             "version": ok[0]["version"], "rounds": len(ok), "errors": errors}
 
 
+#: --memory: untimed + timed iterations of each memory worker (one round; the peak RSS is the point)
+MEMORY_WARMUP, MEMORY_ITERS = 1, 2
+
+
 def run_timing(workloads, frameworks, args, log) -> dict:
     per_round = max(1, math.ceil(args.iters / args.rounds))
-    raw = {wl: {fw: [] for fw in frameworks if (fw, wl) not in SKIP} for wl in workloads}
+    raw = {wl: {fw: [] for fw in frameworks if (fw, wl) not in SKIP} for wl in workloads if wl != "memory"}
     for wl in workloads:
+        if wl == "memory":
+            import workloads as W
+
+            raw[wl] = {}
+            for variant in W.MEMORY_WORKLOADS:
+                res = _spawn(_worker_cmd(OURS, variant, args, MEMORY_ITERS, warmup=MEMORY_WARMUP), args)
+                raw[wl][variant] = [res]
+                msg = res.get("error") or (f"median {statistics.median(res['times_ms']):.1f} ms, "
+                                           f"peak {res['peak_delta_mb']:.0f} MB")
+                log(f"  memory {variant:20s} {msg[:200]}")
+            continue
         fws = [f for f in frameworks if (f, wl) not in SKIP] if wl != "fastpath" else ["fastpath-batched",
                                                                                          "fastpath-step"]
         for r in range(args.rounds):
@@ -313,7 +332,7 @@ def _fmt_table(results, agreement) -> str:
             f"{'peak MB':>8s} {'agreement':>10s}  note")
     lines = [head, "-" * len(head)]
     for wl, d in results.items():
-        if wl == "fastpath":
+        if wl in ("fastpath", "memory"):
             continue
         ours = d.get(OURS, {}).get("median_ms")
         for fw, s in d.items():
@@ -343,6 +362,27 @@ def _fmt_fastpath(results, agreement) -> str:
             f"spike agreement {ag_s}")
 
 
+def _fmt_memory(results, quick: bool) -> str:
+    d = results.get("memory")
+    if not d:
+        return ""
+    import workloads as W
+
+    lines = ["memory (spaic_train, checkpoint through time; peak MB = peak RSS minus RSS before training):"]
+    for base in ("fc", "conv"):
+        p, c = d.get(f"memory-{base}-plain", {}), d.get(f"memory-{base}-ckpt", {})
+        spec = W.spec_for(f"memory-{base}-ckpt", quick)
+        if "median_ms" not in p or "median_ms" not in c:
+            lines.append(f"  {base:5s} T={spec['T']}: error {p.get('error') or c.get('error')}")
+            continue
+        saving = 1.0 - c["peak_delta_mb"] / p["peak_delta_mb"] if p["peak_delta_mb"] > 0 else float("nan")
+        slower = c["median_ms"] / p["median_ms"]
+        lines.append(f"  {base:5s} T={spec['T']:<4d} plain {p['peak_delta_mb']:8.1f} MB {p['median_ms']:9.1f} ms/iter"
+                     f" | checkpoint_steps={spec['checkpoint_steps']:<3d} {c['peak_delta_mb']:8.1f} MB "
+                     f"{c['median_ms']:9.1f} ms/iter | peak {-100 * saving:+.0f} %, time x{slower:.2f}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default="lif,fc,conv,delay-feedback")
@@ -353,6 +393,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, 3 iterations, 1 warm-up, 1 round (smoke test)")
     ap.add_argument("--fastpath", action="store_true", help="also time spaic_train time-batched vs mode='step'")
+    ap.add_argument("--memory", action="store_true",
+                    help="also compare spaic_train's peak RSS at long T without / with checkpoint_steps")
     ap.add_argument("--no-check", action="store_true", help="skip the spike-agreement check")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per worker process")
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"))
@@ -387,6 +429,8 @@ def main(argv=None) -> int:
         frameworks.insert(0, OURS)
     if args.fastpath:
         workloads.append("fastpath")
+    if args.memory:
+        workloads.append("memory")
 
     def log(msg):
         print(msg, flush=True)
@@ -407,10 +451,10 @@ def main(argv=None) -> int:
     for d in results.values():
         for fw, s in d.items():
             if "version" in s:
-                versions[OURS if fw.startswith("fastpath") else fw] = s["version"]
+                versions[OURS if fw.startswith(("fastpath", "memory")) else fw] = s["version"]
     ratios = {wl: {fw: d[OURS]["median_ms"] / s["median_ms"] for fw, s in d.items()
                    if fw != OURS and "median_ms" in s and "median_ms" in d.get(OURS, {})}
-              for wl, d in results.items() if wl != "fastpath"}
+              for wl, d in results.items() if wl not in ("fastpath", "memory")}
     log("")
     log("ms/iter = median wall time of one full training iteration (forward over all T, loss, backward, "
         "Adam step; lif: forward + backward only); ours/peer < 1 means spaic_train is faster; "
@@ -419,11 +463,15 @@ def main(argv=None) -> int:
     fp = _fmt_fastpath(results, agreement)
     if fp:
         log(fp)
+    mem = _fmt_memory(results, args.quick)
+    if mem:
+        log(mem)
     report = {
         "machine": machine, "versions": versions,
         "settings": {"workloads": workloads, "frameworks": frameworks, "iters": args.iters, "warmup": args.warmup,
                      "rounds": args.rounds, "threads": args.threads, "quick": args.quick,
-                     "specs": {w: W.spec_for(w, args.quick) for w in workloads},
+                     "specs": {w: ({v: W.spec_for(v, args.quick) for v in W.MEMORY_WORKLOADS} if w == "memory"
+                                   else W.spec_for(w, args.quick)) for w in workloads},
                      "descriptions": {w: W.DESCRIPTIONS[w] for w in workloads}},
         "agreement": agreement, "results": results, "ratios_ours_over_peer": ratios,
         "wall_s": round(time.time() - t0, 1),
@@ -433,6 +481,11 @@ def main(argv=None) -> int:
         if "median_ms" in d.get("fastpath-batched", {}) and "median_ms" in d.get("fastpath-step", {}):
             report["fastpath_speedup_step_over_batched"] = (d["fastpath-step"]["median_ms"]
                                                             / d["fastpath-batched"]["median_ms"])
+    if "memory" in results:
+        d = results["memory"]
+        report["memory_peak_mb_plain_vs_checkpointed"] = {
+            base: [d.get(f"memory-{base}-{k}", {}).get("peak_delta_mb") for k in ("plain", "ckpt")]
+            for base in ("fc", "conv")}
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

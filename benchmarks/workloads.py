@@ -25,6 +25,11 @@ ATAN_ALPHA = 2.0
 WORKLOADS = ("lif", "fc", "conv", "delay-feedback")
 #: spaic_train only: the same delayed feed-forward net run time-batched and forced step by step
 FASTPATH_WORKLOADS = ("fastpath-batched", "fastpath-step")
+#: spaic_train only (``--memory``): long-T versions of ``fc`` / ``conv``, plain vs checkpointed through time
+MEMORY_WORKLOADS = ("memory-fc-plain", "memory-fc-ckpt", "memory-conv-plain", "memory-conv-ckpt")
+#: long time axis and chunk length ``checkpoint_steps`` of the ``--memory`` workloads (other sizes as ``fc``/``conv``)
+MEMORY_FULL = {"fc": dict(T=200, checkpoint_steps=20), "conv": dict(T=32, checkpoint_steps=4)}
+MEMORY_QUICK = {"fc": dict(T=64, checkpoint_steps=8), "conv": dict(T=8, checkpoint_steps=2)}
 
 FULL = {
     "lif": dict(N=4096, T=256, B=32),
@@ -48,15 +53,24 @@ DESCRIPTIONS = {
     "delay-feedback": "in-hid LIF (per-synapse delays <= 8 steps) with recurrent hid->hid, hid-10 LIF, "
                       "CE on counts, Adam",
     "fastpath": "in-hid LIF-10 LIF, per-synapse delays on both connections, no loop",
+    "memory": "spaic_train only: fc and conv at long T, plain vs Network checkpoint_steps (checkpoint through time)",
 }
 
 
 def base_name(workload: str) -> str:
+    if workload.startswith("memory-"):
+        return workload.split("-")[1]  # memory-fc-ckpt -> fc
     return "fastpath" if workload.startswith("fastpath") else workload
 
 
 def spec_for(workload: str, quick: bool) -> dict:
-    return dict((QUICK if quick else FULL)[base_name(workload)])
+    base = base_name(workload)
+    spec = dict((QUICK if quick else FULL)[base])
+    if workload.startswith("memory-"):
+        mem = (MEMORY_QUICK if quick else MEMORY_FULL)[base]
+        spec["T"] = mem["T"]
+        spec["checkpoint_steps"] = mem["checkpoint_steps"] if workload.endswith("-ckpt") else None
+    return spec
 
 
 def _gen(seed: int) -> torch.Generator:

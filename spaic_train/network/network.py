@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, List, Optional
+from typing import Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..assembly import Assembly, NeuronGroup
 from ..connection import Connection
@@ -22,12 +23,12 @@ _MODES = ("auto", "step")
 class _Plan:
     """A compiled network: nodes, connections, schedule stages and which variables to record."""
 
-    def __init__(self, net: "Network", force_stepped: bool):
-        self.nodes: List[Assembly] = [e for e in net._elements if isinstance(e, Assembly)]
-        self.conns: List[Connection] = [e for e in net._elements if isinstance(e, Connection)]
-        self.decoders: List[Decoder] = [e for e in net._elements if isinstance(e, Decoder)]
-        self.monitors: List[StateMonitor] = [e for e in net._elements if isinstance(e, StateMonitor)]
-        self.encoders: List[Encoder] = [n for n in self.nodes if isinstance(n, Encoder)]
+    def __init__(self, net: Network, force_stepped: bool):
+        self.nodes: list[Assembly] = [e for e in net._elements if isinstance(e, Assembly)]
+        self.conns: list[Connection] = [e for e in net._elements if isinstance(e, Connection)]
+        self.decoders: list[Decoder] = [e for e in net._elements if isinstance(e, Decoder)]
+        self.monitors: list[StateMonitor] = [e for e in net._elements if isinstance(e, StateMonitor)]
+        self.encoders: list[Encoder] = [n for n in self.nodes if isinstance(n, Encoder)]
         index = {id(n): i for i, n in enumerate(self.nodes)}
         self.index = index
 
@@ -57,15 +58,15 @@ class _Plan:
             node_of(d.target, repr(d), "target")
         for m in self.monitors:
             node_of(m.target, repr(m), "target")
-        self.stages: List[Stage] = build_schedule(len(self.nodes), edges, force_stepped)
+        self.stages: list[Stage] = build_schedule(len(self.nodes), edges, force_stepped)
         # variables to keep per node beyond the spikes
-        self.keep: Dict[int, set] = {i: {"O"} for i in range(len(self.nodes))}
+        self.keep: dict[int, set] = {i: {"O"} for i in range(len(self.nodes))}
         for c, (a, _) in zip(self.conns, edges):
             self.keep[a].add(c.pre_var_name)
         for obj in [*self.decoders, *self.monitors]:
             self.keep[index[id(obj.target)]].add(obj.var_name)
-        self.incoming: Dict[int, List[int]] = {i: [] for i in range(len(self.nodes))}
-        for k, (a, b) in enumerate(edges):
+        self.incoming: dict[int, list[int]] = {i: [] for i in range(len(self.nodes))}
+        for k, (_, b) in enumerate(edges):
             self.incoming[b].append(k)
 
 
@@ -86,8 +87,19 @@ class Network(nn.Module):
         dt: simulation step in ms (default 1.0).
         time_steps: default number of steps ``T`` for static inputs.
         name: display name.
+        checkpoint_steps: ``None`` (default) or an int ``K >= 1``: *checkpoint through time* — while
+            gradients are recorded, a run of ``T > K`` steps is split into chunks of ``K`` steps, each run
+            under ``torch.utils.checkpoint.checkpoint(use_reentrant=False)`` with the neuron state and the
+            delay-line history carried between chunks (the ``reset=False`` machinery).  Activations inside a
+            chunk (synaptic currents, conv / batch-norm / pool outputs, spikes of hidden layers) are not
+            kept for backward but recomputed chunk by chunk, so the memory of BPTT grows with ``K`` (plus
+            the small per-chunk state) instead of ``T``; the price is a second forward pass in backward.
+            Outputs and gradients equal the plain run's, except with ``batchnorm`` synapses in training
+            mode, whose batch statistics are then per chunk (as when running the chunks with
+            ``reset=False``); running statistics are updated once per chunk (not again on recomputation).
+            Also a per-call argument, ``net(x, checkpoint_steps=K)``.
 
-    Call: ``net(x, time_steps=None, reset=True, mode='auto')`` where ``x`` is a static
+    Call: ``net(x, time_steps=None, reset=True, mode='auto', checkpoint_steps=None)`` where ``x`` is a static
     ``[B, *shape]`` or sequence ``[T, B, *shape]`` input (a dict by encoder name, or a tuple in
     encoder order, for several encoders).  Returns the decoder output (a tuple for several
     decoders; the last group's spikes ``[T, B, *shape]`` when there is none).  ``reset=False``
@@ -95,7 +107,8 @@ class Network(nn.Module):
     execution of the whole network (the reference for the time-batched schedule).
     """
 
-    def __init__(self, dt: float = 1.0, time_steps: Optional[int] = None, name: Optional[str] = None):
+    def __init__(self, dt: float = 1.0, time_steps: Optional[int] = None, name: Optional[str] = None,
+                 checkpoint_steps: Optional[int] = None):
         super().__init__()
         self.__dict__["_elements"] = []
         self.__dict__["_plans"] = {}
@@ -104,6 +117,7 @@ class Network(nn.Module):
         self.name = name
         self.dt = dt
         self.time_steps = time_steps
+        self.checkpoint_steps = checkpoint_steps
 
     # ------------------------------------------------------------------ building
     @property
@@ -128,6 +142,15 @@ class Network(nn.Module):
     def time_steps(self, value: Optional[int]) -> None:
         self.__dict__["_time_steps"] = _check_time_steps(self.label, value, allow_none=True)
 
+    @property
+    def checkpoint_steps(self) -> Optional[int]:
+        """Chunk length ``K`` of checkpointing through time, or ``None`` (off); see the class docstring."""
+        return self.__dict__.get("_checkpoint_steps")
+
+    @checkpoint_steps.setter
+    def checkpoint_steps(self, value: Optional[int]) -> None:
+        self.__dict__["_checkpoint_steps"] = _check_checkpoint_steps(self.label, value)
+
     def __setattr__(self, name: str, value) -> None:
         if isinstance(value, _ELEMENT_TYPES) and "_elements" in self.__dict__:
             if any(e is value for e in self._elements):
@@ -151,23 +174,23 @@ class Network(nn.Module):
         return obj
 
     @property
-    def groups(self) -> List[NeuronGroup]:
+    def groups(self) -> list[NeuronGroup]:
         return [e for e in self._elements if isinstance(e, NeuronGroup)]
 
     @property
-    def connections(self) -> List[Connection]:
+    def connections(self) -> list[Connection]:
         return [e for e in self._elements if isinstance(e, Connection)]
 
     @property
-    def encoders(self) -> List[Encoder]:
+    def encoders(self) -> list[Encoder]:
         return [e for e in self._elements if isinstance(e, Encoder)]
 
     @property
-    def decoders(self) -> List[Decoder]:
+    def decoders(self) -> list[Decoder]:
         return [e for e in self._elements if isinstance(e, Decoder)]
 
     @property
-    def monitors(self) -> List[StateMonitor]:
+    def monitors(self) -> list[StateMonitor]:
         return [e for e in self._elements if isinstance(e, StateMonitor)]
 
     def compile_plan(self, mode: str = "auto") -> _Plan:
@@ -198,7 +221,7 @@ class Network(nn.Module):
         run; variables an assembly does not have (an encoder's ``'V'``) are skipped.  Used by
         monitoring callbacks; outside the block nothing extra is kept.
         """
-        out: Dict[str, Dict[str, torch.Tensor]] = {}
+        out: dict[str, dict[str, torch.Tensor]] = {}
         previous = self._recording
         self.__dict__["_recording"] = (tuple(var_names), out)
         try:
@@ -207,9 +230,12 @@ class Network(nn.Module):
             self.__dict__["_recording"] = previous
 
     # ------------------------------------------------------------------ running
-    def forward(self, x, time_steps: Optional[int] = None, reset: bool = True, mode: str = "auto"):
+    def forward(self, x, time_steps: Optional[int] = None, reset: bool = True, mode: str = "auto",
+                checkpoint_steps: Optional[int] = None):
         plan = self.compile_plan(mode)
         T_default = _check_time_steps(self.label, time_steps, allow_none=True) or self.time_steps
+        K = self.checkpoint_steps if checkpoint_steps is None else _check_checkpoint_steps(self.label,
+                                                                                           checkpoint_steps)
         dt = self.dt
         for g in plan.nodes:
             if isinstance(g, NeuronGroup):
@@ -233,27 +259,10 @@ class Network(nn.Module):
         if self._recording is not None:
             extra = set(self._recording[0])
             keep = {v: plan.keep[v] | (extra & set(n.var_names)) for v, n in enumerate(plan.nodes)}
-        records: Dict[int, Dict[str, torch.Tensor]] = {}
-        finals: Dict[int, Dict[str, torch.Tensor]] = {}
-        for i, seq in encoded.items():
-            records[i] = {"O": seq}
-        for stage in plan.stages:
-            if stage.stepped:
-                self._run_stepped(plan, keep, stage, records, finals, carry, T, B)
-            else:
-                (v,) = stage.nodes
-                if v not in records:
-                    self._run_batched(plan, keep, v, records, finals, carry, T)
-
-        new_carry = {"batch": B}
-        for v, node in enumerate(plan.nodes):
-            hist = {}
-            if need_hist[v]:
-                for var, seq in records[v].items():
-                    prev = None if carry is None else carry[v]["history"].get(var)
-                    full = seq if prev is None else torch.cat([prev, seq])
-                    hist[var] = full[-need_hist[v]:]
-            new_carry[v] = {"state": finals.get(v, {}), "history": hist}
+        if K is not None and T > K and torch.is_grad_enabled():
+            records, new_carry = self._run_checkpointed(plan, keep, encoded, carry, T, B, K, need_hist)
+        else:
+            records, new_carry = self._run_span(plan, keep, encoded, carry, T, B, need_hist)
         self.__dict__["_carry"] = new_carry
 
         if self._recording is not None:
@@ -269,7 +278,83 @@ class Network(nn.Module):
         outs = tuple(d.decode(records[plan.index[id(d.target)]], dt) for d in plan.decoders)
         return outs[0] if len(outs) == 1 else outs
 
-    def _encode_inputs(self, plan: _Plan, x, T: Optional[int]) -> Dict[int, torch.Tensor]:
+    def _run_span(self, plan: _Plan, keep: dict[int, set], encoded: dict[int, torch.Tensor], carry, T: int, B: int,
+                  need_hist: list[int]):
+        """Run the schedule over the ``T`` steps of ``encoded`` from ``carry`` (``None``: initial state).
+
+        Returns ``(records, new_carry)``: ``{node: {var: [T, B, *shape]}}`` and the state / delay-line
+        history a ``reset=False`` continuation (or the next checkpoint chunk) starts from.
+        """
+        records: dict[int, dict[str, torch.Tensor]] = {}
+        finals: dict[int, dict[str, torch.Tensor]] = {}
+        for i, seq in encoded.items():
+            records[i] = {"O": seq}
+        for stage in plan.stages:
+            if stage.stepped:
+                self._run_stepped(plan, keep, stage, records, finals, carry, T, B)
+            else:
+                (v,) = stage.nodes
+                if v not in records:
+                    self._run_batched(plan, keep, v, records, finals, carry, T)
+
+        new_carry = {"batch": B}
+        for v in range(len(plan.nodes)):
+            hist = {}
+            if need_hist[v]:
+                for var, seq in records[v].items():
+                    prev = None if carry is None else carry[v]["history"].get(var)
+                    full = seq if prev is None else torch.cat([prev, seq])
+                    hist[var] = full[-need_hist[v]:]
+            new_carry[v] = {"state": finals.get(v, {}), "history": hist}
+        return records, new_carry
+
+    def _run_checkpointed(self, plan: _Plan, keep: dict[int, set], encoded: dict[int, torch.Tensor], carry, T: int,
+                          B: int, K: int, need_hist: list[int]):
+        """:meth:`_run_span` over chunks of ``K`` steps, each under a non-reentrant activation checkpoint.
+
+        A chunk returns only what is used after the run (decoder / monitor / recorded variables) and
+        the carry into the next chunk, so nothing else of it is kept for backward.
+        """
+        export: dict[int, set] = {v: set() for v in range(len(plan.nodes))}
+        for obj in [*plan.decoders, *plan.monitors]:
+            export[plan.index[id(obj.target)]].add(obj.var_name)
+        if not plan.decoders:
+            groups = [i for i, n in enumerate(plan.nodes) if isinstance(n, NeuronGroup)]
+            export[max(groups) if groups else 0].add("O")
+        if self._recording is not None:
+            for v in export:
+                export[v] |= keep[v]
+        bns = [m for m in self.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+
+        def make_chunk():
+            calls = [0]
+
+            def chunk(enc, carry_in):
+                calls[0] += 1
+                # a second call is the recomputation in backward: batch norm must not update its running
+                # statistics again
+                frozen = [_frozen_stats(m) for m in bns] if calls[0] > 1 else []
+                try:
+                    steps = next(iter(enc.values())).shape[0]
+                    recs, new_carry = self._run_span(plan, keep, enc, carry_in, steps, B, need_hist)
+                finally:
+                    for restore in frozen:
+                        restore()
+                out = {v: {var: recs[v][var] for var in vs if var in recs[v]} for v, vs in export.items() if vs}
+                return out, new_carry
+
+            return chunk
+
+        parts: list[dict[int, dict[str, torch.Tensor]]] = []
+        for t0 in range(0, T, K):
+            enc = {i: seq[t0:t0 + K] for i, seq in encoded.items()}
+            out, carry = _checkpoint(make_chunk(), enc, carry, use_reentrant=False)
+            parts.append(out)
+        records = {v: {var: torch.cat([p[v][var] for p in parts]) for var in parts[0][v]} for v in parts[0]}
+        return records, carry
+
+    def _encode_inputs(self, plan: _Plan, x, T: Optional[int]) -> dict[int, torch.Tensor]:
         encs = plan.encoders
         if isinstance(x, dict):
             names = {e.name for e in encs}
@@ -304,12 +389,12 @@ class Network(nn.Module):
         a = plan.edges[k][0]
         return c(records[a][c.pre_var_name], history=self._history(carry, a, c.pre_var_name))
 
-    def _initial_state(self, group: NeuronGroup, v: int, carry, like: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def _initial_state(self, group: NeuronGroup, v: int, carry, like: torch.Tensor) -> dict[str, torch.Tensor]:
         if carry is not None and carry[v]["state"]:
             return carry[v]["state"]
         return group.neuron.initial_state(like)
 
-    def _run_batched(self, plan: _Plan, keep: Dict[int, set], v: int, records, finals, carry, T: int) -> None:
+    def _run_batched(self, plan: _Plan, keep: dict[int, set], v: int, records, finals, carry, T: int) -> None:
         group = plan.nodes[v]
         isyn = vkick = None
         for k in plan.incoming[v]:
@@ -332,15 +417,16 @@ class Network(nn.Module):
         records[v] = rec
         finals[v] = final
 
-    def _run_stepped(self, plan: _Plan, keep: Dict[int, set], stage: Stage, records, finals, carry, T: int, B: int) -> None:
-        external: Dict[int, Dict[str, Optional[torch.Tensor]]] = {v: {"Isyn": None, "V": None} for v in stage.nodes}
+    def _run_stepped(self, plan: _Plan, keep: dict[int, set], stage: Stage, records, finals, carry, T: int,
+                     B: int) -> None:
+        external: dict[int, dict[str, Optional[torch.Tensor]]] = {v: {"Isyn": None, "V": None} for v in stage.nodes}
         for k in stage.external:
             b = plan.edges[k][1]
             var = plan.conns[k].post_var_name
             out = self._conn_input(plan, k, records, carry)
             external[b][var] = out if external[b][var] is None else external[b][var] + out
         groups = [v for v in stage.nodes if v not in records]  # encoders are already encoded
-        steps: Dict[int, Dict[str, List[torch.Tensor]]] = {v: {var: [] for var in keep[v]} for v in stage.nodes}
+        steps: dict[int, dict[str, list[torch.Tensor]]] = {v: {var: [] for var in keep[v]} for v in stage.nodes}
         for v in stage.nodes:
             if v in records:
                 steps[v]["O"] = list(records[v]["O"].unbind(0))
@@ -349,7 +435,7 @@ class Network(nn.Module):
         for v in groups:
             like = ref.new_zeros((B, *plan.nodes[v].shape))
             states[v] = self._initial_state(plan.nodes[v], v, carry, like)
-        internal_into: Dict[int, List[int]] = {v: [] for v in stage.nodes}
+        internal_into: dict[int, list[int]] = {v: [] for v in stage.nodes}
         for k in stage.internal:
             internal_into[plan.edges[k][1]].append(k)
         for t in range(T):
@@ -358,7 +444,8 @@ class Network(nn.Module):
                 isyn = None if external[v]["Isyn"] is None else external[v]["Isyn"][t]
                 vkick = None if external[v]["V"] is None else external[v]["V"][t]
                 for k in internal_into[v]:
-                    out = self._conn_step(plan, k, steps, carry, t, ref.new_zeros((B, *plan.nodes[plan.edges[k][0]].shape)))
+                    zeros = ref.new_zeros((B, *plan.nodes[plan.edges[k][0]].shape))
+                    out = self._conn_step(plan, k, steps, carry, t, zeros)
                     if plan.conns[k].post_var_name == "V":
                         vkick = out if vkick is None else vkick + out
                     else:
@@ -405,6 +492,27 @@ def _add(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch
     if a is None:
         return b
     return a if b is None else a + b
+
+
+def _frozen_stats(bn: nn.Module):
+    """Snapshot a batch norm's running statistics; returns the function that restores them."""
+    saved = {k: b.detach().clone() for k, b in bn.named_buffers(recurse=False) if b is not None}
+
+    def restore() -> None:
+        with torch.no_grad():
+            for k, b in bn.named_buffers(recurse=False):
+                if k in saved:
+                    b.copy_(saved[k])
+
+    return restore
+
+
+def _check_checkpoint_steps(owner: str, value) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: checkpoint_steps must be None or an int >= 1, got {value!r}")
+    return value
 
 
 def _check_time_steps(owner: str, value, allow_none: bool) -> Optional[int]:
