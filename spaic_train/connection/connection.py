@@ -318,18 +318,33 @@ class Connection(nn.Module):
     # ---- delays --------------------------------------------------------------------------------
     def delay_steps(self) -> Optional[torch.Tensor]:
         """Effective per-synapse delays in steps (``max(round(delay/dt), min_delay_steps)``), or ``None``."""
+        plan = self._delay_plan()
+        return None if plan is None else plan[0]
+
+    def _delay_plan(self) -> Optional[tuple[torch.Tensor, list[int]]]:
+        """``(steps, distinct step values)`` of the effective delays, or ``None`` without per-synapse delays.
+
+        Cached until the delay buffer (its storage or an in-place write), ``dt`` or ``min_delay_steps``
+        changes, so the step-by-step schedule does not recompute it every step.
+        """
         if self.delay is None:
             return None
-        return delay_steps(self.delay, self.dt).clamp_(min=int(self.min_delay_steps))
+        key = (self.delay.data_ptr(), self.delay._version, float(self.dt), int(self.min_delay_steps))
+        cached = self.__dict__.get("_delay_cache")
+        if cached is None or cached[0] != key:
+            steps = delay_steps(self.delay, self.dt).clamp_(min=int(self.min_delay_steps))
+            cached = (key, steps, torch.unique(steps).tolist())
+            self.__dict__["_delay_cache"] = cached
+        return cached[1], cached[2]
 
     @property
     def history_steps(self) -> int:
         """Number of past presynaptic steps :meth:`forward` needs (the largest effective delay)."""
         m = int(self.min_delay_steps)
-        steps = self.delay_steps()
-        if steps is None or steps.numel() == 0:
+        plan = self._delay_plan()
+        if plan is None or not plan[1]:
             return m
-        return max(m, int(steps.max()))
+        return max(m, plan[1][-1])
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, history: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -366,10 +381,9 @@ class Connection(nn.Module):
                 raise ValueError(f"{self.label}: history of shape {tuple(history.shape)} does not match "
                                  f"[H, {x.shape[1]}, *{pre_shape}]")
         T, B = x.shape[0], x.shape[1]
-        steps = self.delay_steps()
-        depth = int(self.min_delay_steps)
-        if steps is not None and steps.numel():
-            depth = max(depth, int(steps.max()))
+        plan = self._delay_plan()
+        steps, values = plan if plan is not None else (None, None)
+        depth = self.history_steps
         z = with_history(x, history, depth)
         wi = self._weight_index
         for op in self.synapses[:wi]:
@@ -384,7 +398,7 @@ class Connection(nn.Module):
         if depth == 0:
             y = seq_op(z, weight)
         else:
-            y = delayed_weight_op(seq_op, z, depth, T, weight, steps, link.expand_delay)
+            y = delayed_weight_op(seq_op, z, depth, T, weight, steps, link.expand_delay, values)
         if self.bias is not None:
             y = link.add_bias(y.reshape(T * B, *y.shape[2:]), self.bias).reshape(y.shape)
         for op in self.synapses[wi + 1:]:

@@ -91,7 +91,8 @@ def shifted(full: torch.Tensor, depth: int, k: int, T: int) -> torch.Tensor:
 
 def delayed_weight_op(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], full: torch.Tensor, depth: int,
                       T: int, weight: torch.Tensor, steps: Optional[torch.Tensor],
-                      expand: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                      expand: Callable[[torch.Tensor], torch.Tensor],
+                      values: Optional[list[int]] = None) -> torch.Tensor:
     """``Σ_k op(x[t−k], W ⊙ [steps == k])`` over the distinct values ``k`` of ``steps``.
 
     Args:
@@ -103,11 +104,12 @@ def delayed_weight_op(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
         steps: per-synapse delay in steps (shape of the delay buffer), or ``None`` for a uniform
             shift by ``depth`` (no per-synapse delays: every synapse delayed by ``depth``).
         expand: maps a delay-shaped 0/1 tensor to something broadcastable against ``weight``.
+        values: the distinct values of ``steps`` when already known (computed otherwise).
     """
     if steps is None:
         return op(shifted(full, depth, depth, T), weight)
     out = None
-    for k in torch.unique(steps).tolist():
+    for k in values if values is not None else torch.unique(steps).tolist():
         sel = expand((steps == k).to(weight.dtype))
         y = op(shifted(full, depth, int(k), T), weight * sel)
         out = y if out is None else out + y
