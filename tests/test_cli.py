@@ -96,13 +96,6 @@ def test_bad_override_fails_at_composition_naming_the_key(override, key):
     assert key in text
 
 
-def test_bad_type_fails_fast_on_the_command_line(tmp_path):
-    res = train("data.batch_size=abc", f"hydra.run.dir={tmp_path / 'type'}")
-    assert res.returncode != 0
-    assert "full_key: data.batch_size" in res.stderr + res.stdout
-    assert not (tmp_path / "type").exists()  # stopped before the job started
-
-
 def test_typo_in_a_recipe_file_fails_naming_the_key(tmp_path):
     (tmp_path / "recipe").mkdir()
     (tmp_path / "recipe" / "bad.yaml").write_text("# @package _global_\ntrainer:\n  max_epoch: 3\n")

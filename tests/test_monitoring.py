@@ -42,8 +42,8 @@ def monitored_run(tmp_path_factory):
         L.Input((1, 8, 8), encoder="direct"),
         L.Conv2dSyn(4, kernel_size=3, padding=1, pool="max", name="conv"),
         L.Flatten(),
-        L.Full(32, name="hidden"),
-        L.Full(4, name="out"),
+        L.Full(32, name="hidden", neuron_kwargs={"v_th": 0.5}),
+        L.Full(4, name="out", neuron_kwargs={"v_th": 0.25}),
     ], time_steps=6, feedback=[Feedback("out", "hidden", max_delay=2.0)])
     model.compile(optimizer="adam", lr=1e-2, loss="ce_rate", metrics=["accuracy"], scheduler="cosine")
     log_dir = tmp_path_factory.mktemp("tb")
@@ -74,6 +74,7 @@ def test_firing_rates_silent_fractions_and_histograms(monitored_run):
         silent = [e.value for e in ea.Scalars(f"spikes/silent_fraction/{layer}")]
         assert len(rates) == 2 and len(silent) == 2  # once per epoch
         assert all(0.0 <= r <= 1.0 for r in rates) and all(0.0 <= s <= 1.0 for s in silent)
+        assert max(rates) > 0.0 and min(silent) < 1.0  # the net is alive
         assert f"membrane/{layer}" in tags["histograms"]
         h = ea.Histograms(f"membrane/{layer}")[-1].histogram_value
         assert h.num > 0 and np.isfinite(h.min) and np.isfinite(h.max)
