@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent(
     from torch import nn
     from sklearn.datasets import load_digits
     from spaic_train.training import SNNModule, fit
+    from spaic_train.training.metrics import accuracy
 
     OUT = sys.argv[1]
     STRATEGY = sys.argv[2]
@@ -100,7 +101,7 @@ SCRIPT = textwrap.dedent(
                 accelerator="cpu", strategy=STRATEGY, seed=0, logger=False, enable_progress_bar=False,
                 callbacks=[rec])
         with torch.no_grad():
-            direct = (module.network(torch.from_numpy(xva)).argmax(-1) == torch.from_numpy(yva)).float().mean()
+            direct = accuracy(module.network(torch.from_numpy(xva)), torch.from_numpy(yva))
         rank = int(os.environ.get("LOCAL_RANK", 0))
         with open(os.path.join(OUT, f"history{rank}.json"), "w") as fh:
             json.dump({"history": h.history, "epoch": h.epoch, "direct_val_accuracy": float(direct),

@@ -30,6 +30,7 @@ from spaic_train.training import (
     prepare_fit_data,
     split_validation,
 )
+from spaic_train.training.metrics import accuracy
 
 T = 4
 QUIET = dict(enable_progress_bar=False, logger=False, accelerator="cpu", devices=1)
@@ -368,7 +369,7 @@ def test_history_and_learning(digits, tmp_path):
     res = evaluate(module, x[480:], y[480:], batch_size=7)
     out = predict(module, x[480:], batch_size=7)
     assert out.shape == (120, 10)
-    direct = (out.argmax(-1) == torch.from_numpy(y[480:])).float().mean().item()
+    direct = accuracy(out, torch.from_numpy(y[480:])).item()  # one call over all 120 samples
     assert res["accuracy"] == pytest.approx(direct, abs=1e-6)
     assert res["loss"] == pytest.approx(F.cross_entropy(out, torch.from_numpy(y[480:])).item(), rel=1e-5)
 
@@ -460,3 +461,32 @@ def test_plain_nn_module_and_own_trainer(digits):
     assert {"train_loss", "train_accuracy", "train_top5_accuracy", "val_loss", "val_accuracy", "lr"} <= set(
         trainer.callback_metrics
     )
+
+
+def test_accuracy_counts_ties_against_the_label():
+    from spaic_train.training.metrics import top5_accuracy
+
+    silent = torch.zeros(4, 10)  # a dead output layer: every class scores the same -> chance level
+    labels = torch.tensor([0, 0, 0, 0])
+    assert accuracy(silent, labels).item() == pytest.approx(0.1)
+    assert top5_accuracy(silent, labels).item() == pytest.approx(0.5)
+    out = torch.tensor([[3.0, 1.0, 1.0], [1.0, 2.0, 2.0], [0.0, 0.0, 5.0]])
+    assert accuracy(out, torch.tensor([0, 1, 2])).item() == pytest.approx(2.5 / 3)  # sample 1 ties 2 ways
+    assert accuracy(out, torch.tensor([1, 0, 2])).item() == pytest.approx(1 / 3)
+    assert top5_accuracy(out, torch.tensor([1, 0, 0])).item() == pytest.approx(1.0)  # fewer than 5 classes
+
+
+def test_time_first_batches_are_weighted_by_their_label_count():
+    """A [T, B, ...] input logs metrics with batch size B (the labels), not T."""
+    from spaic_train.training import SNNModule
+
+    class Seq(torch.nn.Module):
+        def forward(self, x):  # [T, B, 3] -> [B, 3]
+            return x.mean(0)
+
+    module = SNNModule(Seq(), loss="ce")
+    logged = {}
+    module.log = lambda name, value, **kw: logged.setdefault(name, kw.get("batch_size"))
+    x = torch.rand(7, 2, 3)
+    module._shared_step((x, torch.tensor([0, 1])), "val")
+    assert logged["val_loss"] == 2

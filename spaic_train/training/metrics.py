@@ -44,6 +44,11 @@ def _labels(target: Tensor) -> Tensor:
 def topk_accuracy(output: Tensor, target: Tensor, k: int = 1) -> Tensor:
     """Fraction (``float32`` scalar in ``[0, 1]``) of samples whose label is among the ``k`` largest outputs.
 
+    Ties (frequent with integer spike counts) count as broken uniformly at random, in expectation: a sample
+    whose label shares the ``k``-th place with others scores the fraction of remaining places over tied
+    classes (``argmax`` would silently pick class 0, so a silent network could score 100% on class-sorted
+    data).
+
     Args:
         output: ``[B, C]`` or ``[T, B, C]`` (averaged over ``T``).
         target: ``[B]`` class indices or ``[B, C]`` float targets.
@@ -52,11 +57,13 @@ def topk_accuracy(output: Tensor, target: Tensor, k: int = 1) -> Tensor:
     labels = _labels(target.detach())
     if out.shape[0] == 0:
         return torch.zeros((), device=out.device)
-    if k == 1:
-        return (out.argmax(-1) == labels).float().mean()
-    k = min(k, out.shape[-1])
-    top = out.topk(k, dim=-1).indices
-    return (top == labels.unsqueeze(-1)).any(-1).float().mean()
+    # ties are broken uniformly at random, in expectation: a silent output layer (all scores equal)
+    # scores chance level 1/C instead of whatever class argmax happens to pick first
+    label_score = out.gather(-1, labels.unsqueeze(-1))
+    above = (out > label_score).sum(-1)
+    tied = (out == label_score).sum(-1)  # includes the label itself
+    free_slots = (k - above).clamp(min=0)
+    return (free_slots.float() / tied.float()).clamp(max=1.0).mean()
 
 
 @METRICS.register("accuracy", "acc")

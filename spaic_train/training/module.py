@@ -161,7 +161,8 @@ class SNNModule(pl.LightningModule):
         out = self(x)
         self._check_first_batch(stage, out, y)
         loss = self.loss_fn(out, y)
-        bs = int(x.shape[0]) if isinstance(x, Tensor) and x.dim() > 0 else len(y)
+        # the batch size is the label count: a time-first input [T, B, ...] has T in front
+        bs = len(y) if isinstance(y, Tensor) and y.dim() > 0 else int(x.shape[0])
         if stage == "train" and self.nan_policy == "skip" and not bool(torch.isfinite(loss.detach()).all()):
             return loss  # the step is skipped by fit's NonFiniteGuard: keep NaN out of the epoch metrics
         on_step = stage == "train"
