@@ -22,12 +22,20 @@ block of steps.  The backward pass is the hand-derived BPTT: it recomputes the m
 block from its checkpoint (same ops, bit-identical) and propagates the adjoint through it.
 Without adaptation the adjoint is a linear recurrence ``dI[t] = P[t] + Q'[t] * dI[t+1]`` whose
 coefficients are computed for a whole block at once, so the sequential part is a single
-``addcmul_`` per step.  No Triton or compiled extension is involved (plain torch ops, any device).
+``addcmul_`` per step (plain torch ops, any device).
+
+On CUDA, :func:`lif_sequence` (hence :meth:`LIFFamily.run_sequence`) hands the plain LIF / IF cases
+(no adaptation, float ``beta``, built-in surrogate, float32) to the Triton kernels of
+:mod:`spaic_train.neurons.triton_lif` (same equations and backward); everything else, and every
+CPU call, uses :class:`LIFSequenceFunction`.  ``triton`` is imported only for a CUDA input.
+Opt out with the environment variable ``SPAIC_TRAIN_TRITON=0`` (read at import) or by setting
+:data:`USE_TRITON` to ``False``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Optional, Union
 
 import torch
@@ -45,6 +53,23 @@ _RESET_ALIASES = {"hard": "hard", "zero": "hard", "soft": "soft", "subtract": "s
 
 #: target number of elements per block when the backward pass precomputes coefficients
 _BLOCK_ELEMS = 1 << 20
+
+#: use the Triton kernels for supported CUDA calls (see the module docstring)
+USE_TRITON = os.environ.get("SPAIC_TRAIN_TRITON", "1").strip().lower() not in ("0", "false", "no", "off")
+
+_triton_mod: Any = None  # spaic_train.neurons.triton_lif once imported, False if triton is unavailable
+
+
+def _triton_lif():
+    """The Triton module (imported on first CUDA use), or ``None`` when triton cannot be imported."""
+    global _triton_mod
+    if _triton_mod is None:
+        try:
+            from . import triton_lif as mod
+        except Exception:  # ImportError, or a triton that fails to initialise: torch fused path
+            mod = False
+        _triton_mod = mod
+    return _triton_mod or None
 
 
 class _Cfg:
@@ -367,6 +392,8 @@ def lif_sequence(
 
     Returns:
         ``(O, V_T, a_T, V_seq)`` — ``a_T`` is ``None`` without adaptation, ``V_seq`` without ``return_v``.
+
+    Supported CUDA calls run the Triton kernels (module docstring); the results match the torch path.
     """
     from ..surrogate import get_surrogate
 
@@ -381,6 +408,10 @@ def lif_sequence(
         a0 = a0.expand(I.shape[1:])
     cfg = _Cfg(float(v_th), float(v_reset), reset == "hard", bool(detach_reset), surrogate, float(rho),
                float(beta_adapt), bool(return_v))
+    if USE_TRITON and I.is_cuda and a0 is None and not torch.compiler.is_compiling():
+        tri = _triton_lif()
+        if tri is not None and tri.supported(I, V0, beta, cfg):
+            return tri.lif_sequence(I, V0, beta, cfg)
     return LIFSequenceFunction.apply(I, V0.contiguous(), None if a0 is None else a0.contiguous(), beta, cfg)
 
 
