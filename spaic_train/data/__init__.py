@@ -6,20 +6,22 @@ Use :func:`build_datamodule` with a registered name (``DATASETS.names()``) and t
     dm.input_shape, dm.num_classes            # (1, 28, 28), 10
     x, y = next(iter(dm.train_dataloader()))  # x [B, 1, 28, 28] float32, y [B] int64
 
-=============  ==========================  ================================================================
-name           input_shape / batches        source
-=============  ==========================  ================================================================
-``digits``     ``(1, 8, 8)``                scikit-learn bundled digits, 60/20/20 stratified split
-``mnist``      ``(1, 28, 28)``              idx files (gz/raw), CSV training subset, or torchvision download
-``cifar10``    ``(3, 32, 32)``              torchvision batches or ImageFolder tree / ``.tar`` of JPEGs
-``folder``     ``(C, H, W)``                any ImageFolder tree / archive
-``nmnist``     ``(2, 34, 34)`` per step     N-MNIST events → ``x`` ``[T, B, 2, 34, 34]`` (time first)
-=============  ==========================  ================================================================
+===============  ==========================  ================================================================
+name             input_shape / batches        source
+===============  ==========================  ================================================================
+``digits``       ``(1, 8, 8)``                scikit-learn bundled digits, 60/20/20 stratified split
+``digits_rows``  ``(8,)`` per step            the same digits row by row → ``x`` ``[8 · steps_per_row, B, 8]``
+``mnist``        ``(1, 28, 28)``              idx files (gz/raw), CSV training subset, or torchvision download
+``cifar10``      ``(3, 32, 32)``              torchvision batches or ImageFolder tree / ``.tar`` of JPEGs
+``folder``       ``(C, H, W)``                any ImageFolder tree / archive
+``nmnist``       ``(2, 34, 34)`` per step     N-MNIST events → ``x`` ``[T, B, 2, 34, 34]`` (time first)
+===============  ==========================  ================================================================
 """
 
 from .base import DATASETS, ImageTensorDataset, SpikeDataModule, build_datamodule, first_per_class, split_indices
 from .cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule
 from .digits import DigitsDataModule
+from .digits_rows import DigitsRowsDataModule, RowSequenceDataset
 from .folder import ImageFolderDataModule, default_cache_dir, extract_tar, resolve_split_dir
 from .mnist import MNIST_MEAN, MNIST_STD, MNISTDataModule, find_mnist_csv, find_mnist_file, read_idx, read_mnist_csv
 from .nmnist import (
@@ -40,6 +42,8 @@ __all__ = [
     "split_indices",
     "first_per_class",
     "DigitsDataModule",
+    "DigitsRowsDataModule",
+    "RowSequenceDataset",
     "MNISTDataModule",
     "MNIST_MEAN",
     "MNIST_STD",
