@@ -83,6 +83,11 @@ class Network(nn.Module):
     responds within one step.  A connection whose pre is declared after its post (or a group to
     itself) is *feedback* and always has ``d >= 1``.  Several connections into one variable sum.
 
+    Schedule: acyclic parts run time-batched, each synapse op on all ``T`` steps at once; connections
+    inside a cycle run step by step.  Both give identical results, except that a ``batchnorm`` synapse in
+    training mode normalizes over ``T·B`` samples when time-batched and over the ``B`` samples of one step
+    inside a cycle.
+
     Args:
         dt: simulation step in ms (default 1.0).
         time_steps: default number of steps ``T`` for static inputs.
