@@ -34,6 +34,7 @@ SCRIPT = textwrap.dedent(
     import lightning.pytorch as pl
     from torch import nn
     from sklearn.datasets import load_digits
+    from spaic_train.surrogate import get_surrogate, spike
     from spaic_train.training import SNNModule, fit
     from spaic_train.training.metrics import accuracy
 
@@ -41,16 +42,7 @@ SCRIPT = textwrap.dedent(
     STRATEGY = sys.argv[2]
 
 
-    class Spike(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return (x >= 0).to(x.dtype)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g / (1.0 + (3.0 * x).abs()) ** 2
+    SURROGATE = get_surrogate("fast_sigmoid", alpha=3.0)
 
 
     class TinySNN(nn.Module):
@@ -64,7 +56,7 @@ SCRIPT = textwrap.dedent(
             n = torch.zeros_like(cur)
             for _ in range(4):
                 v = 0.5 * v + cur
-                s = Spike.apply(v - 1.0)
+                s = spike(v - 1.0, SURROGATE)
                 v = v - s
                 n = n + s
             return n

@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from spaic_train.surrogate import get_surrogate, spike
 from spaic_train.training import (
     LOSSES,
     METRICS,
@@ -38,16 +39,7 @@ QUIET = dict(enable_progress_bar=False, logger=False, accelerator="cpu", devices
 
 # --------------------------------------------------------------------------------------------------------------
 # tiny SNN stand-ins
-class _SpikeFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad / (1.0 + (3.0 * x).abs()) ** 2
+SURROGATE = get_surrogate("fast_sigmoid", alpha=3.0)  # g'(x) = 1 / (1 + 3|x|)^2
 
 
 class TinySNN(nn.Module):
@@ -72,7 +64,7 @@ class TinySNN(nn.Module):
         for _ in range(self.num_steps):
             i_t = self.fc((torch.rand_like(x) < x).to(x.dtype)) if self.poisson else cur
             v = 0.5 * v + i_t
-            s = _SpikeFn.apply(v - 1.0)
+            s = spike(v - 1.0, SURROGATE)
             v = v - s
             out.append(s)
         seq = torch.stack(out)
