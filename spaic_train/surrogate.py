@@ -55,6 +55,7 @@ __all__ = [
     "get_surrogate",
     "spike",
     "SpikeFunction",
+    "KERNEL_SURROGATE_IDS",
 ]
 
 #: registry of surrogate classes, keyed by name (``get_surrogate`` instantiates them)
@@ -250,6 +251,11 @@ class PiecewiseQuadratic(Surrogate):
         inner = -0.5 * a * a * x * x.abs() + a * x + 0.5
         return torch.where(x <= -1 / a, torch.zeros_like(x), torch.where(x >= 1 / a, torch.ones_like(x), inner))
 
+
+#: built-in surrogate class -> id of its formula in the compiled neuron kernels (Triton, numba); an exact
+#: type match is required, so subclasses and custom surrogates use the torch kernels
+KERNEL_SURROGATE_IDS = {ATan: 0, Sigmoid: 1, FastSigmoid: 2, Rectangle: 3, Gaussian: 4, Triangle: 5, Erf: 6,
+                        PiecewiseQuadratic: 7}
 
 SurrogateLike = Union[str, Surrogate, dict, None]
 

@@ -76,6 +76,19 @@ def test_conv_forward_vs_torch():
     torch.testing.assert_close(c(x), ref.reshape(3, 2, *ref.shape[1:]))
 
 
+def test_conv_output_is_channels_last_on_cpu_and_flows_through_the_network():
+    pre, post = A((3, 8, 8), "pre"), A(name="post")
+    c = Connection(pre, post, link_type="conv", syn_type=["conv", "batchnorm", "maxpool"], out_channels=5,
+                   kernel_size=3, padding=1)
+    x = torch.rand(2, 4, 3, 8, 8)
+    y = c(x)
+    assert y.shape == (2, 4, 5, 4, 4)
+    assert y.reshape(8, 5, 4, 4).is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():  # same values as the default (NCHW) layout
+        ref = F.max_pool2d(c.synapses[1].bn(F.conv2d(x.reshape(8, 3, 8, 8), c.weight, None, 1, 1)), 2)
+    torch.testing.assert_close(y, ref.reshape(2, 4, 5, 4, 4), atol=1e-5, rtol=1e-5)
+
+
 def test_conv_basic_synapse_and_upscale():
     pre, post = A((2, 4, 4), "pre"), A(name="post")
     c = Connection(pre, post, link_type="conv", out_channels=3, upscale=2, padding=1)

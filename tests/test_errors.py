@@ -6,6 +6,7 @@ Each case is a zero-argument callable that must raise ``exc`` with every key wor
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -130,6 +131,20 @@ def _omegaconf_errors():
 
 # ------------------------------------------------------------------------------------------------ the table
 # (id, callable, exception type, key words)
+def buffer_pool_limit_from_env(value):
+    from spaic_train.neurons import buffers
+
+    old = os.environ.get("SPAIC_TRAIN_BUFFER_POOL_MB")
+    os.environ["SPAIC_TRAIN_BUFFER_POOL_MB"] = value
+    try:
+        return buffers._pool_limit()
+    finally:
+        if old is None:
+            del os.environ["SPAIC_TRAIN_BUFFER_POOL_MB"]
+        else:
+            os.environ["SPAIC_TRAIN_BUFFER_POOL_MB"] = old
+
+
 CASES = [
     # --- NeuronGroup / Encoder / Decoder --------------------------------------------------------------------
     ("group-unknown-model", lambda: spaic.NeuronGroup(4, model="lf"), ValueError,
@@ -235,6 +250,9 @@ CASES = [
     ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["model", "full", "neuronz", "accepted"]),
     ("config-unknown-init", config_unknown_init, ValueError, ["unknown initializer", "kaiming_unifrom",
                                                               "kaiming_uniform"]),
+    # --- environment ------------------------------------------------------------------------------------------
+    ("env-buffer-pool-size", lambda: buffer_pool_limit_from_env("2GB"), ValueError,
+     ["SPAIC_TRAIN_BUFFER_POOL_MB", "'2GB'", "number of MiB", "0 disables"]),
 ]
 
 

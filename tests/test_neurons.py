@@ -396,6 +396,7 @@ def test_models_pickle():
 def test_fused_run_is_one_autograd_node_with_block_checkpoints(monkeypatch):
     import spaic_train.neurons.lif as lif_mod
 
+    monkeypatch.setattr(lif_mod, "USE_NUMBA", False)  # the torch fused kernel (numba's: test_numba_lif)
     m = LIF()
     I = torch.rand(50, 2, 3, requires_grad=True)
     O, st, _ = m.run_sequence(I)
@@ -411,3 +412,26 @@ def test_fused_run_is_one_autograd_node_with_block_checkpoints(monkeypatch):
     (g_blocks,) = torch.autograd.grad(O2.sum() + st2["V"].sum(), I)
     assert torch.equal(O, O2)
     torch.testing.assert_close(g_one, g_blocks)
+
+
+@pytest.mark.parametrize("model", ["lif", "plif", "alif"])
+def test_permuted_dense_input_is_integrated_in_memory_order(model):
+    # a channels-last conv output [T, B, C, H, W]: no copy to NCHW, same values and gradients, same layout out
+    m = build_neuron(model, v_th=0.4)
+    torch.manual_seed(3)
+    x = torch.randn(5, 2, 3, 4, 6) * 0.5 + 0.2
+    x_cl = x.reshape(10, 3, 4, 6).contiguous(memory_format=torch.channels_last).reshape(5, 2, 3, 4, 6)
+    assert not x_cl.is_contiguous()
+    state = {k: torch.randn(2, 3, 4, 6) * 0.1 for k in m.state_names}
+    outs = []
+    for inp in (x, x_cl):
+        I = inp.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+        O, st, Vs = m.run_sequence(I, {k: v.clone() for k, v in state.items()}, return_v=True)
+        (O * torch.linspace(-1, 1, 6)).sum().backward()
+        outs.append((O, st["V"], Vs, I.grad, I))
+    (O, VT, Vs, g, _), (O2, VT2, Vs2, g2, I2) = outs
+    assert O2.stride() == I2.stride() and Vs2.stride() == I2.stride()
+    assert 0 < O.mean() < 1 and torch.equal(O, O2)
+    torch.testing.assert_close(VT2, VT, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(Vs2, Vs, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(g2, g, atol=1e-6, rtol=1e-6)

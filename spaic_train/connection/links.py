@@ -406,6 +406,10 @@ class ConvLink(Link):
     def op(self, x, weight):
         if self.upscale is not None:
             x = F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+        if x.device.type == "cpu":
+            # oneDNN's CPU convolutions are fastest channels-last; the output stays channels-last through
+            # batch norm, pooling and the neurons (which integrate any dense layout in memory order)
+            x = x.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
 
     def add_bias(self, y, bias):

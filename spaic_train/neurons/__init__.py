@@ -15,7 +15,7 @@ name             class                                  state
 
 from .base import NEURONS, NeuronModel, State, build_neuron
 from .izhikevich import Izhikevich
-from .lif import ALIF, IF, LIF, PLIF, LIFFamily, LIFSequenceFunction, lif_sequence
+from .lif import ALIF, IF, LIF, PLIF, LIFFamily, LIFSequenceFunction, lif_sequence, load_compiled_kernels
 
 __all__ = [
     "NEURONS",
@@ -30,4 +30,5 @@ __all__ = [
     "Izhikevich",
     "LIFSequenceFunction",
     "lif_sequence",
+    "load_compiled_kernels",
 ]

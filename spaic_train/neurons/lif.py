@@ -24,11 +24,14 @@ Without adaptation the adjoint is a linear recurrence ``dI[t] = P[t] + Q'[t] * d
 coefficients are computed for a whole block at once, so the sequential part is a single
 ``addcmul_`` per step (plain torch ops, any device).
 
-On CUDA, :func:`lif_sequence` (hence :meth:`LIFFamily.run_sequence`) hands the plain LIF / IF cases
-(no adaptation, float ``beta``, built-in surrogate, float32) to the Triton kernels of
-:mod:`spaic_train.neurons.triton_lif` (same equations and backward); everything else, and every
-CPU call, uses :class:`LIFSequenceFunction`.  ``triton`` is imported only for a CUDA input.
-Opt out with the environment variable ``SPAIC_TRAIN_TRITON=0`` (read at import) or by setting
+Compiled kernels: :func:`lif_sequence` (hence :meth:`LIFFamily.run_sequence`) hands the calls that
+:func:`kernel_supported` accepts (plain LIF / IF: no adaptation, float ``beta``, built-in surrogate,
+float32, not traced by ``torch.compile``) to a per-neuron time loop compiled for the device: the
+numba kernels of :mod:`spaic_train.neurons.numba_lif` on CPU, the Triton kernels of
+:mod:`spaic_train.neurons.triton_lif` on CUDA (same equations, same backward).  Everything else
+(``plif``, ``alif``, float64, custom surrogates) uses :class:`LIFSequenceFunction`.  ``numba`` and
+``triton`` are imported on first use only.  Opt out with the environment variables
+``SPAIC_TRAIN_NUMBA=0`` / ``SPAIC_TRAIN_TRITON=0`` (read at import) or by setting :data:`USE_NUMBA` /
 :data:`USE_TRITON` to ``False``.
 """
 
@@ -42,10 +45,11 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..surrogate import Surrogate, spike
+from ..surrogate import KERNEL_SURROGATE_IDS, Surrogate, spike
 from .base import NEURONS, NeuronModel, State
 
-__all__ = ["LIFFamily", "LIF", "IF", "PLIF", "ALIF", "LIFSequenceFunction", "lif_sequence"]
+__all__ = ["LIFFamily", "LIF", "IF", "PLIF", "ALIF", "LIFSequenceFunction", "lif_sequence", "kernel_supported",
+           "load_compiled_kernels"]
 
 Beta = Union[float, torch.Tensor]
 
@@ -54,22 +58,59 @@ _RESET_ALIASES = {"hard": "hard", "zero": "hard", "soft": "soft", "subtract": "s
 #: target number of elements per block when the backward pass precomputes coefficients
 _BLOCK_ELEMS = 1 << 20
 
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+#: use the numba kernels for supported CPU calls (see the module docstring)
+USE_NUMBA = _env_flag("SPAIC_TRAIN_NUMBA")
 #: use the Triton kernels for supported CUDA calls (see the module docstring)
-USE_TRITON = os.environ.get("SPAIC_TRAIN_TRITON", "1").strip().lower() not in ("0", "false", "no", "off")
+USE_TRITON = _env_flag("SPAIC_TRAIN_TRITON")
 
-_triton_mod: Any = None  # spaic_train.neurons.triton_lif once imported, False if triton is unavailable
+# kernel modules by device type once imported; False when the compiler cannot be imported
+_kernel_mods: dict[str, Any] = {}
 
 
-def _triton_lif():
-    """The Triton module (imported on first CUDA use), or ``None`` when triton cannot be imported."""
-    global _triton_mod
-    if _triton_mod is None:
+def _kernels(device_type: str):
+    """The compiled-kernel module for ``'cpu'`` (numba) or ``'cuda'`` (triton), or ``None``."""
+    mod = _kernel_mods.get(device_type)
+    if mod is None:
         try:
-            from . import triton_lif as mod
-        except Exception:  # ImportError, or a triton that fails to initialise: torch fused path
+            if device_type == "cuda":
+                from . import triton_lif as mod
+            else:
+                from . import numba_lif as mod
+        except Exception:  # ImportError, or a compiler that fails to initialise: torch fused path
             mod = False
-        _triton_mod = mod
-    return _triton_mod or None
+        _kernel_mods[device_type] = mod
+    return mod or None
+
+
+def load_compiled_kernels(device: Union[str, torch.device] = "cpu") -> bool:
+    """Load the compiled LIF kernels for ``device`` now rather than in the first training step.
+
+    On CPU this imports numba and loads (or, the first time on a machine, compiles and caches) the
+    kernels: about a second and ~130 MB of resident memory, once per process.  Returns ``False`` when
+    no compiled kernels are available there (the torch fused kernel is used instead).
+    """
+    device = torch.device(device)
+    if _kernels(device.type) is None:
+        return False
+    I = torch.zeros(2, 1, 4, device=device, requires_grad=True)
+    O, _, _, _ = lif_sequence(I, beta=0.5, return_v=True)
+    O.sum().backward()
+    return True
+
+
+def kernel_supported(I: torch.Tensor, V0: torch.Tensor, beta: Beta, cfg: _Cfg, a0=None) -> bool:
+    """Whether the compiled kernels handle this call (device not checked): no adaptation, a Python
+    number ``beta``, float32 ``I`` and ``V0`` on one device, a built-in surrogate (exact class), and
+    not inside ``torch.compile`` tracing.  Hard or soft reset, any ``v_th`` / ``v_reset``,
+    ``detach_reset`` and ``return_v`` are all supported."""
+    return (a0 is None and isinstance(beta, (int, float)) and not isinstance(beta, bool)
+            and I.dtype == torch.float32 and V0.dtype == torch.float32 and V0.device == I.device
+            and type(cfg.sg) in KERNEL_SURROGATE_IDS and not torch.compiler.is_compiling())
 
 
 class _Cfg:
@@ -362,6 +403,15 @@ def _block_adaptive(dI, H, Th, S, sg, beta, cfg, t0, t1, T, gO, gVseq, carry):
             g.addcmul_(u, St, value=-ba)
 
 
+def _memory_order(x: torch.Tensor) -> Optional[tuple[int, ...]]:
+    """For a dense, non-contiguous ``x`` whose first (time) dim is outermost in memory: the dim order
+    that makes it contiguous (``x.permute(order).is_contiguous()``); ``None`` otherwise."""
+    if x.dim() < 3 or x.is_contiguous():
+        return None
+    order = (0, *sorted(range(1, x.dim()), key=lambda d: (-x.stride(d), d)))
+    return order if x.permute(order).is_contiguous() else None
+
+
 def lif_sequence(
     I: torch.Tensor,
     V0: Optional[torch.Tensor] = None,
@@ -393,25 +443,38 @@ def lif_sequence(
     Returns:
         ``(O, V_T, a_T, V_seq)`` — ``a_T`` is ``None`` without adaptation, ``V_seq`` without ``return_v``.
 
-    Supported CUDA calls run the Triton kernels (module docstring); the results match the torch path.
+    Calls that :func:`kernel_supported` accepts run the compiled kernels (module docstring); the results
+    match the torch path.
     """
     from ..surrogate import get_surrogate
 
     if surrogate is None or not isinstance(surrogate, Surrogate):
         surrogate = get_surrogate(surrogate)
     reset = _RESET_ALIASES[reset]
-    I = I.contiguous()
     if V0 is None:
         V0 = I.new_zeros(I.shape[1:])
     V0 = V0.expand(I.shape[1:]) if V0.shape != I.shape[1:] else V0
     if a0 is not None and a0.shape != I.shape[1:]:
         a0 = a0.expand(I.shape[1:])
+    perm = _memory_order(I) if not (isinstance(beta, torch.Tensor) and beta.dim() > 0) else None
+    if perm is not None:
+        # dense but permuted (e.g. a channels_last conv output): integrate in memory order, no copy
+        inv = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+        state_perm = [p - 1 for p in perm[1:]]
+        state_inv = [p - 1 for p in inv[1:]]
+        O, VT, aT, Vseq = lif_sequence(I.permute(perm), V0.permute(state_perm), beta, v_th, v_reset, reset, surrogate,
+                                       detach_reset, return_v, None if a0 is None else a0.permute(state_perm), rho,
+                                       beta_adapt)
+        return (O.permute(inv), VT.permute(state_inv), None if aT is None else aT.permute(state_inv),
+                None if Vseq is None else Vseq.permute(inv))
+    I = I.contiguous()
     cfg = _Cfg(float(v_th), float(v_reset), reset == "hard", bool(detach_reset), surrogate, float(rho),
                float(beta_adapt), bool(return_v))
-    if USE_TRITON and I.is_cuda and a0 is None and not torch.compiler.is_compiling():
-        tri = _triton_lif()
-        if tri is not None and tri.supported(I, V0, beta, cfg):
-            return tri.lif_sequence(I, V0, beta, cfg)
+    use = {"cpu": USE_NUMBA, "cuda": USE_TRITON}.get(I.device.type, False)
+    if use and kernel_supported(I, V0, beta, cfg, a0):
+        kernels = _kernels(I.device.type)
+        if kernels is not None:
+            return kernels.lif_sequence(I, V0, beta, cfg)
     return LIFSequenceFunction.apply(I, V0.contiguous(), None if a0 is None else a0.contiguous(), beta, cfg)
 
 

@@ -6,20 +6,10 @@ block of neurons and loops over ``T`` inside the kernel, so a whole sequence is 
 forward and one launch backward.
 
 This module imports ``triton`` at import time; :mod:`spaic_train.neurons.lif` imports it only
-for CUDA inputs (never on the CPU path).  :func:`lif_sequence` uses it when :func:`supported`
-says so, i.e. **all** of:
-
-* the input is a CUDA tensor (the tests also run the kernels on CPU tensors under
-  ``TRITON_INTERPRET=1``), ``float32``, and not being traced by ``torch.compile``;
-* no adaptation (``lif``, ``if``; not ``alif``);
-* ``beta`` is a Python number (``lif``, ``if``); a tensor ``beta`` (``plif``, learnable ``tau``)
-  uses the torch fused path;
-* the surrogate is exactly one of the built-in classes ``ATan``, ``Sigmoid``, ``FastSigmoid``,
-  ``Rectangle``, ``Gaussian``, ``Triangle``, ``Erf``, ``PiecewiseQuadratic`` (subclasses and
-  custom surrogates use the torch fused path);
-* hard or soft reset, any ``v_th`` / ``v_reset``, with or without ``detach_reset`` / ``return_v``.
-
-Everything else falls back to :class:`~spaic_train.neurons.lif.LIFSequenceFunction`.
+for CUDA inputs (never on the CPU path), and uses it for the calls that
+:func:`~spaic_train.neurons.lif.kernel_supported` accepts (the tests also run the kernels on CPU
+tensors under ``TRITON_INTERPRET=1``).  Everything else falls back to
+:class:`~spaic_train.neurons.lif.LIFSequenceFunction`.
 
 Memory: when a gradient is needed the forward saves only the pre-reset membrane ``H``
 (``[T, B, ...]`` float32); the spikes are recomputed in backward as ``H >= v_th``.
@@ -32,13 +22,9 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from ..surrogate import ATan, Erf, FastSigmoid, Gaussian, PiecewiseQuadratic, Rectangle, Sigmoid, Surrogate, Triangle
+from ..surrogate import KERNEL_SURROGATE_IDS, Surrogate
 
-__all__ = ["SURROGATE_IDS", "supported", "lif_forward", "lif_backward", "TritonLIFFunction", "lif_sequence"]
-
-#: surrogate class -> kernel id (exact type match; anything else is unsupported)
-SURROGATE_IDS = {ATan: 0, Sigmoid: 1, FastSigmoid: 2, Rectangle: 3, Gaussian: 4, Triangle: 5, Erf: 6,
-                 PiecewiseQuadratic: 7}
+__all__ = ["lif_forward", "lif_backward", "TritonLIFFunction", "lif_sequence"]
 
 _MAX_BLOCK = 1024
 
@@ -131,13 +117,6 @@ def _lif_bwd_kernel(H_ptr, gO_ptr, gVT_ptr, gVseq_ptr, dI_ptr, dV0_ptr, T, N, la
     tl.store(dV0_ptr + offs, u, mask=mask)
 
 
-def supported(I: torch.Tensor, V0: torch.Tensor, beta, cfg, a0=None) -> bool:
-    """Whether :func:`lif_sequence` handles this call (see the module docstring); device not checked."""
-    return (a0 is None and isinstance(beta, (int, float)) and not isinstance(beta, bool)
-            and I.dtype == torch.float32 and V0.dtype == torch.float32 and V0.device == I.device
-            and type(cfg.sg) in SURROGATE_IDS and not torch.compiler.is_compiling())
-
-
 def _block(N: int) -> int:
     return max(16, min(_MAX_BLOCK, triton.next_power_of_2(max(1, N))))
 
@@ -173,12 +152,8 @@ def lif_backward(H: torch.Tensor, gO, gVT, gVseq, beta: float, v_th: float, v_re
     N = H[0].numel() if T else 0
     dI = torch.empty_like(H)
     dV0 = H.new_empty(H.shape[1:])
-    if T == 0 or N == 0:
-        if gVT is not None:
-            dV0.copy_(gVT)
-        else:
-            dV0.zero_()
-        return dI, dV0
+    if T == 0 or N == 0:  # nothing was integrated: V_T is V0
+        return dI, (gVT.clone() if gVT is not None else dV0.zero_())
     gO = gO.contiguous() if gO is not None else None
     gVT = gVT.contiguous() if gVT is not None else None
     gVseq = gVseq.contiguous() if gVseq is not None else None
@@ -186,7 +161,7 @@ def lif_backward(H: torch.Tensor, gO, gVT, gVseq, beta: float, v_th: float, v_re
     _lif_bwd_kernel[(triton.cdiv(N, BLOCK),)](
         H, H if gO is None else gO, H if gVT is None else gVT, H if gVseq is None else gVseq, dI, dV0, T, N,
         (T - 1) * N, float(beta), float(v_th), float(v_reset), float(surrogate.alpha), HARD=bool(hard),
-        DETACH=bool(detach), SG=SURROGATE_IDS[type(surrogate)], HAS_GO=gO is not None, HAS_GVT=gVT is not None,
+        DETACH=bool(detach), SG=KERNEL_SURROGATE_IDS[type(surrogate)], HAS_GO=gO is not None, HAS_GVT=gVT is not None,
         HAS_GVSEQ=gVseq is not None, BLOCK=BLOCK, num_warps=4 if BLOCK >= 512 else 1)
     return dI, dV0
 
@@ -215,5 +190,5 @@ class TritonLIFFunction(torch.autograd.Function):
 
 
 def lif_sequence(I: torch.Tensor, V0: torch.Tensor, beta: float, cfg):
-    """Fused LIF/IF integration with the Triton kernels (caller checked :func:`supported`)."""
+    """Fused LIF/IF integration with the Triton kernels (caller checked ``kernel_supported``)."""
     return TritonLIFFunction.apply(I.contiguous(), V0.contiguous(), float(beta), cfg)

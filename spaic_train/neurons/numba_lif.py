@@ -1,0 +1,294 @@
+"""Numba CPU kernels for the plain LIF / IF sequence (forward and BPTT backward over ``[T, B, ...]``).
+
+Same equations as :mod:`spaic_train.neurons.lif` (its module docstring) and the same hand-derived
+backward as :mod:`spaic_train.neurons.triton_lif`, compiled once per machine (``cache=True``: the
+machine code is stored next to this file, or in numba's user cache when that is read-only).
+
+Why a compiled loop: the torch fused kernel runs a few whole-tensor ops per time step, so every
+step streams the ``[B, ...]`` state through memory several times.  Here each thread owns a chunk of
+neurons and keeps its state in cache while it walks through ``T``: the forward reads the input once
+and writes the spikes once; the backward recomputes the chunk's membrane ``H`` into a per-thread
+scratch of ``T x width`` floats (no ``[T, B, ...]`` tensor is saved besides the input), then walks
+back through ``T`` reading the incoming gradient once and writing the input gradient once.
+
+Used by :func:`~spaic_train.neurons.lif.lif_sequence` for CPU calls that
+:func:`~spaic_train.neurons.lif.kernel_supported` accepts (``lif`` / ``if``, float ``beta``,
+float32, built-in surrogate, not being traced by ``torch.compile``); everything else uses
+:class:`~spaic_train.neurons.lif.LIFSequenceFunction`.  ``numba`` is imported only on the first such
+call; without numba (or with ``SPAIC_TRAIN_NUMBA=0``) the torch fused kernel runs instead.
+
+Threads: as many as ``torch.get_num_threads()`` (capped by numba's ``NUMBA_NUM_THREADS``).
+Large outputs (spikes, ``V_seq``, input gradient) come from :data:`~spaic_train.neurons.buffers.OUTPUT_BUFFERS`,
+which reuses their memory across iterations instead of page-faulting fresh memory every call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+from numba.extending import intrinsic
+from torch.autograd.function import once_differentiable
+
+from ..surrogate import KERNEL_SURROGATE_IDS
+from .buffers import OUTPUT_BUFFERS
+
+__all__ = ["lif_forward", "lif_backward", "NumbaLIFFunction", "lif_sequence"]
+
+#: elements of each per-thread backward scratch (``H`` and ``g'``: ``T x width`` float32, about L2-sized)
+_SCRATCH_ELEMS = 1 << 18
+_MAX_WIDTH = 1024
+
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_HALF_PI = np.float32(math.pi / 2)
+_INV_SQRT_2PI = np.float32(1.0 / math.sqrt(2.0 * math.pi))
+_INV_SQRT_PI = np.float32(1.0 / math.sqrt(math.pi))
+
+# incoming spike-gradient layouts
+_GO_NONE, _GO_FULL, _GO_SCALAR = 0, 1, 2
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM ``fma``), as torch's CPU ``add(c, b, alpha=a)`` computes it: the
+    membrane then equals the torch kernels' bit for bit."""
+    sig = a(a, b, c)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+@njit(cache=True, boundscheck=False)
+def _surrogate_row(h, v_th, alpha, sg, out, W):
+    """``out[:W] = g'(h[:W] - v_th)`` for surrogate id ``sg`` (:data:`KERNEL_SURROGATE_IDS`)."""
+    if sg == 0:  # atan
+        a, c = alpha * _HALF_PI, alpha * np.float32(0.5)
+        for k in range(W):
+            y = a * (h[k] - v_th)
+            out[k] = c / (_F1 + y * y)
+    elif sg == 1:  # sigmoid
+        for k in range(W):
+            s = _F1 / (_F1 + math.exp(-alpha * (h[k] - v_th)))
+            out[k] = alpha * s * (_F1 - s)
+    elif sg == 2:  # fast_sigmoid
+        for k in range(W):
+            y = _F1 + alpha * abs(h[k] - v_th)
+            out[k] = _F1 / (y * y)
+    elif sg == 3:  # rectangle
+        for k in range(W):
+            out[k] = _F1 if abs(h[k] - v_th) < alpha else _F0
+    elif sg == 4:  # gaussian
+        c, e = _INV_SQRT_2PI / alpha, np.float32(-0.5) / (alpha * alpha)
+        for k in range(W):
+            x = h[k] - v_th
+            out[k] = math.exp(x * x * e) * c
+    elif sg == 5:  # triangle
+        c = _F1 / (alpha * alpha)
+        for k in range(W):
+            out[k] = max(alpha - abs(h[k] - v_th), _F0) * c
+    elif sg == 6:  # erf
+        c = alpha * _INV_SQRT_PI
+        for k in range(W):
+            y = alpha * (h[k] - v_th)
+            out[k] = math.exp(-y * y) * c
+    else:  # piecewise_quadratic
+        a2 = alpha * alpha
+        for k in range(W):
+            out[k] = max(alpha - a2 * abs(h[k] - v_th), _F0)
+
+
+@njit(cache=True, boundscheck=False)
+def _integrate_chunk(I, j0, W, v, beta, v_th, v_reset, hard, out, out_j0, write_h, Vseq, store_v):
+    """All ``T`` steps of neurons ``j0 .. j0+W-1`` from the membrane ``v[:W]`` (left at ``V_T``).
+
+    ``out[t, out_j0 + k]`` receives the pre-reset membrane ``H`` (``write_h``) or the spike;
+    ``Vseq[t, j0 + k]`` the post-reset membrane when ``store_v``.
+    """
+    # row slices, not I[t, j0 + k]: a computed index costs a negative-index check per element
+    for t in range(I.shape[0]):
+        It, Ot = I[t, j0:j0 + W], out[t, out_j0:out_j0 + W]
+        for k in range(W):
+            h = _fma(beta, v[k], It[k])
+            s = h >= v_th
+            if write_h:
+                Ot[k] = h
+            else:
+                Ot[k] = _F1 if s else _F0
+            if hard:
+                v[k] = v_reset if s else h
+            else:
+                v[k] = h - v_th if s else h
+        if store_v:
+            Vseq[t, j0:j0 + W] = v[:W]
+
+
+@njit(parallel=True, cache=True, boundscheck=False)
+def _forward_kernel(I, V0, O, VT, Vseq, store_v, beta, v_th, v_reset, hard, width, nparts):
+    T, N = I.shape
+    nchunks = (N + width - 1) // width
+    per_part = (nchunks + nparts - 1) // nparts
+    state = np.empty((nparts, width), np.float32)
+    for p in prange(nparts):
+        v = state[p]
+        for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
+            j0 = c * width
+            W = min(N, j0 + width) - j0
+            v[:W] = V0[j0:j0 + W]
+            _integrate_chunk(I, j0, W, v, beta, v_th, v_reset, hard, O, j0, False, Vseq, store_v)
+            VT[j0:j0 + W] = v[:W]
+
+
+@njit(parallel=True, cache=True, boundscheck=False)
+def _backward_kernel(I, V0, gO, go_mode, go_scalar, gVT, has_gvt, gVseq, has_gvseq, dI, dV0,
+                     beta, v_th, v_reset, alpha, sg, hard, detach, width, nparts):
+    """``u = dL/dV[t]``: ``dI[t] = gO[t] sg + u (1 - X)``, ``u[t-1] = gVseq[t-1] + beta dI[t]`` with
+    ``X = S + (H - v_reset) sg`` (hard), ``S`` (hard, detached), ``v_th sg`` (soft), 0 (soft, detached),
+    written ``X = kS S + sg (kH (H - v_reset) + kT)`` so the inner loop has no branch."""
+    T, N = I.shape
+    kS = _F1 if hard else _F0
+    kH = _F1 if hard and not detach else _F0
+    kT = v_th if not hard and not detach else _F0
+    nchunks = (N + width - 1) // width
+    per_part = (nchunks + nparts - 1) // nparts
+    # scratch allocated here, in the calling thread: allocations inside the parallel loop would come
+    # from per-thread malloc arenas, which keep their pages and inflate the process's memory
+    scratch = np.empty((nparts, 2, T, width), np.float32)
+    rows = np.empty((nparts, 3, width), np.float32)
+    for p in prange(nparts):
+        H, G = scratch[p, 0], scratch[p, 1]
+        v, u, go_row = rows[p, 0], rows[p, 1], rows[p, 2]
+        go_row[:] = go_scalar if go_mode == _GO_SCALAR else _F0
+        for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
+            j0 = c * width
+            W = min(N, j0 + width) - j0
+            v[:W] = V0[j0:j0 + W]
+            _integrate_chunk(I, j0, W, v, beta, v_th, v_reset, hard, H, 0, True, H, False)
+            _surrogate_row(H.ravel(), v_th, alpha, sg, G.ravel(), T * width)
+            if has_gvt:
+                u[:W] = gVT[j0:j0 + W]
+            else:
+                u[:W] = _F0
+            for t in range(T - 1, -1, -1):
+                if has_gvseq:
+                    u[:W] += gVseq[t, j0:j0 + W]
+                Ht, Gt = H[t], G[t]
+                gOt = gO[t, j0:j0 + W] if go_mode == _GO_FULL else go_row
+                dIt = dI[t, j0:j0 + W]
+                for k in range(W):
+                    h, d = Ht[k], Gt[k]
+                    spiked = _F1 if h >= v_th else _F0
+                    dh = u[k] * (_F1 - kS * spiked - d * (kH * (h - v_reset) + kT)) + gOt[k] * d
+                    dIt[k] = dh
+                    u[k] = beta * dh
+            dV0[j0:j0 + W] = u[:W]
+
+
+def _launch_shape(T: int, N: int, scratch: bool) -> tuple[int, int]:
+    """``(width, nparts)``: neurons per chunk and parallel parts (one per thread); sets numba's thread
+    count from torch's.
+
+    Wide chunks amortise the per-row loop overhead; with a backward scratch (``T x width`` floats,
+    twice) the width shrinks for long sequences so the scratch stays cache-sized.
+    """
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    width = _MAX_WIDTH
+    if scratch:
+        width = max(16, min(_MAX_WIDTH, _SCRATCH_ELEMS // max(1, T)) // 16 * 16)
+    width = min(width, -(-N // 16) * 16)
+    nchunks = -(-N // width)
+    return width, max(1, min(nchunks, threads))
+
+
+def _as_2d(x: torch.Tensor, T: int) -> np.ndarray:
+    return x.detach().reshape(T, -1).numpy()
+
+
+def _as_1d(x: torch.Tensor) -> np.ndarray:
+    return x.detach().reshape(-1).numpy()
+
+
+def lif_forward(I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_reset: float, hard: bool,
+                return_v: bool = False):
+    """Forward kernel on contiguous float32 ``I [T, B, ...]`` and ``V0 [B, ...]``.
+
+    Returns ``(O, V_T, V_seq or None)``.
+    """
+    I, V0 = I.contiguous(), V0.contiguous()
+    T, N = I.shape[0], V0.numel()
+    O = OUTPUT_BUFFERS.empty(I.shape)
+    VT = torch.empty_like(V0)
+    Vseq = OUTPUT_BUFFERS.empty(I.shape) if return_v else None
+    if N == 0 or T == 0:
+        VT.copy_(V0)
+        return O, VT, Vseq
+    width, nparts = _launch_shape(T, N, scratch=False)
+    _forward_kernel(_as_2d(I, T), _as_1d(V0), _as_2d(O, T), _as_1d(VT),
+                    _as_2d(Vseq, T) if return_v else np.empty((1, 1), np.float32), bool(return_v),
+                    np.float32(beta), np.float32(v_th), np.float32(v_reset), bool(hard), width, nparts)
+    return O, VT, Vseq
+
+
+def lif_backward(I: torch.Tensor, V0: torch.Tensor, gO, gVT, gVseq, beta: float, v_th: float, v_reset: float,
+                 hard: bool, detach: bool, surrogate) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backward kernel: ``(dI, dV0)`` from the forward's inputs and the output gradients
+    (``gO`` / ``gVT`` / ``gVseq`` may be ``None``; a ``gO`` that is one broadcast value, as from
+    ``spikes.sum()``, is read as a scalar instead of being materialised)."""
+    T = I.shape[0]
+    N = V0.numel()
+    dI = OUTPUT_BUFFERS.empty(I.shape)
+    dV0 = torch.empty_like(V0)
+    if T == 0 or N == 0:  # nothing was integrated: V_T is V0
+        return dI, (gVT.clone() if gVT is not None else dV0.zero_())
+    dummy = np.empty((1, 1), np.float32)
+    go_mode, go_scalar, go = _GO_NONE, 0.0, dummy
+    if gO is not None:
+        if all(s == 0 for s in gO.stride()):
+            go_mode, go_scalar = _GO_SCALAR, float(gO.reshape(-1)[0])
+        else:
+            go_mode, go = _GO_FULL, _as_2d(gO.contiguous(), T)
+    width, nparts = _launch_shape(T, N, scratch=True)
+    _backward_kernel(
+        _as_2d(I, T), _as_1d(V0), go, go_mode, np.float32(go_scalar),
+        _as_1d(gVT.contiguous()) if gVT is not None else dummy[0], gVT is not None,
+        _as_2d(gVseq.contiguous(), T) if gVseq is not None else dummy, gVseq is not None,
+        _as_2d(dI, T), _as_1d(dV0), np.float32(beta), np.float32(v_th), np.float32(v_reset),
+        np.float32(surrogate.alpha), KERNEL_SURROGATE_IDS[type(surrogate)], bool(hard), bool(detach), width, nparts)
+    return dI, dV0
+
+
+class NumbaLIFFunction(torch.autograd.Function):
+    """``apply(I, V0, beta, cfg) -> (O, V_T, None, V_seq or None)`` with the numba kernels (same
+    contract as :class:`~spaic_train.neurons.lif.LIFSequenceFunction` without adaptation).
+
+    Saves only the input and the initial membrane; the backward recomputes the membrane.
+    """
+
+    @staticmethod
+    def forward(ctx, I, V0, beta, cfg):  # type: ignore[override]
+        ctx.set_materialize_grads(False)
+        O, VT, Vseq = lif_forward(I, V0, beta, cfg.v_th, cfg.v_reset, cfg.hard, cfg.return_v)
+        ctx.cfg, ctx.beta = cfg, beta
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.save_for_backward(I, V0)
+        return O, VT, None, Vseq
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gO, gVT, gaT, gVseq):  # type: ignore[override]
+        I, V0 = ctx.saved_tensors
+        cfg = ctx.cfg
+        dI, dV0 = lif_backward(I, V0, gO, gVT, gVseq, ctx.beta, cfg.v_th, cfg.v_reset, cfg.hard, cfg.detach,
+                               cfg.sg)
+        return (dI if ctx.needs_input_grad[0] else None, dV0 if ctx.needs_input_grad[1] else None, None, None)
+
+
+def lif_sequence(I: torch.Tensor, V0: torch.Tensor, beta: float, cfg):
+    """Fused LIF/IF integration with the numba kernels (caller checked ``kernel_supported``)."""
+    return NumbaLIFFunction.apply(I.contiguous(), V0.contiguous(), float(beta), cfg)
