@@ -168,3 +168,19 @@ def test_load_compiled_kernels(monkeypatch):
     assert load_compiled_kernels("cpu") is True
     monkeypatch.setitem(lif_mod._kernel_mods, "cpu", False)  # numba missing
     assert load_compiled_kernels("cpu") is False
+
+
+def test_a_kernel_that_fails_to_run_falls_back_with_a_warning(monkeypatch):
+    # e.g. numba present but unable to compile on this machine: warn once, train with the torch kernel
+    def broken(*args):
+        raise RuntimeError("LLVM ERROR: cannot select")
+
+    monkeypatch.setattr(numba_lif, "lif_sequence", broken)
+    monkeypatch.delitem(lif_mod._kernel_mods, "cpu", raising=False)
+    model = build_neuron("lif")
+    I = torch.randn(6, 3, 11, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="compiled LIF kernels for 'cpu' failed.*LLVM ERROR.*torch fused kernel"):
+        O, _, _ = model.run_sequence(I)
+    assert type(O.grad_fn).__name__ == "LIFSequenceFunctionBackward"
+    O2, _, _ = model.run_sequence(I)  # decided once
+    assert type(O2.grad_fn).__name__ == "LIFSequenceFunctionBackward"

@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..surrogate import KERNEL_SURROGATE_IDS, Surrogate, spike
+from ..surrogate import KERNEL_SURROGATE_IDS, Surrogate, get_surrogate, spike
 from .base import NEURONS, NeuronModel, State
 
 __all__ = ["LIFFamily", "LIF", "IF", "PLIF", "ALIF", "LIFSequenceFunction", "lif_sequence", "kernel_supported",
@@ -73,7 +74,12 @@ _kernel_mods: dict[str, Any] = {}
 
 
 def _kernels(device_type: str):
-    """The compiled-kernel module for ``'cpu'`` (numba) or ``'cuda'`` (triton), or ``None``."""
+    """The compiled-kernel module for ``'cpu'`` (numba) or ``'cuda'`` (triton), or ``None``.
+
+    On first use the module is imported and run once on a tiny sequence (forward and backward), so a
+    compiler that is missing (``ImportError``, silently) or broken on this machine (a ``RuntimeWarning``
+    naming the error) leaves the torch fused kernel in charge instead of failing a training step.
+    """
     mod = _kernel_mods.get(device_type)
     if mod is None:
         try:
@@ -81,7 +87,17 @@ def _kernels(device_type: str):
                 from . import triton_lif as mod
             else:
                 from . import numba_lif as mod
-        except Exception:  # ImportError, or a compiler that fails to initialise: torch fused path
+            with torch.enable_grad():
+                I = torch.zeros(2, 1, 4, device=device_type, requires_grad=True)
+                cfg = _Cfg(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, True)
+                O, VT, _, Vseq = mod.lif_sequence(I, torch.zeros(1, 4, device=device_type), 0.5, cfg)
+                (O.sum() + VT.sum() + Vseq.sum()).backward()
+        except ImportError:
+            mod = False
+        except Exception as err:  # a compiler that fails on this machine
+            warnings.warn(f"spaic_train: the compiled LIF kernels for {device_type!r} failed to run "
+                          f"({type(err).__name__}: {err}); using the torch fused kernel instead", RuntimeWarning,
+                          stacklevel=3)
             mod = False
         _kernel_mods[device_type] = mod
     return mod or None
@@ -91,16 +107,10 @@ def load_compiled_kernels(device: Union[str, torch.device] = "cpu") -> bool:
     """Load the compiled LIF kernels for ``device`` now rather than in the first training step.
 
     On CPU this imports numba and loads (or, the first time on a machine, compiles and caches) the
-    kernels: about a second and ~130 MB of resident memory, once per process.  Returns ``False`` when
+    kernels: about a second and ~120 MB of resident memory, once per process.  Returns ``False`` when
     no compiled kernels are available there (the torch fused kernel is used instead).
     """
-    device = torch.device(device)
-    if _kernels(device.type) is None:
-        return False
-    I = torch.zeros(2, 1, 4, device=device, requires_grad=True)
-    O, _, _, _ = lif_sequence(I, beta=0.5, return_v=True)
-    O.sum().backward()
-    return True
+    return _kernels(torch.device(device).type) is not None
 
 
 def kernel_supported(I: torch.Tensor, V0: torch.Tensor, beta: Beta, cfg: _Cfg, a0=None) -> bool:
@@ -446,8 +456,6 @@ def lif_sequence(
     Calls that :func:`kernel_supported` accepts run the compiled kernels (module docstring); the results
     match the torch path.
     """
-    from ..surrogate import get_surrogate
-
     if surrogate is None or not isinstance(surrogate, Surrogate):
         surrogate = get_surrogate(surrogate)
     reset = _RESET_ALIASES[reset]
