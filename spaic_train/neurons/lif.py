@@ -69,7 +69,7 @@ USE_NUMBA = _env_flag("SPAIC_TRAIN_NUMBA")
 #: use the Triton kernels for supported CUDA calls (see the module docstring)
 USE_TRITON = _env_flag("SPAIC_TRAIN_TRITON")
 
-# kernel modules by device type once imported; False when the compiler cannot be imported
+# kernel modules by device type once loaded; False when missing or failing on this machine
 _kernel_mods: dict[str, Any] = {}
 
 
