@@ -139,17 +139,21 @@ def _check_layer_kwargs(cls: type, kwargs: dict, where: str) -> None:
 
 
 def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
-    """A :class:`~spaic_train.keras.Sequential` from the ``model`` section.
+    """A :class:`~spaic_train.keras.Sequential` (or a functional :class:`~spaic_train.keras.Model`) from the
+    ``model`` section.
 
-    ``Input(shape=model.input.shape or input_shape, encoder=..., **encoder_kwargs)`` followed by one layer per
-    ``model.layers`` entry (``LAYERS[type](**rest)``), with ``Feedback(**entry)`` for each ``model.feedback``
-    entry, ``time_steps``, ``decoder``, ``dt`` and ``name``.
+    ``Input(shape=model.input.shape or input_shape, encoder=..., **encoder_kwargs)`` (named ``input``) followed by
+    one layer per ``model.layers`` entry (``LAYERS[type](**rest)``), with ``Feedback(**entry)`` for each
+    ``model.feedback`` entry, ``time_steps``, ``decoder``, ``dt`` and ``name``.  Each layer reads the previous
+    entry; an entry with ``inbound: <name>`` or ``inbound: [<name>, ...]`` reads those earlier layers instead
+    (a residual block: ``{type: Conv2dSyn, shortcut: auto, inbound: [block_a, block_in]}``), and the model is
+    then a functional ``Model`` whose output is the last entry.
 
     Raises:
-        ConfigError: unknown layer type or argument, bad initializer, or a layer that does not fit; the message
-            names the key (``model.layers[2].unitz``).
+        ConfigError: unknown layer type or argument, bad initializer, unknown ``inbound`` name, or a layer that
+            does not fit; the message names the key (``model.layers[2].unitz``).
     """
-    from spaic_train.keras import LAYERS, Feedback, Input, Sequential
+    from spaic_train.keras import LAYERS, Feedback, Input, Model, Sequential
 
     m = dict(_plain(model_cfg))
     inp = dict(m.get("input") or {})
@@ -165,12 +169,15 @@ def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
                         **(inp.get("encoder_kwargs") or {}))]
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.input: {e}") from e
+    graph = any(isinstance(entry, dict) and "inbound" in entry for entry in layers_cfg)
+    outputs = {"input": layers[0].output}  # graph mode: the output of every named layer so far
+    last = layers[0].output
     for i, entry in enumerate(layers_cfg):
         where = f"model.layers[{i}]"
         if not isinstance(entry, dict) or "type" not in entry:
             raise ConfigError(f"{where}: each layer is a mapping with a 'type' key ({', '.join(LAYERS.names())}), "
                               f"got {entry!r}")
-        kwargs = {k: v for k, v in entry.items() if k != "type"}
+        kwargs = {k: v for k, v in entry.items() if k not in ("type", "inbound")}
         try:
             cls = LAYERS.get(entry["type"], owner=f"{where}.type")
         except (TypeError, ValueError) as e:
@@ -180,9 +187,14 @@ def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
         _check_layer_kwargs(cls, kwargs, where)
         kwargs = resolve_initializers(kwargs, where)
         try:
-            layers.append(cls(**kwargs))
+            layer = cls(**kwargs)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where} ({cls.__name__}): {e}") from e
+        layers.append(layer)
+        if graph:
+            last = _call_layer(layer, entry.get("inbound"), outputs, last, where)
+            if layer.name:
+                outputs[layer.name] = last
     feedback = []
     for i, entry in enumerate(m.get("feedback") or []):
         where = f"model.feedback[{i}]"
@@ -193,15 +205,38 @@ def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
             feedback.append(Feedback(**resolve_initializers(dict(entry), where)))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: {e}") from e
+    options = dict(time_steps=m.get("time_steps"), decoder=m.get("decoder", "spike_rate"), dt=m.get("dt", 1.0),
+                   feedback=feedback, name=m.get("name"))
     try:
-        return Sequential(layers, time_steps=m.get("time_steps"), decoder=m.get("decoder", "spike_rate"),
-                          dt=m.get("dt", 1.0), feedback=feedback, name=m.get("name"))
+        if graph:
+            return Model(layers[0], last, **options)
+        return Sequential(layers, **options)
     except (TypeError, ValueError) as e:
         msg = str(e)
         for i, layer in enumerate(layers[1:]):  # layers are named by now: point at the failing entry
             if layer.name and msg.startswith(layer.label):
                 raise ConfigError(f"model.layers[{i}]: {msg}") from e
         raise ConfigError(f"model: {msg}") from e
+
+
+def _call_layer(layer: Any, inbound: Any, outputs: dict, previous: Any, where: str) -> Any:
+    """Call ``layer`` on the outputs named by ``inbound`` (``None``: the previous entry's output)."""
+    if inbound is None:
+        tensors = [previous]
+    else:
+        names = [inbound] if isinstance(inbound, str) else inbound
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{where}.inbound: expected a layer name or a list of them, got {inbound!r}")
+        missing = [n for n in names if n not in outputs]
+        if missing:
+            raise ConfigError(f"{where}.inbound: no earlier layer named {missing[0]!r}"
+                              f"{_did_you_mean(missing[0], list(outputs))}; earlier named layers: "
+                              f"{', '.join(outputs)}")
+        tensors = [outputs[n] for n in names]
+    try:
+        return layer(tensors if len(tensors) > 1 else tensors[0])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where} ({type(layer).__name__}): {e}") from e
 
 
 def compile_kwargs(cfg: Mapping) -> dict:

@@ -129,6 +129,37 @@ def _omegaconf_errors():
     return ConfigKeyError, ValidationError
 
 
+def _conv(*args, **kw):
+    from spaic_train.keras.layers import Conv2dSyn
+
+    return Conv2dSyn(*args, **kw)
+
+
+def _image_input(shape=(4, 8, 8)):
+    from spaic_train.keras.layers import Input
+
+    return Input(shape)
+
+
+def identity_shortcut_shape_mismatch():
+    x = _image_input()
+    h = _conv(8, padding=1)(x)
+    _conv(8, padding=1, shortcut="identity")([h, x])
+
+
+def _cifar(**kw):
+    from spaic_train.data import CIFAR10DataModule
+
+    return CIFAR10DataModule(**kw)
+
+
+def config_unknown_inbound():
+    from spaic_train.cli import build_model
+
+    build_model({"input": {"shape": [4]}, "layers": [{"type": "Full", "units": 3, "name": "h"},
+                                                    {"type": "Full", "units": 3, "inbound": ["nope"]}]})
+
+
 # ------------------------------------------------------------------------------------------------ the table
 # (id, callable, exception type, key words)
 def buffer_pool_limit_from_env(value):
@@ -253,6 +284,22 @@ CASES = [
     # --- environment ------------------------------------------------------------------------------------------
     ("env-buffer-pool-size", lambda: buffer_pool_limit_from_env("2GB"), ValueError,
      ["SPAIC_TRAIN_BUFFER_POOL_MB", "'2GB'", "number of MiB", "0 disables"]),
+    # --- CIFAR recipes: residual shortcuts, readout, augmentation, model graphs -------------------------------
+    ("layer-bad-shortcut", lambda: _conv(4, shortcut="residual"), ValueError,
+     ["shortcut must be one of", "'residual'", "identity", "projection"]),
+    ("layer-shortcut-inputs", lambda: _conv(4, shortcut="auto")(_image_input()), ValueError,
+     ["conv2dsyn", "needs exactly two inputs", "got 1"]),
+    ("layer-identity-shortcut-shape", identity_shortcut_shape_mismatch, ValueError,
+     ["shortcut='identity'", "output shape (8, 8, 8)", "(4, 8, 8)", "projection"]),
+    ("conn-bad-is-parameter", lambda: spaic.Connection(grp(), grp(), is_parameter="no"), TypeError,
+     ["is_parameter must be True or False", "'no'"]),
+    ("neuron-li-negative-tau", lambda: spaic.NeuronGroup(4, model="li", tau=-1.0), ValueError,
+     ["li", "tau", ">= 0", "-1"]),
+    ("data-bad-cutout", lambda: _cifar(cutout=-4), ValueError, ["data.cutout", ">= 0", "-4"]),
+    ("data-unknown-autoaugment", lambda: _cifar(autoaugment="cifar"), ValueError,
+     ["data.autoaugment", "'cifar'", "cifar10"]),
+    ("config-unknown-inbound", config_unknown_inbound, ValueError,
+     ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
 ]
 
 

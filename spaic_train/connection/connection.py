@@ -23,7 +23,7 @@ PRE_VAR_NAMES = ("O", "V")
 #: variables a connection may write to in its post group
 POST_VAR_NAMES = ("Isyn", "V")
 #: kwargs handled by every connection (besides the link's and the synapses' own)
-CONNECTION_PARAMS = ("weight", "bias", "w_mean", "w_std", "w_min", "w_max", "delay", "min_delay")
+CONNECTION_PARAMS = ("weight", "bias", "w_mean", "w_std", "w_min", "w_max", "delay", "min_delay", "is_parameter")
 
 
 def _group_name(g) -> str:
@@ -76,8 +76,11 @@ class Connection(nn.Module):
             ``bias`` (number, tensor of shape ``(post_num,)``/``(out_channels,)``, ``True`` for PyTorch's
             default ``U(±1/sqrt(fan_in))``, or an Initializer; default no bias),
             ``delay`` (ms; tensor of the link's delay shape, number, or Initializer) and
-            ``min_delay`` (ms, default one step ``dt``) for drawn delays, plus the link's own kwargs
-            (``density``, ``probability``, ``in_channels``, ``kernel_size``, ...).
+            ``min_delay`` (ms, default one step ``dt``) for drawn delays,
+            ``is_parameter`` (SPAIC's name, default ``True``; ``False`` freezes weight and bias: they stay
+            parameters of the module, saved and loaded, but ``requires_grad=False``, so no optimizer changes
+            them — e.g. the fixed weight-1 one-to-one synapses of an identity shortcut), plus the link's own
+            kwargs (``density``, ``probability``, ``in_channels``, ``kernel_size``, ...).
 
     Attributes:
         weight: ``nn.Parameter`` of the link's weight shape (see :mod:`spaic_train.connection.links`).
@@ -209,7 +212,10 @@ class Connection(nn.Module):
         if mask is not None:
             w = w * mask
         self.sparse_with_mask = bool(sparse_with_mask)
-        self.weight = nn.Parameter(w)
+        trainable = kwargs.get("is_parameter", True)
+        if not isinstance(trainable, bool):
+            raise TypeError(f"{owner}: is_parameter must be True or False, got {trainable!r}")
+        self.weight = nn.Parameter(w, requires_grad=trainable)
         self.register_buffer("mask", mask)
         for bname, buf in link.extra_buffers().items():
             self.register_buffer(bname, buf)
@@ -230,7 +236,7 @@ class Connection(nn.Module):
             if tuple(b.shape) != tuple(link.bias_shape):
                 raise ValueError(f"{owner}: bias has shape {tuple(b.shape)}, but link type {self.link_type!r} needs "
                                  f"{tuple(link.bias_shape)}")
-        self.bias = None if b is None else nn.Parameter(b.to(torch.get_default_dtype()))
+        self.bias = None if b is None else nn.Parameter(b.to(torch.get_default_dtype()), requires_grad=trainable)
 
         # ---- delays --------------------------------------------------------------------------
         max_delay = _number(owner, "max_delay", max_delay)

@@ -6,7 +6,7 @@ import numpy as np
 from torch.utils.data import Subset
 
 from .base import DATASETS, SpikeDataModule, first_per_class, split_indices
-from .folder import build_folder_splits, image_transforms, resolve_split_dir
+from .folder import autoaugment_policy, build_folder_splits, image_transforms, resolve_split_dir
 
 #: per-channel mean / std of the CIFAR-10 training set (RGB, pixels in [0, 1])
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -36,6 +36,10 @@ class CIFAR10DataModule(SpikeDataModule):
         format: ``'torchvision'`` or ``'folder'``.
         download: let torchvision download the dataset (``format='torchvision'`` only).
         augment: training-only augmentation: random crop 32 with 4 px zero padding + horizontal flip.
+        autoaugment: with ``augment``, also torchvision's ``AutoAugment`` policy of this name (``'cifar10'``: the
+            CIFAR-10 policy of Cubuk et al. 2019 — the ``CIFAR10Policy`` of the TET / GLIF training code), or ``None``.
+        cutout: with ``augment``, also zero a random ``cutout × cutout`` square of each training image (after
+            ``ToTensor``, before normalization; the papers use 16), ``0`` = off.
         normalize: normalize with :data:`CIFAR10_MEAN` / :data:`CIFAR10_STD` (else pixels in ``[0, 1]``).
         limit_per_class: keep only the first N images of each class in train and test (fast tests);
             with archives only those files are extracted.
@@ -58,6 +62,8 @@ class CIFAR10DataModule(SpikeDataModule):
         format: str = "torchvision",
         download: bool = False,
         augment: bool = True,
+        autoaugment: str | None = None,
+        cutout: int = 0,
         normalize: bool = True,
         limit_per_class: int | None = None,
         cache_dir: str | None = None,
@@ -75,6 +81,12 @@ class CIFAR10DataModule(SpikeDataModule):
         self.format = fmt
         self.download = bool(download)
         self.augment = bool(augment)
+        if autoaugment is not None:
+            autoaugment_policy(autoaugment)
+        self.autoaugment = autoaugment
+        if isinstance(cutout, bool) or not isinstance(cutout, int) or cutout < 0:
+            raise ValueError(f"data.cutout must be an int >= 0 (pixels; 0 = off), got {cutout!r}")
+        self.cutout = cutout
         self.normalize = bool(normalize)
         self.limit_per_class = limit_per_class
         self.cache_dir = cache_dir
@@ -85,7 +97,8 @@ class CIFAR10DataModule(SpikeDataModule):
     def transforms(self):
         """``(train_transform, eval_transform)`` for 32×32 PIL images."""
         mean, std = (CIFAR10_MEAN, CIFAR10_STD) if self.normalize else (None, None)
-        return image_transforms(None, self.augment, mean, std, crop_padding=4, flip=True, crop_size=(32, 32))
+        return image_transforms(None, self.augment, mean, std, crop_padding=4, flip=True, crop_size=(32, 32),
+                                autoaugment=self.autoaugment, cutout=self.cutout)
 
     def prepare_data(self) -> None:
         """Download (torchvision format, ``download=True``) or extract archives (folder format)."""

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, Subset
 
 from .base import DATASETS, SpikeDataModule, first_per_class, split_indices
@@ -210,6 +211,35 @@ def build_folder_splits(
     return train, val, test, classes
 
 
+class Cutout:
+    """Zero one ``length × length`` square of a ``[C, H, W]`` tensor image, centred on a uniformly drawn pixel
+    and clipped at the borders (DeVries & Taylor 2017, ``n_holes=1``; drawn with torch's RNG)."""
+
+    def __init__(self, length: int):
+        self.length = int(length)
+
+    def __call__(self, img):
+        h, w = img.shape[-2:]
+        y, x = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        half = self.length // 2
+        img = img.clone()
+        img[..., max(0, y - half):min(h, y + half), max(0, x - half):min(w, x + half)] = 0
+        return img
+
+    def __repr__(self) -> str:
+        return f"Cutout(length={self.length})"
+
+
+def autoaugment_policy(name: str):
+    """torchvision's ``AutoAugmentPolicy`` called ``name`` (``'cifar10'``, ``'imagenet'``, ``'svhn'``)."""
+    from torchvision.transforms import AutoAugmentPolicy
+
+    policies = {p.name.lower(): p for p in AutoAugmentPolicy}
+    if not isinstance(name, str) or name.lower() not in policies:
+        raise ValueError(f"data.autoaugment must be null or one of {', '.join(policies)}, got {name!r}")
+    return policies[name.lower()]
+
+
 def image_transforms(
     image_size: tuple[int, int] | None,
     augment: bool,
@@ -218,20 +248,24 @@ def image_transforms(
     crop_padding: int = 4,
     flip: bool = True,
     crop_size: tuple[int, int] | None = None,
+    autoaugment: str | None = None,
+    cutout: int = 0,
 ) -> tuple[Callable, Callable]:
     """``(train_transform, eval_transform)`` for PIL images.
 
     Pipeline: [resize to ``image_size``] → [train only, if ``augment``: random crop of ``image_size`` (or
-    ``crop_size``) with ``crop_padding`` zero padding, random horizontal flip if ``flip``] → float tensor
-    ``[C, H, W]`` in ``[0, 1]`` → [normalize ``(x - mean) / std`` when both are given].
+    ``crop_size``) with ``crop_padding`` zero padding, random horizontal flip if ``flip``, torchvision's
+    ``AutoAugment`` with the policy named ``autoaugment`` (``'cifar10'``, ``'imagenet'``, ``'svhn'``) if given]
+    → float tensor ``[C, H, W]`` in ``[0, 1]`` → [train only: :class:`Cutout` of ``cutout`` pixels if ``> 0``]
+    → [normalize ``(x - mean) / std`` when both are given].
     """
     from torchvision import transforms as T
 
     pre = [T.Resize(image_size)] if image_size is not None else []
-    post: list = [T.ToTensor()]
-    if mean is not None and std is not None:
-        post.append(T.Normalize(mean, std))
+    to_tensor: list = [T.ToTensor()]
+    norm: list = [T.Normalize(mean, std)] if mean is not None and std is not None else []
     aug: list = []
+    erase: list = []
     if augment:
         size = image_size or crop_size
         if size is None:
@@ -239,7 +273,11 @@ def image_transforms(
         aug.append(T.RandomCrop(size, padding=crop_padding))
         if flip:
             aug.append(T.RandomHorizontalFlip())
-    return T.Compose(pre + aug + post), T.Compose(pre + post)
+        if autoaugment:
+            aug.append(T.AutoAugment(autoaugment_policy(autoaugment)))
+        if cutout:
+            erase.append(Cutout(cutout))
+    return T.Compose(pre + aug + to_tensor + erase + norm), T.Compose(pre + to_tensor + norm)
 
 
 def _as_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:

@@ -401,7 +401,7 @@ class _NeuronLayer(Layer):
     """A layer that creates a ``NeuronGroup`` and one ``Connection`` from each input into it.
 
     Args:
-        neuron: neuron model name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``).
+        neuron: neuron model name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``, ``'li'``).
         neuron_kwargs: model parameters (``tau`` in ms, ``v_th``, ``v_reset``, ``reset``, ...).
         surrogate: surrogate gradient (a name such as ``'atan'``, a dict ``{'name', 'alpha'}`` or a
             :class:`~spaic_train.surrogate.Surrogate`); ``None`` keeps the model's default.
@@ -695,23 +695,39 @@ class Conv2dSyn(_NeuronLayer):
         pool: ``None``, ``'max'`` or ``'avg'``.
         pool_size: pooling window (int or pair); ``pool_stride`` defaults to the window.
         dropout: drop probability in ``[0, 1)`` (one mask per sample, shared by all steps) or ``None``.
-        batchnorm: ``False``, ``True``, or a dict of ``eps``/``momentum``/``affine``.
+        batchnorm: ``False``, ``True``, or a dict of ``eps``/``momentum``/``affine``.  In training the
+            statistics are taken over all ``T·B`` samples (and ``H·W``) of a run, as tdBN does.
+        shortcut: ``None`` (default), or the residual shortcut of a ResNet basic block for a layer called
+            on two inputs ``[h, x]``: ``h`` goes through the layer's conv chain, and ``x`` (the block's
+            input) is added to the current of the same neurons, ``out = neuron(BN(conv(h)) + shortcut(x))``:
+
+            * ``'identity'``: one-to-one synapses of fixed weight 1 (``Connection(link_type='one_to_one',
+              is_parameter=False)``); ``x`` must have the output shape;
+            * ``'projection'``: a 1×1 conv (no bias; stride = input size // output size, so it matches a
+              strided first conv of the block), then batch norm when the layer has ``batchnorm``;
+            * ``'auto'``: ``'identity'`` when ``x`` has the output shape, else ``'projection'``.
+
+            Without a shortcut, every input gets its own copy of the conv chain (their currents sum).
         neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs: see :class:`Full`;
-            delays are per ``(out_channel, in_channel/groups)`` pair.
+            delays are per ``(out_channel, in_channel/groups)`` pair (main path only).
 
     Input ``(C, H, W)``; output ``(out_channels, H', W')`` with
     ``H' = floor((H + 2p - d(k-1) - 1)/s) + 1`` then ``floor((H' - pool)/pool_stride) + 1``.
-    Parameters: ``out·(C/groups)·kh·kw`` (+ ``out`` with a bias, + ``2·out`` with an affine batch norm).
+    Parameters: ``out·(C/groups)·kh·kw`` (+ ``out`` with a bias, + ``2·out`` with an affine batch norm;
+    a projection shortcut adds ``out·C_x`` (+ ``2·out``), an identity one ``C·H·W`` frozen weights).
     """
+
+    #: values of ``shortcut=``
+    SHORTCUTS = (None, "auto", "identity", "projection")
 
     default_name = "conv"
     link_type = "conv"
 
     def __init__(self, out_channels: int, kernel_size=3, stride=1, padding=0, dilation=1, groups: int = 1,
                  pool: Optional[str] = None, pool_size=2, pool_stride=None, dropout: Optional[float] = None,
-                 batchnorm: Union[bool, dict[str, Any]] = False, neuron: str = "lif", neuron_kwargs=None,
-                 surrogate=None, max_delay: float = 0.0, delay=None, name: Optional[str] = None,
-                 **connection_kwargs):
+                 batchnorm: Union[bool, dict[str, Any]] = False, shortcut: Optional[str] = None,
+                 neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0, delay=None,
+                 name: Optional[str] = None, **connection_kwargs):
         super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
         self.out_channels = _positive_int(self.label, "out_channels", out_channels)
         self.kernel_size = kernel_size
@@ -732,6 +748,44 @@ class Conv2dSyn(_NeuronLayer):
             raise TypeError(f"{self.label}: batchnorm must be a bool or a dict of eps/momentum/affine, "
                             f"got {batchnorm!r}")
         self.batchnorm = batchnorm
+        if shortcut not in self.SHORTCUTS:
+            raise ValueError(f"{self.label}: shortcut must be one of {self.SHORTCUTS}, got {shortcut!r}")
+        self.shortcut = shortcut
+
+    def _build(self, inputs):
+        if self.shortcut is None:
+            return super()._build(inputs)
+        if len(inputs) != 2:
+            raise ValueError(f"shortcut={self.shortcut!r} needs exactly two inputs [h, x] (h through the conv, x the "
+                             f"block input added through the shortcut), got {len(inputs)}")
+        main, skip = inputs
+        self._check_input(skip)
+        if skip.ops:
+            raise ValueError(f"the shortcut input from {skip.layer.label} passes through "
+                             f"{', '.join(op.layer.label for op in skip.ops)}; a shortcut reads the output of a neuron "
+                             "layer or Input directly")
+        out = super()._build([main])
+        self.connections.append(self._shortcut_connection(skip, out.shape))
+        return out
+
+    def _shortcut_connection(self, skip: SymbolicTensor, out_shape: Shape) -> Connection:
+        kind = self.shortcut
+        if kind == "auto":
+            kind = "identity" if skip.shape == out_shape else "projection"
+        if kind == "identity":
+            if skip.shape != out_shape:
+                raise ValueError(f"shortcut='identity' needs the input from {skip.layer.label} to have the output "
+                                 f"shape {_fmt_shape(out_shape)}, got {_fmt_shape(skip.shape)}; use "
+                                 "shortcut='projection' or 'auto'")
+            return Connection(skip.node, self.group, link_type="one_to_one", weight=1.0, is_parameter=False)
+        weight = self.connection_kwargs.get("weight")
+        if not isinstance(weight, _init.Initializer):
+            weight = _init.kaiming_uniform(a=math.sqrt(5))
+        stride = tuple(max(1, i // o) for i, o in zip(skip.shape[1:], out_shape[1:]))
+        return Connection(skip.node, self.group, link_type="conv",
+                          syn_type=["conv", "batchnorm"] if self.batchnorm else ["conv"],
+                          syn_kwargs=dict(self.batchnorm) if isinstance(self.batchnorm, dict) else {},
+                          out_channels=self.out_channels, kernel_size=1, stride=stride, weight=weight)
 
     def _check_input(self, t):
         if len(t.shape) != 3:
@@ -766,7 +820,7 @@ class Conv2dSyn(_NeuronLayer):
                 "pool": self.pool, "pool_size": to_json_value(self.label, "pool_size", self.pool_size),
                 "pool_stride": to_json_value(self.label, "pool_stride", self.pool_stride),
                 "dropout": self.dropout, "batchnorm": to_json_value(self.label, "batchnorm", self.batchnorm),
-                **super().get_config()}
+                "shortcut": self.shortcut, **super().get_config()}
 
 
 class _FoldLayer(Layer):

@@ -8,6 +8,7 @@ name             class                                  state
 ``plif``         :class:`~.lif.PLIF` (learnable tau)    ``V``
 ``alif``         :class:`~.lif.ALIF` (adaptive thr.)    ``V``, ``a``
 ``izhikevich``   :class:`~.izhikevich.Izhikevich`       ``V``, ``u``
+``li``           :class:`~.li.LI` (non-spiking readout) ``V`` (output ``O = V``)
 ===============  =====================================  =========================================
 
 ``build_neuron(name, owner='', **params)`` instantiates one by name.
@@ -15,6 +16,7 @@ name             class                                  state
 
 from .base import NEURONS, NeuronModel, State, build_neuron
 from .izhikevich import Izhikevich
+from .li import LI
 from .lif import ALIF, IF, LIF, PLIF, LIFFamily, LIFSequenceFunction, lif_sequence, load_compiled_kernels
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "PLIF",
     "ALIF",
     "Izhikevich",
+    "LI",
     "LIFSequenceFunction",
     "lif_sequence",
     "load_compiled_kernels",

@@ -25,7 +25,7 @@ __all__ = ["NeuronModel", "NEURONS", "build_neuron", "State"]
 
 State = dict[str, torch.Tensor]
 
-#: registry of :class:`NeuronModel` subclasses (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``)
+#: registry of :class:`NeuronModel` subclasses (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``, ``'li'``)
 NEURONS: Registry = Registry("neuron model")
 
 
@@ -163,7 +163,7 @@ def build_neuron(name, owner: str = "", **params) -> NeuronModel:
     """Instantiate a neuron model by name.
 
     Args:
-        name: registry name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``, or an alias,
+        name: registry name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``, ``'li'``, or an alias,
             case-insensitive) or a :class:`NeuronModel` subclass.
         owner: label of the owning group for error messages.
         **params: model parameters; SPAIC aliases (e.g. ``tau_m`` for ``tau``) are accepted.
