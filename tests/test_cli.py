@@ -69,12 +69,12 @@ def test_every_recipe_composes_and_builds(recipe, tmp_path):
 
 
 def test_recipe_selects_groups_and_command_line_wins():
-    cfg = composed("recipe=cifar_snn")
+    cfg = composed("recipe=cifar_spaic_ref")
     assert cfg.data.name == "cifar10" and cfg.model.time_steps == 4 and cfg.data.augment
     conv = [layer for layer in cfg.model.layers if layer.type == "Conv2dSyn"]
     assert conv[-1].dropout == pytest.approx(0.6) and conv[-1].pool == "max" and conv[-1].pool_stride == 2
     assert conv[0].weight.init == "kaiming_uniform" and conv[0].weight.a == pytest.approx(5 ** 0.5)
-    cfg = composed("recipe=cifar_snn", "model=digits_fc", "optimizer=sgd", "trainer.max_epochs=1")
+    cfg = composed("recipe=cifar_spaic_ref", "model=digits_fc", "optimizer=sgd", "trainer.max_epochs=1")
     assert cfg.model.name == "digits_fc" and cfg.data.name == "cifar10" and cfg.trainer.max_epochs == 1
     assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == pytest.approx(1e-3)  # the recipe's lr still applies
 
@@ -185,14 +185,14 @@ def _cifar_folder(root: Path, shared_data: Path, per_class: int = 3) -> Path:
 def test_cifar_recipe_on_a_jpeg_folder(tmp_path, shared_data):
     root = _cifar_folder(tmp_path / "cifar", shared_data)
     out = tmp_path / "run"
-    res = train("recipe=cifar_snn", "data.format=folder", f"data.root={root}", "data.batch_size=8",
+    res = train("recipe=cifar_spaic_ref", "data.format=folder", f"data.root={root}", "data.batch_size=8",
                 "data.val_fraction=0.2", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                 "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.accelerator=cpu",
                 "trainer.enable_progress_bar=false", "trainer.checkpoint=false", "summary=false",
                 f"hydra.run.dir={out}")
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["recipe"] == "cifar_snn" and 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["recipe"] == "cifar_spaic_ref" and 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
 def test_default_recipe_reaches_95_percent_in_under_2_minutes(tmp_path):
