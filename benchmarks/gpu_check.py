@@ -1,0 +1,233 @@
+"""The measuring half of ``benchmarks/gpu_check.sh`` (run that script; see its header).
+
+    python benchmarks/gpu_check.py --out DIR [--dry-run] [--pytest-xml FILE --pytest-rc N]
+
+1. ``lif``: one LIF layer of 65,536 neurons, T=256, batch 32, forward + backward of the spike sum (the ``lif``
+   workload of ``benchmarks/run.py`` at the GPU size): spaic_train (``lif_sequence``: the Triton kernels on CUDA)
+   vs SpikingJelly 2.0's multi-step ``LIFNode`` (its own dispatch picks its fastest CUDA kernel), same input,
+   interleaved rounds, median ms; the spikes of the two are compared first.
+2. ``epochs``: the ``cifar_snn`` and ``cifar_resnet19`` recipes' models at full width, batch 64, bf16 autocast,
+   SGD as in the recipe: ``--batches`` timed training steps after a warm-up, on synthetic normalised images
+   (the time of a dense step does not depend on the pixel values) → seconds per step, **extrapolated** to one
+   epoch of the recipe (45,000 training images = 50,000 minus the 10 % validation split) and to the recipe's
+   ``max_epochs``; validation / test passes and data loading are not included.
+3. A summary ``DIR/gpu_check.json`` and ``DIR/gpu_check.md`` (with the CUDA test results passed in).
+
+``--dry-run``: the same code path on the CPU at tiny sizes (bf16 autocast on the CPU); its figures are
+labelled dry-run and are not GPU measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _p in (str(HERE), str(ROOT)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from learning import compose  # noqa: E402
+from workloads import ATAN_ALPHA, BETA, TAU, V_RESET, V_TH  # noqa: E402
+
+FULL = {"lif": dict(N=65_536, T=256, B=32, iters=10, rounds=2),
+        "epochs": dict(batch=64, warmup=5, batches=20, overrides={})}
+DRY = {"lif": dict(N=256, T=16, B=4, iters=2, rounds=2),
+       "epochs": dict(batch=8, warmup=1, batches=2,
+                      overrides={"cifar_snn": ["model.vars.width=8", "model.vars.hidden=32"],
+                                 "cifar_resnet19": ["model.vars.width=4", "model.vars.hidden=16"]})}
+RECIPES = ("cifar_snn", "cifar_resnet19")
+#: training images per epoch of the recipes: CIFAR-10's 50,000 minus data.val_fraction = 0.1
+TRAIN_IMAGES = 45_000
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
+# ============================================================================================ lif
+def bench_lif(device, size: dict) -> dict:
+    from spikingjelly.activation_based import functional, neuron, surrogate
+
+    from spaic_train.neurons import build_neuron
+
+    ours = build_neuron("lif", tau=TAU, v_th=V_TH, v_reset=V_RESET, reset="hard", surrogate="atan",
+                        surrogate_alpha=ATAN_ALPHA)
+    sj = neuron.LIFNode(tau=1.0 / (1.0 - BETA), decay_input=False, v_threshold=V_TH, v_reset=V_RESET,
+                        surrogate_function=surrogate.ATan(alpha=ATAN_ALPHA), detach_reset=False, step_mode="m")
+    g = torch.Generator().manual_seed(1234)
+    x = (0.35 + 0.6 * torch.randn(size["T"], size["B"], size["N"], generator=g)).to(device).requires_grad_(True)
+
+    def run_ours():
+        return ours.run_sequence(x)[0]
+
+    def run_sj():
+        functional.reset_net(sj)
+        return sj(x)
+
+    with torch.no_grad():
+        agreement = float((run_ours() == run_sj()).float().mean())
+
+    def step(run):
+        def go():
+            x.grad = None
+            run().sum().backward()
+        return go
+
+    times = {"spaic_train": [], "spikingjelly": []}
+    for fn in (run_ours, run_sj):  # warm-up (compiles the kernels)
+        step(fn)()
+    for _ in range(size["rounds"]):
+        for name, fn in (("spaic_train", run_ours), ("spikingjelly", run_sj)):
+            times[name] += [_timed(step(fn), device) for _ in range(size["iters"])]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"size": {k: size[k] for k in ("N", "T", "B")}, "median_ms": med, "times_ms": times,
+            "ratio_ours_over_sj": med["spaic_train"] / med["spikingjelly"], "spike_agreement": agreement}
+
+
+# ============================================================================================ epochs
+def bench_epoch(recipe: str, device, size: dict) -> dict:
+    from spaic_train.cli import _plain, build_model
+    from spaic_train.training import get_loss
+
+    cfg = compose(recipe, list(size["overrides"].get(recipe, [])))
+    torch.manual_seed(0)
+    model = build_model(cfg.model, (3, 32, 32)).to(device)
+    m, opt_cfg = _plain(cfg.model), _plain(cfg.optimizer)
+    loss_fn = get_loss(m["loss"], **(m.get("loss_kwargs") or {}))
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=opt_cfg["lr"],
+                          **(opt_cfg.get("kwargs") or {}))
+    B = size["batch"]
+    x = torch.randn(B, 3, 32, 32, device=device)
+    y = torch.arange(B, device=device) % 10
+    model.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        model.apply_constraints()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{recipe}: non-finite loss {float(loss)}")
+
+    for _ in range(size["warmup"]):
+        step()
+    times = [_timed(step, device) for _ in range(size["batches"])]
+    per_batch = statistics.median(times) / 1e3
+    steps = math.ceil(TRAIN_IMAGES / B)
+    epochs = int(cfg.trainer.max_epochs)
+    out = {"params": sum(p.numel() for p in model.parameters() if p.requires_grad), "batch": B,
+           "time_steps": int(cfg.model.time_steps), "precision": "bf16 autocast", "timed_batches": len(times),
+           "seconds_per_batch": per_batch, "batches_per_epoch": steps,
+           "epoch_seconds_extrapolated": per_batch * steps, "max_epochs": epochs,
+           "training_hours_extrapolated": per_batch * steps * epochs / 3600, "overrides": size["overrides"].get(recipe)}
+    if device.type == "cuda":
+        out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        torch.cuda.reset_peak_memory_stats()
+    return out
+
+
+# ============================================================================================ summary
+def pytest_summary(xml_path: str | None, rc: int | None) -> dict:
+    if not xml_path or not Path(xml_path).is_file():
+        return {"ran": False, "returncode": rc}
+    root = ET.parse(xml_path).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    failed = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
+              if c.find("failure") is not None or c.find("error") is not None]
+    return {"ran": True, "returncode": rc, **counts,
+            "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"], "failed": failed}
+
+
+def markdown(res: dict) -> str:
+    dry = res["dry_run"]
+    label = ("DRY RUN on the CPU at tiny sizes: these are NOT GPU figures (GPU: not measured)" if dry
+             else f"measured on {res['device_name']}")
+    p = res["pytest"]
+    lines = [f"# GPU check — {res['date']}, {label}", "",
+             f"torch {res['torch']}, CUDA {res['cuda']}, SpikingJelly {res['spikingjelly']}", "",
+             "## CUDA tests", ""]
+    if p["ran"]:
+        lines.append(f"{p['passed']} passed, {p['skipped']} skipped, {p['failures'] + p['errors']} failed "
+                     f"(pytest exit code {p['returncode']})" + (f": {', '.join(p['failed'])}" if p["failed"] else ""))
+    else:
+        lines.append("not run")
+    lif = res["lif"]
+    s = lif["size"]
+    lines += ["", f"## `lif`: {s['N']:,} LIF neurons, T={s['T']}, batch {s['B']}, forward + backward", "",
+              "| spaic_train ms | SpikingJelly ms | ours / SpikingJelly | spike agreement |", "|---|---|---|---|",
+              f"| {lif['median_ms']['spaic_train']:.2f} | {lif['median_ms']['spikingjelly']:.2f} | "
+              f"{lif['ratio_ours_over_sj']:.2f} | {lif['spike_agreement']:.4f} |", "",
+              "## Recipes: training time, extrapolated from timed batches (synthetic input, bf16 autocast; "
+              "validation and data loading not included)", "",
+              "| recipe | params | batch × T | s / batch | batches / epoch | epoch (extrapolated) | epochs | "
+              "training (extrapolated) |", "|---|---|---|---|---|---|---|---|"]
+    for name, e in res["epochs"].items():
+        lines.append(f"| `{name}` | {e['params']:,} | {e['batch']} × {e['time_steps']} | "
+                     f"{e['seconds_per_batch']:.4f} ({e['timed_batches']} timed) | {e['batches_per_epoch']} | "
+                     f"{e['epoch_seconds_extrapolated'] / 60:.1f} min | {e['max_epochs']} | "
+                     f"{e['training_hours_extrapolated']:.1f} h |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes (checks the script end to end)")
+    ap.add_argument("--pytest-xml", default=None)
+    ap.add_argument("--pytest-rc", type=int, default=None)
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if not args.dry_run and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device; use --dry-run to check the script on the CPU")
+    device = torch.device("cpu" if args.dry_run else "cuda")
+    size = DRY if args.dry_run else FULL
+    import importlib.metadata as md
+
+    res = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "dry_run": args.dry_run,
+           "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+           "torch": torch.__version__, "cuda": torch.version.cuda, "spikingjelly": md.version("spikingjelly"),
+           "pytest": pytest_summary(args.pytest_xml, args.pytest_rc)}
+    t0 = time.perf_counter()
+    res["lif"] = bench_lif(device, size["lif"])
+    print(f"lif: {res['lif']['median_ms']} ratio {res['lif']['ratio_ours_over_sj']:.2f}", flush=True)
+    res["epochs"] = {}
+    for recipe in RECIPES:
+        res["epochs"][recipe] = bench_epoch(recipe, device, size["epochs"])
+        e = res["epochs"][recipe]
+        print(f"{recipe}: {e['seconds_per_batch']:.4f} s/batch, epoch ~{e['epoch_seconds_extrapolated'] / 60:.1f} min "
+              f"(extrapolated)", flush=True)
+    res["seconds"] = time.perf_counter() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_check.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / "gpu_check.md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,445 @@
+"""Learning parity on real CIFAR-10: spaic_train vs SpikingJelly training the same network.
+
+    python benchmarks/learning.py                 # full comparison (<= 40 min on 2 cores)
+    python benchmarks/learning.py --quick         # smoke run (<= 5 min): tiny subset and network, 1 seed
+    python benchmarks/learning.py --recipes       # cifar_snn vs cifar_spaic_ref in spaic_train, same subset/budget
+
+Parity (default).  The network is the ``cifar_snn`` recipe's model (``model/cifar_net.yaml``: the PLIF paper's
+CIFAR10Net, 6 conv-BN-LIF layers, 2 max-pools, dropout, fc, 10 per-step logits), narrowed to ``--width`` /
+``--hidden`` for a CPU, built by spaic_train from the recipe's config and rebuilt in SpikingJelly 2.0 from its
+multi-step layers (``layer.Conv2d`` / ``BatchNorm2d`` / ``MaxPool2d`` / ``Flatten`` / ``Dropout`` / ``Linear`` and
+``neuron.LIFNode(decay_input=False, step_mode='m')``), with spaic_train's initial weights copied in.  Before
+training, one forward pass on the same batch (training-mode batch norm, dropout off) must give the same spikes
+in every layer and the same logits.  Both then train with the recipe's loss (TET, lambda 0.05) and optimizer
+(SGD 0.1, momentum 0.9, weight decay 5e-4, cosine over the epochs), on the same data in the same order (one
+permutation and one crop/flip augmentation per epoch, shared), each epoch run for both frameworks back to back
+(alternating which goes first) so that the machine's load hits both alike.  Both run the same plain PyTorch
+training loop (no Lightning).  Reported per seed: test accuracy after every epoch and the wall time of every
+training epoch.
+
+Data: a fixed, stratified subset of the CIFAR-10 JPEG tars (``--data``, default ``../shared/data/cifar10-jpeg``;
+extracted once into ``~/.cache/spaic_train``), chosen with ``--data-seed`` and shuffled; images are decoded once.
+
+Output: a Markdown table on stdout (date, CPU, torch version, threads) and JSON (``--json``, default
+``benchmarks/results/learning.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _p in (str(HERE), str(ROOT)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from run import machine_info  # noqa: E402
+from workloads import ATAN_ALPHA, TAU, V_RESET, V_TH  # noqa: E402
+
+#: full / quick settings (``--width`` etc. override them)
+FULL = dict(n_train=10_000, n_test=10_000, n_curve=2_000, width=16, hidden=128, T=4, batch=64, epochs=6, seeds=3)
+QUICK = dict(n_train=2_000, n_test=500, n_curve=500, width=8, hidden=64, T=2, batch=50, epochs=3, seeds=1)
+#: widths of the --recipes comparison at full / quick size: recipe -> model.vars overrides
+RECIPE_VARS = {
+    False: {"cifar_snn": {"width": 32, "hidden": 256}, "cifar_spaic_ref": {"width": 32}},
+    True: {"cifar_snn": {"width": 8, "hidden": 64}, "cifar_spaic_ref": {"width": 8}},
+}
+OURS, SJ = "spaic_train", "spikingjelly"
+
+
+# ============================================================================================ data
+def load_subset(root: str, n_train: int, n_test: int, seed: int):
+    """``(x_train, y_train, x_test, y_test)``: ``n/10`` images per class of each split drawn with ``seed``, shuffled;
+    ``x`` uint8 ``[N, 3, 32, 32]``, ``y`` int64 ``[N]``."""
+    from PIL import Image
+
+    from spaic_train.data.folder import IMG_EXTENSIONS, resolve_split_dir
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for split, n in (("train", n_train), ("test", n_test)):
+        d = resolve_split_dir(root, split)
+        if d is None:
+            raise SystemExit(f"learning.py: no CIFAR-10 '{split}' split under --data {root} (expects the "
+                             "CIFAR-10-images_{train,test}.tar JPEG tars or train/<class>/*.jpg)")
+        classes = sorted(c for c in d.iterdir() if c.is_dir())
+        if len(classes) != 10 or n % 10:
+            raise SystemExit(f"learning.py: expected 10 class folders in {d} and a multiple of 10 images, "
+                             f"got {len(classes)} classes and n={n}")
+        files, labels = [], []
+        for label, c in enumerate(classes):
+            names = sorted(p for p in c.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+            pick = rng.choice(len(names), n // 10, replace=False)
+            files += [names[i] for i in sorted(pick)]
+            labels += [label] * (n // 10)
+        order = rng.permutation(n)
+        x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in order]).transpose(0, 3, 1, 2)
+        out += [torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(labels)[torch.from_numpy(order)]]
+    return tuple(out)
+
+
+def normalize(x_uint8: torch.Tensor) -> torch.Tensor:
+    from spaic_train.data import CIFAR10_MEAN, CIFAR10_STD
+
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    return (x_uint8.float() / 255.0 - mean) / std
+
+
+def augment(x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop 32 of the 4-px zero-padded image + random horizontal flip (torchvision's RandomCrop(32,
+    padding=4) and RandomHorizontalFlip), drawn from ``gen``; uint8 in, uint8 out."""
+    n = x_uint8.shape[0]
+    padded = F.pad(x_uint8, (4, 4, 4, 4))
+    top = torch.randint(0, 9, (n,), generator=gen)
+    left = torch.randint(0, 9, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    ar = torch.arange(32)
+    rows = top[:, None] + ar
+    cols = left[:, None] + torch.where(flip[:, None], 31 - ar, ar)
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+
+# ============================================================================================ models
+def compose(recipe: str, overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from spaic_train.cli import CONFIG_DIR
+    from spaic_train.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=[f"recipe={recipe}", *overrides])
+
+
+class Trainee:
+    """One framework's network with its loss, optimizer and cosine schedule; ``output(x)`` → ``[T, B, 10]``."""
+
+    def __init__(self, name, net, output, loss, opt_cfg, epochs, after_step=None):
+        self.name, self.net, self.output, self.loss = name, net, output, loss
+        kw = dict(opt_cfg.get("kwargs") or {})
+        self.opt = torch.optim.SGD(net.parameters(), lr=float(opt_cfg["lr"]), **kw) if opt_cfg["name"] == "sgd" \
+            else torch.optim.Adam(net.parameters(), lr=float(opt_cfg["lr"]), **kw)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=epochs)
+        self.after_step = after_step or (lambda: None)
+
+    def train_epoch(self, x, y, batch):
+        self.net.train()
+        total = 0.0
+        for i in range(0, x.shape[0], batch):
+            xb, yb = x[i:i + batch], y[i:i + batch]
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss(self.output(xb), yb)
+            loss.backward()
+            self.opt.step()
+            self.after_step()
+            total += float(loss.detach()) * xb.shape[0]
+        self.sched.step()
+        return total / x.shape[0]
+
+    @torch.no_grad()
+    def hits(self, x, y, batch=500) -> torch.Tensor:
+        """Per-sample correctness (bool ``[N]``) of the time-averaged logits, in eval mode."""
+        self.net.eval()
+        return torch.cat([self.output(x[i:i + batch]).mean(0).argmax(1) == y[i:i + batch]
+                          for i in range(0, x.shape[0], batch)])
+
+
+def build_ours(spec: dict, epochs: int, recipe: str = "cifar_snn", model_vars: dict | None = None):
+    """The recipe's model (``model.vars`` overridden) and its loss / optimizer settings."""
+    from spaic_train.cli import _plain, build_model
+    from spaic_train.training import get_loss
+
+    mv = dict(model_vars or {})
+    overrides = [f"model.vars.{k}={v}" for k, v in mv.items()] + [f"model.time_steps={spec['T']}"]
+    cfg = compose(recipe, overrides)
+    model = build_model(cfg.model, (3, 32, 32))
+    m = _plain(cfg.model)
+    loss = get_loss(m["loss"], **(m.get("loss_kwargs") or {}))
+    if m["decoder"] == "sequence":
+        output = model
+    else:  # a per-sample decoder: give the evaluation a length-1 "sequence"
+        def output(x):
+            return model(x).unsqueeze(0)
+    return Trainee(OURS, model, output, loss, _plain(cfg.optimizer), epochs, model.apply_constraints), cfg
+
+
+def parity_overrides(spec: dict) -> dict:
+    """``model.vars`` of the parity network: beta = exp(-1/tau) = 0.5 exactly, SpikingJelly's ``tau=2``."""
+    return {"width": spec["width"], "hidden": spec["hidden"], "tau": repr(TAU), "neuron": "lif"}
+
+
+def build_spikingjelly(ours: Trainee, cfg, spec: dict, epochs: int) -> Trainee:
+    """The same network in SpikingJelly, with ``ours``' current weights and buffers copied in."""
+    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+    from torch import nn
+
+    from spaic_train.cli import _plain
+
+    w, h, p = spec["width"], spec["hidden"], float(cfg.model.vars.dropout)
+
+    def lif():
+        return neuron.LIFNode(tau=1.0 / (1.0 - math.exp(-1.0 / TAU)), decay_input=False, v_threshold=V_TH,
+                              v_reset=V_RESET, surrogate_function=surrogate.ATan(alpha=ATAN_ALPHA),
+                              detach_reset=False, step_mode="m")
+
+    mods: list = []
+    for i in range(6):
+        mods += [layer.Conv2d(3 if i == 0 else w, w, 3, padding=1, bias=False), layer.BatchNorm2d(w), lif()]
+        if i in (2, 5):
+            mods.append(layer.MaxPool2d(2, 2))
+    mods += [layer.Flatten(), layer.Dropout(p), layer.Linear(w * 8 * 8, h), lif(), layer.Dropout(p),
+             layer.Linear(h, 10)]
+    net = nn.Sequential(*mods)
+    functional.set_step_mode(net, "m")
+    copy_weights(ours.net, net)
+    T = spec["T"]
+
+    def output(x):
+        functional.reset_net(net)
+        return net(x.unsqueeze(0).repeat(T, 1, 1, 1, 1))
+
+    return Trainee(SJ, net, output, ours.loss, _plain(cfg.optimizer), epochs)
+
+
+def copy_weights(model, sj_net) -> None:
+    """Copy spaic_train's conv / batch-norm / linear tensors into the SpikingJelly net, in network order."""
+    from torch import nn
+
+    ours = []
+    for conn in model.connections:
+        ours.append(("weight", conn.weight, conn.bias))
+        ours += [("bn", op.bn) for op in conn.synapses if hasattr(op, "bn")]
+    theirs = [m for m in sj_net.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
+    if len(ours) != len(theirs):
+        raise RuntimeError(f"layer count differs: {len(ours)} vs {len(theirs)}")
+    with torch.no_grad():
+        for src, dst in zip(ours, theirs):
+            if src[0] == "bn":
+                dst.load_state_dict(src[1].state_dict())
+                continue
+            if dst.weight.shape != src[1].shape:
+                raise RuntimeError(f"weight shape differs: {tuple(src[1].shape)} vs {tuple(dst.weight.shape)}")
+            dst.weight.copy_(src[1])
+            if (dst.bias is None) != (src[2] is None):
+                raise RuntimeError("bias presence differs")
+            if dst.bias is not None:
+                dst.bias.copy_(src[2])
+
+
+def check_same_outputs(ours: Trainee, sj: Trainee, x: torch.Tensor) -> dict:
+    """One forward pass of float64 copies of both nets on ``x`` (training-mode batch norm, dropout off): the
+    spikes of every LIF layer and the logits, compared.
+
+    float64 because in float32 the two frameworks' convolutions (channels-last vs NCHW) and batch-norm reductions
+    round differently; a membrane within ~1e-7 of the threshold then spikes in one and not the other, and the
+    flip spreads through the following layers (~0.1 % of the spikes here), which would hide a real difference.
+    """
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    a, b = copy.deepcopy(ours.net).double(), copy.deepcopy(sj.net).double()
+    x = x.double()
+    a.train(), b.train()
+    for m in a.modules():
+        if type(m).__name__ == "Dropout":
+            m.eval()
+    for m in b.modules():
+        if isinstance(m, layer.Dropout):
+            m.eval()
+    sj_spikes = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: sj_spikes.append(o.detach()))
+             for m in b.modules() if isinstance(m, neuron.LIFNode)]
+    with torch.no_grad(), a.record(("O",)) as rec:
+        out_a = a(x)
+        functional.reset_net(b)
+        out_b = b(x.unsqueeze(0).repeat(out_a.shape[0], 1, 1, 1, 1))
+    for hk in hooks:
+        hk.remove()
+    ours_spikes = [rec[layer_.name]["O"] for layer_ in a.layers if layer_.group is not None
+                   and getattr(layer_, "neuron", None) == "lif"]
+    equal = total = 0
+    for s_a, s_b in zip(ours_spikes, sj_spikes):
+        equal += int((s_a == s_b).sum())
+        total += s_a.numel()
+    return {"spike_agreement": equal / max(1, total), "layers": len(sj_spikes),
+            "rates": [round(float(s.mean()), 4) for s in ours_spikes],
+            "max_logit_diff": float((out_a - out_b).abs().max()),
+            "same_predictions": float((out_a.mean(0).argmax(1) == out_b.mean(0).argmax(1)).float().mean())}
+
+
+# ============================================================================================ runs
+def train_interleaved(trainees: list[Trainee], data, spec: dict, seed: int, log) -> dict:
+    """Train every trainee for ``spec['epochs']`` on the same batches; returns per-trainee curves and times."""
+    x_tr, y_tr, x_te, y_te = data
+    x_te = normalize(x_te)
+    res = {t.name: {"test_accuracy": [], "epoch_seconds": [], "train_loss": []} for t in trainees}
+    gen = torch.Generator().manual_seed(seed)
+    n_curve = spec["n_curve"]
+    for epoch in range(spec["epochs"]):
+        last = epoch == spec["epochs"] - 1
+        perm = torch.randperm(x_tr.shape[0], generator=gen)
+        x = normalize(augment(x_tr[perm], gen))
+        y = y_tr[perm]
+        order = trainees if epoch % 2 == 0 else trainees[::-1]
+        for t in order:
+            torch.manual_seed(seed * 1000 + epoch)  # dropout masks: the same RNG state for every framework
+            t0 = time.perf_counter()
+            loss = t.train_epoch(x, y, spec["batch"])
+            dt = time.perf_counter() - t0
+            hits = t.hits(x_te if last else x_te[:n_curve], y_te if last else y_te[:n_curve])
+            r = res[t.name]
+            r["epoch_seconds"].append(dt)
+            r["train_loss"].append(loss)
+            r["test_accuracy"].append(float(hits[:n_curve].float().mean()))
+            if last:
+                r["final_test_accuracy"] = float(hits.float().mean())
+            log(f"  seed {seed} epoch {epoch + 1}/{spec['epochs']} {t.name:16s} loss {loss:.4f} test "
+                f"{100 * r['test_accuracy'][-1]:5.2f} % ({n_curve} images)"
+                + (f", {100 * r['final_test_accuracy']:5.2f} % (all {len(hits)})" if last else "")
+                + f"  {dt:7.1f} s")
+    return res
+
+
+def summarize(runs: dict) -> dict:
+    """``runs[framework][seed]`` → mean/sd of the final accuracy, median epoch time."""
+    out = {}
+    for fw, by_seed in runs.items():
+        finals = [r["final_test_accuracy"] for r in by_seed.values()]
+        times = [t for r in by_seed.values() for t in r["epoch_seconds"]]
+        curves = np.array([r["test_accuracy"] for r in by_seed.values()])
+        out[fw] = {"final_mean": statistics.mean(finals), "final_sd": statistics.pstdev(finals),
+                   "finals": finals, "median_epoch_s": statistics.median(times),
+                   "mean_curve": curves.mean(0).tolist(), "params": None}
+    return out
+
+
+def markdown(kind: str, summary: dict, spec: dict, info: dict, extra: dict) -> str:
+    lines = [f"**{kind}** — {info['date']}, {info['machine']['cpu']}, torch {info['machine']['torch']}, "
+             f"{info['threads']} threads, SpikingJelly {info['spikingjelly']}; CIFAR-10 subset "
+             f"{spec['n_train']:,} train / {spec['n_test']:,} test images (stratified, data seed "
+             f"{spec['data_seed']}), T={spec['T']}, batch {spec['batch']}, {spec['epochs']} epochs, seeds "
+             f"{spec['seed_list']}; final accuracy on all {spec['n_test']:,} test images, per-epoch curve (mean over "
+             f"seeds) on the first {spec['n_curve']:,}", ""]
+    epochs = " | ".join(f"ep {i + 1}" for i in range(spec["epochs"]))
+    lines += [f"| network | params | final test acc. (mean ± sd) | per seed | time / epoch (median) | {epochs} |",
+              "|---|---|---|---|---|" + "---|" * spec["epochs"]]
+    for name, s in summary.items():
+        curve = " | ".join(f"{100 * a:.1f}" for a in s["mean_curve"])
+        per = ", ".join(f"{100 * a:.1f}" for a in s["finals"])
+        lines.append(f"| {name} | {s['params']:,} | {100 * s['final_mean']:.2f} ± {100 * s['final_sd']:.2f} % | "
+                     f"{per} | {s['median_epoch_s']:.1f} s | {curve} |")
+    for k, v in extra.items():
+        lines.append(f"\n{k}: {v}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny subset and network, 1 seed, 2 epochs (<= 5 min)")
+    ap.add_argument("--recipes", action="store_true",
+                    help="compare the cifar_snn and cifar_spaic_ref recipes (spaic_train only) instead")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
+    ap.add_argument("--data-seed", type=int, default=0)
+    for key in ("n_train", "n_test", "n_curve", "width", "hidden", "T", "batch", "epochs", "seeds"):
+        ap.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None,
+                    help="default benchmarks/results/learning.json (--recipes: learning_recipes.json)")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    spec = dict(QUICK if args.quick else FULL)
+    for key in spec:
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    spec["n_curve"] = min(spec["n_curve"], spec["n_test"])
+    spec["data_seed"] = args.data_seed
+    spec["seed_list"] = list(range(spec["seeds"]))
+
+    def log(msg):
+        print(msg, flush=True)
+
+    import spikingjelly  # noqa: F401 - version below
+
+    from spaic_train.neurons import load_compiled_kernels
+
+    load_compiled_kernels("cpu")
+    import importlib.metadata as md
+
+    info = {"date": datetime.date.today().isoformat(), "machine": machine_info(), "threads": torch.get_num_threads(),
+            "spikingjelly": md.version("spikingjelly"), "spaic_train": md.version("spaic_train"),
+            "command": " ".join(["python", "benchmarks/learning.py", *(argv if argv is not None else sys.argv[1:])])}
+    t_start = time.perf_counter()
+    data = load_subset(args.data, spec["n_train"], spec["n_test"], args.data_seed)
+    log(f"data: {spec['n_train']} train / {spec['n_test']} test images, classes per split "
+        f"{torch.bincount(data[1]).tolist()} / {torch.bincount(data[3]).tolist()}")
+    runs: dict = {}
+    params: dict = {}
+    checks = []
+    for seed in spec["seed_list"]:
+        torch.manual_seed(seed)
+        if args.recipes:
+            trainees = []
+            for recipe, mv in RECIPE_VARS[args.quick].items():
+                torch.manual_seed(seed)
+                t, _ = build_ours(spec, spec["epochs"], recipe, mv)
+                t.name = f"{recipe} ({', '.join(f'{k}={v}' for k, v in mv.items())})"
+                trainees.append(t)
+        else:
+            ours, cfg = build_ours(spec, spec["epochs"], model_vars=parity_overrides(spec))
+            sj = build_spikingjelly(ours, cfg, spec, spec["epochs"])
+            check = check_same_outputs(ours, sj, normalize(data[0][:spec["batch"]]))
+            checks.append(check)
+            log(f"seed {seed}: same-input check {check}")
+            if check["spike_agreement"] < 0.9999 or check["max_logit_diff"] > 1e-6:
+                raise SystemExit(f"learning.py: the two networks disagree before training: {check}")
+            trainees = [ours, sj]
+        for t in trainees:
+            params[t.name] = sum(p.numel() for p in t.net.parameters() if p.requires_grad)
+        res = train_interleaved(trainees, data, spec, seed, log)
+        for name, r in res.items():
+            runs.setdefault(name, {})[seed] = r
+    summary = summarize(runs)
+    for name in summary:
+        summary[name]["params"] = params[name]
+    extra = {}
+    if not args.recipes:
+        o, s = summary[OURS], summary[SJ]
+        ratio = o["median_epoch_s"] / s["median_epoch_s"]
+        gap = 100 * (o["final_mean"] - s["final_mean"])
+        extra = {"time per epoch, spaic_train / SpikingJelly": f"{ratio:.2f} (target <= 0.8)",
+                 "final accuracy, spaic_train - SpikingJelly": f"{gap:+.2f} points (target >= -0.5)",
+                 "same-input check before training": ", ".join(
+                     f"spikes {c['spike_agreement']:.5f}, max logit diff {c['max_logit_diff']:.1e}" for c in checks),
+                 "targets met": str(ratio <= 0.8 and gap >= -0.5)}
+        summary["ratio_time"], summary["accuracy_gap_points"] = ratio, gap
+    info["total_minutes"] = (time.perf_counter() - t_start) / 60
+    kind = "cifar_snn vs cifar_spaic_ref (spaic_train)" if args.recipes else "learning parity"
+    table = markdown(kind, {k: v for k, v in summary.items() if isinstance(v, dict)}, spec, info, extra)
+    print("\n" + table + f"\n\ntotal {info['total_minutes']:.1f} min; command: {info['command']}")
+    path = Path(args.json or HERE / "results" / ("learning_recipes.json" if args.recipes else "learning.json"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"info": info, "spec": spec, "checks": checks, "runs": runs, "summary": summary,
+                                "extra": extra, "markdown": table}, indent=1) + "\n")
+    log(f"JSON: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
