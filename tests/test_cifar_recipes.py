@@ -268,3 +268,24 @@ def test_recipe_trains_on_cuda_in_bf16(recipe):
     assert torch.isfinite(loss)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_half_precision_currents_are_integrated_in_float32():
+    """Under bf16 autocast a LIF layer receives bf16 currents; it integrates them in float32 (a bf16 membrane has
+    8 mantissa bits) — the same spikes as the float32 run on the same (bf16-rounded) currents."""
+    torch.manual_seed(0)
+    I = (0.4 + 0.6 * torch.randn(16, 4, 300)).bfloat16().requires_grad_(True)
+    lif = st.NeuronGroup(300, model="lif", tau=4.0).neuron
+    O, state, _ = lif.run_sequence(I)
+    ref, ref_state, _ = lif.run_sequence(I.detach().float())
+    assert O.dtype == torch.float32 and torch.equal(O, ref) and torch.equal(state["V"], ref_state["V"])
+    O.sum().backward()
+    assert I.grad.dtype == torch.bfloat16 and I.grad.abs().sum() > 0
+    # a bf16 membrane would not give these spikes: accumulating in bf16 rounds every step
+    v, spikes = torch.zeros(4, 300, dtype=torch.bfloat16), []
+    for t in range(16):
+        v = math.exp(-0.25) * v + I[t].detach()
+        s = (v >= 1).to(v.dtype)
+        spikes.append(s)
+        v = v * (1 - s)
+    assert not torch.equal(torch.stack(spikes).float(), O)

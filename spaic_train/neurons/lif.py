@@ -454,11 +454,18 @@ def lif_sequence(
         ``(O, V_T, a_T, V_seq)`` — ``a_T`` is ``None`` without adaptation, ``V_seq`` without ``return_v``.
 
     Calls that :func:`kernel_supported` accepts run the compiled kernels (module docstring); the results
-    match the torch path.
+    match the torch path.  bf16 / fp16 inputs (mixed precision) are integrated in float32 and give float32
+    outputs (the gradient reaches ``I`` in its own dtype).
     """
     if surrogate is None or not isinstance(surrogate, Surrogate):
         surrogate = get_surrogate(surrogate)
     reset = _RESET_ALIASES[reset]
+    if I.dtype in (torch.bfloat16, torch.float16):
+        # half-precision currents (bf16 / fp16 autocast): integrate in float32 — a bf16 membrane keeps 8 mantissa
+        # bits, too few to accumulate T steps — which also keeps the compiled float32 kernels; outputs are float32
+        I = I.float()
+        V0 = None if V0 is None else V0.float()
+        a0 = None if a0 is None else a0.float()
     if V0 is None:
         V0 = I.new_zeros(I.shape[1:])
     V0 = V0.expand(I.shape[1:]) if V0.shape != I.shape[1:] else V0
