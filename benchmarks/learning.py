@@ -55,7 +55,7 @@ FULL = dict(n_train=10_000, n_test=10_000, n_curve=2_000, width=16, hidden=128, 
 QUICK = dict(n_train=2_000, n_test=500, n_curve=500, width=8, hidden=64, T=2, batch=50, epochs=3, seeds=1)
 #: widths of the --recipes comparison at full / quick size: recipe -> model.vars overrides
 RECIPE_VARS = {
-    False: {"cifar_snn": {"width": 32, "hidden": 256}, "cifar_spaic_ref": {"width": 32}},
+    False: {"cifar_snn": {"width": 16, "hidden": 128}, "cifar_spaic_ref": {"width": 16}},
     True: {"cifar_snn": {"width": 8, "hidden": 64}, "cifar_spaic_ref": {"width": 8}},
 }
 OURS, SJ = "spaic_train", "spikingjelly"
