@@ -36,6 +36,11 @@ dropouts) with *different* settings in one chain raise a ``ValueError``.
 weight); their synaptic currents are summed in the layer's neurons (the network sums every
 connection into a group).
 
+**Residual blocks.**  ``Conv2dSyn(..., shortcut='auto')([h, x])`` adds the block input ``x`` to the current of
+its neurons through an identity (frozen weight-1 one-to-one synapses) or a 1×1-conv + batch-norm shortcut, next
+to the conv chain of ``h``: ``out = neuron(BN(conv(h)) + shortcut(x))`` — a ResNet basic block is two
+``Conv2dSyn`` calls (see the class, and ``conf/model/resnet19.yaml``).
+
 **Delays.**  Every neuron layer and ``Feedback`` accepts ``max_delay=`` (ms, ``> 0`` enables
 per-synapse delays) and ``delay=`` (a tensor of the link's delay shape in ms, a number, or an
 initializer such as ``spaic_train.uniform(1, 4)``; default: whole steps drawn uniformly in
