@@ -1,6 +1,6 @@
 """The CIFAR-10 recipes and the pieces they are built from: time-batched batch norm (tdBN statistics), the
-non-spiking ``li`` readout, frozen connections, residual shortcuts, model graphs in configs, the augmentation,
-the recipes' architectures against the papers' networks, and a smoke run of each recipe on real JPEGs."""
+non-spiking ``leaky_integrator`` readout, frozen connections, residual shortcuts, model graphs in configs, the
+augmentation, the recipes' architectures against the papers' networks, and a smoke run of each recipe on real JPEGs."""
 
 from __future__ import annotations
 
@@ -50,13 +50,13 @@ def test_batchnorm_statistics_are_taken_over_time_and_batch():
     assert (got - per_step).abs().max() > 0.1
 
 
-# ---------------------------------------------------------------------------------------------- li readout
+# ------------------------------------------------------------------------------------- leaky_integrator readout
 def test_li_neuron_is_a_leaky_integrator_without_spikes():
     I = torch.randn(6, 2, 5)
-    no_memory = st.NeuronGroup(5, model="li").neuron
+    no_memory = st.NeuronGroup(5, model="leaky_integrator").neuron
     O, state, V = no_memory.run_sequence(I, return_v=True)
     assert O is I and V is I and torch.equal(state["V"], I[-1])   # tau = 0: the current itself, no copy
-    leaky = st.NeuronGroup(5, model="li", tau=2.0).neuron
+    leaky = st.NeuronGroup(5, model="leaky_integrator", tau=2.0).neuron
     O, state, _ = leaky.run_sequence(I)
     beta, v, ref = math.exp(-0.5), torch.zeros(2, 5), []
     for t in range(6):
@@ -72,7 +72,7 @@ def test_sequence_of_li_logits_feeds_the_tet_loss():
     torch.manual_seed(0)
     x = Input((6,))
     h = Full(8, name="h")(x)
-    out = Full(3, neuron="li", bias=True, name="out")
+    out = Full(3, neuron="leaky_integrator", bias=True, name="out")
     model = Model(x, out(h), time_steps=4, decoder="sequence")
     inp, y = torch.rand(5, 6), torch.tensor([0, 1, 2, 1, 0])
     with model.record(("O",)) as rec:

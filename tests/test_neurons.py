@@ -320,7 +320,7 @@ def test_izhikevich_defaults_and_gradient():
 # registry, factory and validation
 # --------------------------------------------------------------------------------------------------
 def test_registry_and_defaults():
-    assert set(NEURONS.names()) == {"lif", "if", "plif", "alif", "izhikevich", "li"}
+    assert set(NEURONS.names()) == {"lif", "if", "plif", "alif", "izhikevich", "leaky_integrator"}
     lif = build_neuron("LIF")
     assert isinstance(lif, LIF) and isinstance(lif, NeuronModel)
     assert (lif.tau, lif.v_th, lif.v_reset, lif.reset, lif.detach_reset, lif.dt) == (8.0, 1.0, 0.0, "hard", False,
@@ -388,7 +388,7 @@ def test_invalid_values(model, kw, match):
 
 def test_models_pickle():
     for name in NEURONS.names():
-        if name == "li":  # no spikes, no surrogate
+        if name == "leaky_integrator":  # no spikes, no surrogate
             back = pickle.loads(pickle.dumps(build_neuron(name, tau=3.0)))
             assert back.tau == 3.0 and back.state_names == ("V",)
             continue

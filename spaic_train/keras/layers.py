@@ -406,7 +406,8 @@ class _NeuronLayer(Layer):
     """A layer that creates a ``NeuronGroup`` and one ``Connection`` from each input into it.
 
     Args:
-        neuron: neuron model name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``, ``'li'``).
+        neuron: neuron model name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``,
+            ``'leaky_integrator'``).
         neuron_kwargs: model parameters (``tau`` in ms, ``v_th``, ``v_reset``, ``reset``, ...).
         surrogate: surrogate gradient (a name such as ``'atan'``, a dict ``{'name', 'alpha'}`` or a
             :class:`~spaic_train.surrogate.Surrogate`); ``None`` keeps the model's default.

@@ -1,15 +1,15 @@
 """Neuron models: ``NeuronModel`` base, the ``NEURONS`` registry and the built-in models.
 
-===============  =====================================  =========================================
-name             class                                  state
-===============  =====================================  =========================================
-``lif``          :class:`~.lif.LIF`                     ``V``
-``if``           :class:`~.lif.IF`                      ``V``
-``plif``         :class:`~.lif.PLIF` (learnable tau)    ``V``
-``alif``         :class:`~.lif.ALIF` (adaptive thr.)    ``V``, ``a``
-``izhikevich``   :class:`~.izhikevich.Izhikevich`       ``V``, ``u``
-``li``           :class:`~.li.LI` (non-spiking readout) ``V`` (output ``O = V``)
-===============  =====================================  =========================================
+====================  =======================================  ==========================
+name                  class                                    state
+====================  =======================================  ==========================
+``lif``               :class:`~.lif.LIF`                       ``V``
+``if``                :class:`~.lif.IF`                        ``V``
+``plif``              :class:`~.lif.PLIF` (learnable tau)      ``V``
+``alif``              :class:`~.lif.ALIF` (adaptive thr.)      ``V``, ``a``
+``izhikevich``        :class:`~.izhikevich.Izhikevich`         ``V``, ``u``
+``leaky_integrator``  :class:`~.li.LI` (non-spiking readout)   ``V`` (output ``O = V``)
+====================  =======================================  ==========================
 
 ``build_neuron(name, owner='', **params)`` instantiates one by name.
 """

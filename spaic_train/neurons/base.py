@@ -25,7 +25,8 @@ __all__ = ["NeuronModel", "NEURONS", "build_neuron", "State"]
 
 State = dict[str, torch.Tensor]
 
-#: registry of :class:`NeuronModel` subclasses (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``, ``'li'``)
+#: registry of :class:`NeuronModel` subclasses (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``,
+#: ``'leaky_integrator'``)
 NEURONS: Registry = Registry("neuron model")
 
 
@@ -163,8 +164,8 @@ def build_neuron(name, owner: str = "", **params) -> NeuronModel:
     """Instantiate a neuron model by name.
 
     Args:
-        name: registry name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``, ``'li'``, or an alias,
-            case-insensitive) or a :class:`NeuronModel` subclass.
+        name: registry name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``, ``'leaky_integrator'``,
+            or an alias, case-insensitive) or a :class:`NeuronModel` subclass.
         owner: label of the owning group for error messages.
         **params: model parameters; SPAIC aliases (e.g. ``tau_m`` for ``tau``) are accepted.
 

@@ -1,4 +1,4 @@
-"""Non-spiking leaky integrator (``li``): a readout layer whose output is its membrane potential."""
+"""Non-spiking leaky integrator (``leaky_integrator``): a readout layer whose output is its membrane potential."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 from .base import NEURONS, NeuronModel, State
 
 
-@NEURONS.register("li", "leaky_integrator", "non_spiking")
+# no short alias such as "li": it would be the "did you mean" of every typo of "lif"
+@NEURONS.register("leaky_integrator", "non_spiking")
 class LI(NeuronModel):
     """Leaky integrator without spikes: ``V[t] = beta * V[t-1] + I[t]``, output ``O[t] = V[t]``.
 
@@ -28,7 +29,7 @@ class LI(NeuronModel):
     statistics of such a layer are its mean potential.
     """
 
-    model_name = "li"
+    model_name = "leaky_integrator"
     param_aliases = {"tau_m": "tau"}
 
     def __init__(self, tau: float = 0.0, dt: float = 1.0, owner: str = ""):
