@@ -205,8 +205,13 @@ def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
 
 
 def compile_kwargs(cfg: Mapping) -> dict:
-    """``model.compile`` arguments: ``optimizer.*`` plus the model's ``loss``/``loss_kwargs``/``metrics``."""
+    """``model.compile`` arguments: ``optimizer.*`` plus the model's ``loss``/``loss_kwargs``/``metrics``.
+
+    Raises:
+        ConfigError: a bad loss or ``optimizer.delay_sigma``, naming the key.
+    """
     from spaic_train.training import get_loss
+    from spaic_train.training.delay_sigma import as_delay_sigma_schedule
 
     opt = dict(_plain(cfg["optimizer"]))
     model = dict(_plain(cfg["model"]))
@@ -214,9 +219,15 @@ def compile_kwargs(cfg: Mapping) -> dict:
         loss = get_loss(model.get("loss", "ce_rate"), **(model.get("loss_kwargs") or {}))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.loss / model.loss_kwargs: {e}") from e
+    sigma = opt.get("delay_sigma") or {}
+    try:
+        delay_sigma = as_delay_sigma_schedule(sigma if sigma.get("start") is not None else None)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"optimizer.{e}") from e
     return {"optimizer": opt["name"], "lr": float(opt["lr"]), "optimizer_kwargs": opt.get("kwargs") or {},
             "scheduler": opt.get("scheduler"), "scheduler_kwargs": opt.get("scheduler_kwargs") or {},
-            "loss": loss, "metrics": list(model.get("metrics") or [])}
+            "loss": loss, "metrics": list(model.get("metrics") or []), "delay_lr": opt.get("delay_lr"),
+            "delay_sigma": delay_sigma}
 
 
 def _check_limit(key: str, value: Any) -> None:

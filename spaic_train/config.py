@@ -45,6 +45,7 @@ from omegaconf import MISSING, OmegaConf
 
 __all__ = [
     "Config",
+    "DelaySigmaConfig",
     "InputConfig",
     "ModelConfig",
     "MonitorConfig",
@@ -108,6 +109,21 @@ class ModelConfig:
 
 
 @dataclass
+class DelaySigmaConfig:
+    """Annealing of the relaxation width of learnable delays (→ ``DelaySigmaSchedule(start, end, epochs)``).
+
+    Attributes:
+        start: width in the first epoch (ms); ``null`` (default): no annealing.
+        end: final width (ms).
+        epochs: epochs the annealing takes.
+    """
+
+    start: Optional[float] = None
+    end: float = 0.0
+    epochs: int = 1
+
+
+@dataclass
 class OptimizerConfig:
     """``compile`` arguments of the optimizer and learning-rate schedule.
 
@@ -117,6 +133,10 @@ class OptimizerConfig:
         kwargs: extra optimizer options such as ``weight_decay``, ``momentum`` (→ ``optimizer_kwargs=``).
         scheduler: ``null``, ``cosine``, ``step``, ``exponential``, ``onecycle``, ``plateau`` (→ ``scheduler=``).
         scheduler_kwargs: scheduler options (→ ``scheduler_kwargs=``).
+        delay_lr: learning rate of learnable delays (``learn_delay: true`` layers; ``null``: 100 × ``lr``)
+            (→ ``delay_lr=``).
+        delay_sigma: annealing of the learnable delays' relaxation width (:class:`DelaySigmaConfig`;
+            → ``delay_sigma=``).
     """
 
     name: str = "adam"
@@ -124,6 +144,8 @@ class OptimizerConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     scheduler: Optional[str] = None
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
+    delay_lr: Optional[float] = None
+    delay_sigma: DelaySigmaConfig = field(default_factory=DelaySigmaConfig)
 
 
 @dataclass

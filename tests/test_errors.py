@@ -123,6 +123,13 @@ def config_unknown_init():
     resolve_initializers({"init": "kaiming_unifrom"}, "model.layers[0].weight")
 
 
+def config_bad_delay_sigma():
+    from spaic_train.cli import compile_kwargs
+
+    compile_kwargs({"optimizer": {"name": "adam", "lr": 1e-3, "delay_sigma": {"start": -1.0, "epochs": 5}},
+                    "model": {"loss": "ce"}})
+
+
 def _omegaconf_errors():
     from omegaconf.errors import ConfigKeyError, ValidationError
 
@@ -191,6 +198,21 @@ CASES = [
      ValueError, ["delay", "max_delay"]),
     ("delay-wrong-shape", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, delay=torch.ones(3)), ValueError,
      ["delay has shape", "(3,)"]),
+    ("delay-learn-without-max", lambda: spaic.Connection(grp(), grp(), learn_delay=True), ValueError,
+     ["learn_delay=true", "max_delay=0", "max_delay (ms) > 0"]),
+    ("delay-learn-alias-conflict",
+     lambda: spaic.Connection(grp(), grp(), max_delay=2.0, learn_delay=True, delay_learnable=False), ValueError,
+     ["learn_delay=true", "delay_learnable=false", "disagree"]),
+    ("delay-learn-not-bool", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, learn_delay="yes"), TypeError,
+     ["learn_delay must be true or false", "'yes'"]),
+    ("delay-learn-below-min",
+     lambda: spaic.Connection(grp(), grp(), max_delay=4.0, min_delay=2.0, delay=1.0, learn_delay=True), ValueError,
+     ["learnable delay 1.0 ms", "below min_delay=2.0"]),
+    ("delay-sigma-negative",
+     lambda: spaic.Connection(grp(), grp(), max_delay=2.0, learn_delay=True, delay_sigma=-0.5), ValueError,
+     ["delay_sigma", ">= 0", "-0.5"]),
+    ("delay-sigma-without-learn", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, delay_sigma=1.0), ValueError,
+     ["delay_sigma", "learn_delay=true"]),
     # --- Network --------------------------------------------------------------------------------------------
     ("net-time-steps-0", lambda: spaic.Network(time_steps=0), ValueError, ["time_steps must be an int >= 1", "0"]),
     ("net-call-time-steps-0", lambda: small_net()(torch.rand(2, 4), time_steps=0), ValueError,
@@ -231,6 +253,15 @@ CASES = [
      ["unknown", "scheduler", "did you mean", "cosine"]),
     ("metric-unknown", lambda: SNNModule(small_net(), metrics=["acuracy"]), ValueError,
      ["unknown", "metric", "did you mean", "accuracy"]),
+    ("delay-sigma-schedule-start", lambda: SNNModule(small_net(), delay_sigma={"start": 0.0, "epochs": 5}),
+     ValueError, ["delay_sigma", "start must be > 0", "0.0"]),
+    ("delay-sigma-schedule-end", lambda: SNNModule(small_net(), delay_sigma={"start": 1.0, "end": 2.0, "epochs": 5}),
+     ValueError, ["delay_sigma", "end must lie in [0, start=1.0]", "2.0"]),
+    ("delay-sigma-schedule-epochs", lambda: SNNModule(small_net(), delay_sigma={"start": 1.0, "epochs": 0}),
+     ValueError, ["delay_sigma", "epochs must be an int >= 1", "0"]),
+    ("delay-sigma-schedule-key", lambda: SNNModule(small_net(), delay_sigma={"start": 1.0, "epoch": 5}),
+     ValueError, ["delay_sigma", "unknown key", "epoch", "start, end, epochs"]),
+    ("delay-lr-negative", lambda: SNNModule(small_net(), delay_lr=-1.0), ValueError, ["delay_lr", ">= 0", "-1.0"]),
     # --- keras layers / models ------------------------------------------------------------------------------
     ("layer-bad-units", lambda: __import__("spaic_train.keras.layers", fromlist=["Full"]).Full(0), ValueError,
      ["units", "positive"]),
@@ -250,6 +281,7 @@ CASES = [
     ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["model", "full", "neuronz", "accepted"]),
     ("config-unknown-init", config_unknown_init, ValueError, ["unknown initializer", "kaiming_unifrom",
                                                               "kaiming_uniform"]),
+    ("config-bad-delay-sigma", config_bad_delay_sigma, ValueError, ["optimizer.delay_sigma", "start must be > 0"]),
     # --- environment ------------------------------------------------------------------------------------------
     ("env-buffer-pool-size", lambda: buffer_pool_limit_from_env("2GB"), ValueError,
      ["SPAIC_TRAIN_BUFFER_POOL_MB", "'2GB'", "number of MiB", "0 disables"]),

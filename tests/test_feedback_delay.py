@@ -95,3 +95,24 @@ def test_feedback_and_delays_beat_the_feed_forward_ablation(tmp_path):
           f"ablation: {ff.mean():.4f} +- {ff.std(ddof=1):.4f} {ff.round(4).tolist()}")
     assert fb.mean() >= ff.mean() + MARGIN
     assert fb.mean() >= 0.85
+
+
+#: the recipe's learned-delay variant (its delays' width annealed by optimizer.delay_sigma)
+LEARNED = ["model.vars.learn_delay=true"]
+
+
+@pytest.mark.slow
+def test_learned_delays_beat_fixed_delays(tmp_path):
+    """The recipe with learnable delays vs its fixed random delays, same 3 seeds: the mean test accuracy of the
+    learned delays is higher (README "Learnable delays")."""
+    torch.set_num_threads(1)
+    acc: dict[str, list[float]] = {"fixed": [], "learned": []}
+    for variant, extra in (("fixed", []), ("learned", LEARNED)):
+        for seed in SEEDS:
+            cfg = composed("recipe=feedback_delay", *QUIET, "trainer.num_threads=1", f"seed={seed}",
+                           f"data.seed={seed}", *extra)
+            acc[variant].append(run(cfg, tmp_path / f"{variant}_{seed}")["test_accuracy"])
+    fx, lr = np.array(acc["fixed"]), np.array(acc["learned"])
+    print(f"fixed delays: {fx.mean():.4f} +- {fx.std(ddof=1):.4f} {fx.round(4).tolist()}; "
+          f"learned delays: {lr.mean():.4f} +- {lr.std(ddof=1):.4f} {lr.round(4).tolist()}")
+    assert lr.mean() > fx.mean()

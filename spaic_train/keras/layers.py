@@ -39,7 +39,10 @@ connection into a group).
 **Delays.**  Every neuron layer and ``Feedback`` accepts ``max_delay=`` (ms, ``> 0`` enables
 per-synapse delays) and ``delay=`` (a tensor of the link's delay shape in ms, a number, or an
 initializer such as ``spaic_train.uniform(1, 4)``; default: whole steps drawn uniformly in
-``[min_delay, max_delay]``, ``min_delay`` one step).
+``[min_delay, max_delay]``, ``min_delay`` one step).  ``learn_delay=True`` (a connection keyword) makes
+them learnable: ``Full(64, max_delay=8.0, learn_delay=True)``, ``Conv2dSyn(...)`` with one delay per
+``(out, in)`` channel pair, ``SparseRandom``, ``OneToOne``, ``Feedback`` (see
+:class:`~spaic_train.Connection`; anneal their width with ``model.compile(delay_sigma=...)``).
 
 Names: a layer's ``name`` (a Python identifier) becomes the attribute name of its group (or
 encoder) in the network; unnamed layers are named by the model (``full``, ``full_1``, ...).
@@ -189,6 +192,15 @@ def materialize(key: str, value):
     if isinstance(value, GivenTensor):
         return _TENSOR_PLACEHOLDERS[key] if key in _TENSOR_PLACEHOLDERS else torch.zeros(value.shape)
     return value
+
+
+def materialize_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """:func:`materialize` every connection keyword; a given ``delay`` becomes ``min_delay`` (learnable delays may
+    not start below it)."""
+    out = {k: materialize(k, v) for k, v in kwargs.items()}
+    if isinstance(kwargs.get("delay"), GivenTensor) and kwargs.get("min_delay") is not None:
+        out["delay"] = kwargs["min_delay"]
+    return out
 
 
 def from_json_value(key: str, value):
@@ -377,8 +389,9 @@ def _delays_text(conns: Sequence[Connection]) -> str:
         if c.delay.numel() == 0:
             parts.append("0 ms")
             continue
-        lo, hi = float(c.delay.min()), float(c.delay.max())
-        parts.append(f"{lo:g} ms" if lo == hi else f"{lo:g}-{hi:g} ms")
+        lo, hi = float(c.delay.detach().min()), float(c.delay.detach().max())
+        text = f"{lo:.3g} ms" if lo == hi else f"{lo:.3g}-{hi:.3g} ms"
+        parts.append(f"{text} learned" if c.learn_delay else text)
     return ", ".join(parts) if parts else "-"
 
 
@@ -484,7 +497,7 @@ class _NeuronLayer(Layer):
             kwargs = {**self._connection_defaults(), **self.connection_kwargs, **self._link_kwargs()}
             if self.delay is not None:
                 kwargs["delay"] = self.delay
-            kwargs = {k: materialize(k, v) for k, v in kwargs.items()}
+            kwargs = materialize_kwargs(kwargs)
             try:
                 conn = Connection(t.node, group, link_type=self.link_type, syn_type=syn_type,
                                   max_delay=self.max_delay, syn_kwargs=syn_kwargs, **kwargs)
@@ -967,7 +980,7 @@ class Feedback:
         kwargs = dict(self.connection_kwargs)
         if self.delay is not None:
             kwargs["delay"] = self.delay
-        kwargs = {k: materialize(k, v) for k, v in kwargs.items()}
+        kwargs = materialize_kwargs(kwargs)
         try:
             conn = Connection(src.group, tgt.group, name=name, link_type=self.link_type,
                               max_delay=self.max_delay, **kwargs)

@@ -264,7 +264,8 @@ class Model(Network):
     # ---------------------------------------------------------------------------------------------- training
     def compile(self, optimizer: Any = "adam", lr: float = 1e-3, loss: Any = "ce_rate",
                 metrics: Union[Sequence[Any], Any, None] = ("accuracy",), scheduler: Any = None,
-                optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None) -> None:
+                optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None,
+                delay_lr: Optional[float] = None, delay_sigma: Optional[dict] = None) -> None:
         """Configure training: builds the :class:`~spaic_train.training.SNNModule` that ``fit`` uses.
 
         (This shadows ``nn.Module.compile``; use ``torch.compile(model)`` for TorchDynamo.)  Compiling again
@@ -281,6 +282,10 @@ class Model(Network):
             scheduler: ``None``, ``'cosine'``, ``'step'``, ``'exponential'``, ``'onecycle'``, ``'plateau'``, a
                 scheduler class or a factory.
             optimizer_kwargs, scheduler_kwargs: extra options (``weight_decay``, ``momentum``, ``T_max``...).
+            delay_lr: learning rate of learnable delays (``learn_delay=True``; default 100 × ``lr``).
+            delay_sigma: annealing of the learnable delays' relaxation width, ``{start, end, epochs}`` (ms, ms,
+                epochs) or a :class:`~spaic_train.training.DelaySigmaSchedule` (see
+                :class:`~spaic_train.training.SNNModule`).
         """
         from ..training import SNNModule
 
@@ -291,14 +296,16 @@ class Model(Network):
             raise ValueError(f"{self.label}: compile/fit need a single-input model (the training loop feeds one "
                              f"tensor), this one has {len(self.input_layers)} inputs")
         module = SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
-                           scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics)
+                           scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics, delay_lr=delay_lr,
+                           delay_sigma=delay_sigma)
         self.__dict__["_module"] = module
         self.__dict__["_last_trainer"] = None
         self.__dict__["_pending_optimizer_state"] = None
         metric_list = None if metrics is None else _as_list(metrics)
         self.__dict__["_compile_config"] = {
             "optimizer": optimizer, "lr": lr, "loss": loss, "metrics": metric_list, "scheduler": scheduler,
-            "optimizer_kwargs": optimizer_kwargs, "scheduler_kwargs": scheduler_kwargs}
+            "optimizer_kwargs": optimizer_kwargs, "scheduler_kwargs": scheduler_kwargs, "delay_lr": delay_lr,
+            "delay_sigma": None if module.delay_sigma is None else module.delay_sigma.to_dict()}
 
     @property
     def module(self):

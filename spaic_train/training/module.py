@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import unpack_batch
+from .delay_sigma import DelaySigmaSchedule, as_delay_sigma_schedule, learnable_delay_connections
 from .losses import LossLike, check_class_indices, get_loss, is_sequence
 from .metrics import MetricLike, get_metric, metric_name
 from .optimizers import (
@@ -25,7 +27,10 @@ from .optimizers import (
     check_scheduler,
 )
 
-__all__ = ["SNNModule", "infer_num_steps", "seed_rank_rngs"]
+__all__ = ["SNNModule", "DELAY_LR_FACTOR", "infer_num_steps", "seed_rank_rngs"]
+
+#: default learning rate of learnable delays (ms) relative to ``lr``
+DELAY_LR_FACTOR = 100.0
 
 
 def infer_num_steps(network: nn.Module) -> Optional[int]:
@@ -77,6 +82,15 @@ class SNNModule(pl.LightningModule):
         per_rank_seed: under multi-process training, reseed each process's RNGs with
             ``PL_GLOBAL_SEED + global_rank`` at fit start, so stochastic encoders (Poisson) and dropout draw
             different numbers on each process (see :func:`seed_rank_rngs`).
+        delay_lr: learning rate of the learnable delays (``Connection(learn_delay=True)``, in ms), which form
+            their own parameter group without weight decay; default ``DELAY_LR_FACTOR · lr`` (delays are ms,
+            weights are ~0.1: Adam moves every parameter by about ``lr`` per step).
+        delay_sigma: annealing of the delays' relaxation width, a
+            :class:`~spaic_train.training.DelaySigmaSchedule` or a dict ``{start, end, epochs}`` (ms, epochs);
+            set on every learnable-delay connection at the start of each training epoch.  The delays' learning
+            rate then shrinks in proportion, ``delay_lr · σ / start`` (the relaxation only carries gradient
+            information on the scale of ``σ``, so a larger step overshoots; at ``σ = 0`` the delays stay where
+            they are).  ``None`` keeps the connections' own ``delay_sigma`` and a constant ``delay_lr``.
 
     Logged values (epoch values are sample-weighted means, synchronised across processes):
     ``train_loss`` (per step and per epoch), ``train_<metric>``, ``val_loss``, ``val_<metric>``, ``test_loss``,
@@ -98,6 +112,8 @@ class SNNModule(pl.LightningModule):
         scheduler_kwargs: Optional[dict] = None,
         metrics: Union[Sequence[MetricLike], MetricLike, None] = ("accuracy",),
         per_rank_seed: bool = True,
+        delay_lr: Optional[float] = None,
+        delay_sigma: Union[None, dict, DelaySigmaSchedule] = None,
     ):
         super().__init__()
         if not isinstance(network, nn.Module):
@@ -119,6 +135,11 @@ class SNNModule(pl.LightningModule):
             metrics = (metrics,)
         self.metric_fns = {metric_name(m): get_metric(m) for m in metrics}
         self.per_rank_seed = per_rank_seed
+        if delay_lr is not None and (isinstance(delay_lr, bool) or not isinstance(delay_lr, (int, float))
+                                     or not delay_lr >= 0):
+            raise ValueError(f"delay_lr must be None or a number >= 0, got {delay_lr!r}")
+        self.delay_lr = None if delay_lr is None else float(delay_lr)
+        self.delay_sigma = as_delay_sigma_schedule(delay_sigma)
         #: what ``fit`` does on a non-finite loss ('raise', 'skip', 'ignore'); set by ``fit(on_nan=...)``
         self.nan_policy = "raise"
         self._labels_checked: set[str] = set()
@@ -128,7 +149,8 @@ class SNNModule(pl.LightningModule):
                 k: v
                 for k, v in dict(
                     loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs, scheduler=scheduler,
-                    scheduler_kwargs=scheduler_kwargs, metrics=list(metrics) if metrics else [],
+                    scheduler_kwargs=scheduler_kwargs, metrics=list(metrics) if metrics else [], delay_lr=delay_lr,
+                    delay_sigma=None if self.delay_sigma is None else self.delay_sigma.to_dict(),
                 ).items()
                 if isinstance(v, simple)
                 or (isinstance(v, dict) and all(isinstance(x, simple) for x in v.values()))
@@ -202,8 +224,10 @@ class SNNModule(pl.LightningModule):
                 fn()
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
-        """The optimizer step, then :meth:`apply_constraints` (so weights never leave their bounds)."""
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        """The optimizer step (learnable delays at ``delay_lr · σ / start``, see ``delay_sigma``), then
+        :meth:`apply_constraints` (so weights and delays never leave their bounds)."""
+        with self._delay_lr_scaled(optimizer):
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         self.apply_constraints()
 
     def on_fit_start(self) -> None:
@@ -212,8 +236,42 @@ class SNNModule(pl.LightningModule):
             base = os.environ.get("PL_GLOBAL_SEED")
             seed_rank_rngs(int(base) if base is not None else None, self.trainer.global_rank)
 
+    def on_train_epoch_start(self) -> None:
+        """Set the ``delay_sigma`` of this epoch on every learnable-delay connection (when a schedule is given)."""
+        if self.delay_sigma is not None:
+            sigma = self.delay_sigma(self.current_epoch)
+            for conn in learnable_delay_connections(self.network):
+                conn.set_delay_sigma(sigma)
+
+    def _param_groups(self) -> Any:
+        """All parameters; learnable delays in a group of their own (``delay_lr``, no weight decay)."""
+        delays = [c.delay for c in learnable_delay_connections(self.network)]
+        if not delays:
+            return self.parameters()
+        ids = {id(d) for d in delays}
+        lr = self.lr * DELAY_LR_FACTOR if self.delay_lr is None else self.delay_lr
+        return [{"params": [p for p in self.parameters() if id(p) not in ids]},
+                {"params": delays, "lr": lr, "weight_decay": 0.0, "delays": True}]
+
+    @contextlib.contextmanager
+    def _delay_lr_scaled(self, optimizer: Any):
+        """Scale the learning rate of the delay group by ``σ / start`` for one step (schedulers never see it)."""
+        groups = [g for g in getattr(optimizer, "optimizer", optimizer).param_groups if g.get("delays")]
+        if self.delay_sigma is None or not groups:
+            yield
+            return
+        factor = self.delay_sigma(self.current_epoch) / self.delay_sigma.start
+        saved = [g["lr"] for g in groups]
+        for g in groups:
+            g["lr"] = g["lr"] * factor
+        try:
+            yield
+        finally:
+            for g, lr in zip(groups, saved):
+                g["lr"] = lr
+
     def configure_optimizers(self) -> Any:
-        opt = build_optimizer(self.optimizer_spec, self.parameters(), self.lr, **self.optimizer_kwargs)
+        opt = build_optimizer(self.optimizer_spec, self._param_groups(), self.lr, **self.optimizer_kwargs)
         if self.scheduler_spec is None:
             return opt
         trainer = self._trainer
