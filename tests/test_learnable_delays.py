@@ -426,3 +426,60 @@ def test_extra_repr_and_alias():
     with pytest.raises(ValueError, match="needs learnable delays"):
         Connection(A(3, "pre"), A(2, "post"), max_delay=2.0).set_delay_sigma(1.0)
     assert math.isclose(float(c.delay_sigma), 1.0)
+
+
+DDP_SCRIPT = '''
+import json, os, sys
+import torch
+import spaic_train as spaic
+from spaic_train.init import uniform
+from spaic_train.training import SNNModule, fit
+
+def main():
+    torch.manual_seed(0)
+    net = spaic.Network(time_steps=6)
+    net.inp = spaic.Encoder(shape=(6,), coding="poisson")
+    net.h = spaic.NeuronGroup(8, model="lif", tau=2.0, v_th=0.5)
+    net.out = spaic.NeuronGroup(3, model="lif", tau=2.0, v_th=0.5)
+    net.c1 = spaic.Connection(net.inp, net.h, w_mean=0.3, w_std=0.4, max_delay=3.0, delay=uniform(0.5, 2.5),
+                              learn_delay=True)
+    net.c2 = spaic.Connection(net.h, net.out, w_mean=0.3, w_std=0.4)
+    net.fb = spaic.Connection(net.out, net.h, max_delay=2.0, learn_delay=True)
+    net.dec = spaic.Decoder(net.out, coding="spike_counts")
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
+    module = SNNModule(net, loss="ce_count", lr=1e-2, delay_lr=0.2, delay_sigma={"start": 1.0, "epochs": 1})
+    fit(module, x, y, epochs=2, batch_size=16, devices=2, accelerator="cpu", strategy="ddp", seed=0, logger=False,
+        enable_progress_bar=False)
+    rank = int(os.environ.get("LOCAL_RANK", 0))
+    with open(os.path.join(sys.argv[1], f"delays{rank}.json"), "w") as fh:
+        json.dump({"c1": net.c1.delay.tolist(), "fb": net.fb.delay.tolist(), "sigma": net.c1.sigma_ms()}, fh)
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.slow  # two processes: ~20-50 s
+def test_ddp_with_learnable_delays_through_annealing(tmp_path):
+    """2 CPU processes (gloo): epoch 0 relaxed, epoch 1 at σ = 0 (the integer path keeps the delays in the graph
+    with a zero gradient, so DDP's reducer finds every parameter); both ranks end with the same whole-step delays."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp_delays.py"
+    script.write_text(DDP_SCRIPT)
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env.pop("LOCAL_RANK", None)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    r0, r1 = (json.loads((tmp_path / f"delays{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1 and r0["sigma"] == 0.0
+    d = torch.tensor(r0["c1"])
+    assert torch.equal(d, d.round()) and torch.tensor(r0["fb"]).min() >= 1.0
