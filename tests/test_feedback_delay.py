@@ -76,43 +76,38 @@ def test_recipe_and_its_ablation_compose():
 SEEDS = (0, 1, 2)
 #: measured (20 epochs, seeds 0-2): feedback + delays 89.5 +- 0.9 %, ablation 77.6 +- 2.3 % test accuracy
 MARGIN = 0.05
-
-
-@pytest.mark.slow
-def test_feedback_and_delays_beat_the_feed_forward_ablation(tmp_path):
-    """Both variants over 3 seeds (each seed also draws its own split): the mean test accuracy with feedback +
-    delays beats the ablation by >= 5 points (measured gap: ~12 points)."""
-    torch.set_num_threads(1)
-    acc: dict[str, list[float]] = {"feedback_delay": [], "ablation": []}
-    for variant, extra in (("feedback_delay", []), ("ablation", ABLATION)):
-        for seed in SEEDS:
-            cfg = composed("recipe=feedback_delay", *QUIET, "trainer.num_threads=1", f"seed={seed}",
-                           f"data.seed={seed}", *extra)
-            metrics = run(cfg, tmp_path / f"{variant}_{seed}")
-            acc[variant].append(metrics["test_accuracy"])
-    fb, ff = np.array(acc["feedback_delay"]), np.array(acc["ablation"])
-    print(f"feedback+delays: {fb.mean():.4f} +- {fb.std(ddof=1):.4f} {fb.round(4).tolist()}; "
-          f"ablation: {ff.mean():.4f} +- {ff.std(ddof=1):.4f} {ff.round(4).tolist()}")
-    assert fb.mean() >= ff.mean() + MARGIN
-    assert fb.mean() >= 0.85
-
-
 #: the recipe's learned-delay variant (its delays' width annealed by optimizer.delay_sigma)
 LEARNED = ["model.vars.learn_delay=true"]
+VARIANTS = {"feedback_delay": [], "ablation": ABLATION, "learned_delays": LEARNED}
 
 
-@pytest.mark.slow
-def test_learned_delays_beat_fixed_delays(tmp_path):
-    """The recipe with learnable delays vs its fixed random delays, same 3 seeds: the mean test accuracy of the
-    learned delays is higher (README "Learnable delays")."""
+@pytest.fixture(scope="module")
+def accuracies(tmp_path_factory) -> dict[str, np.ndarray]:
+    """Test accuracy of each variant of the recipe over ``SEEDS`` (each seed also draws its own split)."""
     torch.set_num_threads(1)
-    acc: dict[str, list[float]] = {"fixed": [], "learned": []}
-    for variant, extra in (("fixed", []), ("learned", LEARNED)):
+    tmp = tmp_path_factory.mktemp("feedback_delay")
+    acc = {}
+    for variant, extra in VARIANTS.items():
+        values = []
         for seed in SEEDS:
             cfg = composed("recipe=feedback_delay", *QUIET, "trainer.num_threads=1", f"seed={seed}",
                            f"data.seed={seed}", *extra)
-            acc[variant].append(run(cfg, tmp_path / f"{variant}_{seed}")["test_accuracy"])
-    fx, lr = np.array(acc["fixed"]), np.array(acc["learned"])
-    print(f"fixed delays: {fx.mean():.4f} +- {fx.std(ddof=1):.4f} {fx.round(4).tolist()}; "
-          f"learned delays: {lr.mean():.4f} +- {lr.std(ddof=1):.4f} {lr.round(4).tolist()}")
-    assert lr.mean() > fx.mean()
+            values.append(run(cfg, tmp / f"{variant}_{seed}")["test_accuracy"])
+        acc[variant] = np.array(values)
+        print(f"{variant}: {acc[variant].mean():.4f} +- {acc[variant].std(ddof=1):.4f} "
+              f"{acc[variant].round(4).tolist()}")
+    return acc
+
+
+@pytest.mark.slow
+def test_feedback_and_delays_beat_the_feed_forward_ablation(accuracies):
+    """The mean test accuracy with feedback + delays beats the ablation by >= 5 points (measured gap: ~12 points)."""
+    assert accuracies["feedback_delay"].mean() >= accuracies["ablation"].mean() + MARGIN
+    assert accuracies["feedback_delay"].mean() >= 0.85
+
+
+@pytest.mark.slow
+def test_learned_delays_beat_fixed_delays(accuracies):
+    """The recipe with learnable delays beats its fixed random delays on the mean over the same 3 seeds
+    (README "Learnable delays")."""
+    assert accuracies["learned_delays"].mean() > accuracies["feedback_delay"].mean()
