@@ -265,7 +265,7 @@ class Model(Network):
     def compile(self, optimizer: Any = "adam", lr: float = 1e-3, loss: Any = "ce_rate",
                 metrics: Union[Sequence[Any], Any, None] = ("accuracy",), scheduler: Any = None,
                 optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None,
-                delay_lr: Optional[float] = None, delay_sigma: Optional[dict] = None) -> None:
+                delay_lr: Optional[float] = None, delay_sigma: Any = None) -> None:
         """Configure training: builds the :class:`~spaic_train.training.SNNModule` that ``fit`` uses.
 
         (This shadows ``nn.Module.compile``; use ``torch.compile(model)`` for TorchDynamo.)  Compiling again

@@ -90,7 +90,8 @@ class SNNModule(pl.LightningModule):
             set on every learnable-delay connection at the start of each training epoch.  The delays' learning
             rate then shrinks in proportion, ``delay_lr · σ / start`` (the relaxation only carries gradient
             information on the scale of ``σ``, so a larger step overshoots; at ``σ = 0`` the delays stay where
-            they are).  ``None`` keeps the connections' own ``delay_sigma`` and a constant ``delay_lr``.
+            they are).  ``None`` keeps the connections' own ``delay_sigma`` and a constant ``delay_lr``.  Both options
+            are ignored when the network has no learnable delays.
 
     Logged values (epoch values are sample-weighted means, synchronised across processes):
     ``train_loss`` (per step and per epoch), ``train_<metric>``, ``val_loss``, ``val_<metric>``, ``test_loss``,
