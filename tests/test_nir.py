@@ -255,6 +255,31 @@ def test_group_order_decides_which_edge_of_a_cycle_lags():
     assert_same_spikes(run(net, x), run(stn.load(graph), x), min_spikes=20)
 
 
+def test_subgraph_nodes_are_inlined():
+    """A graph node holding a recurrent subgraph (Input → LIF ⇄ Linear, LIF → Output) reads like the flat graph."""
+    rng = np.random.default_rng(7)
+    w_in, w_rec = rng.normal(0.5, 0.5, (5, 3)), rng.normal(0.0, 0.5, (5, 5))
+
+    def lif():
+        return nir.LIF(tau=np.full(5, 4e-3), r=np.full(5, 4.0), v_leak=np.zeros(5), v_threshold=np.ones(5))
+
+    sub = nir.NIRGraph(nodes={"i": nir.Input(np.array([5])), "lif": lif(), "w": nir.Linear(w_rec),
+                              "o": nir.Output(np.array([5]))},
+                       edges=[("i", "lif"), ("lif", "w"), ("w", "lif"), ("lif", "o")])
+    nested = nir.NIRGraph(nodes={"x": nir.Input(np.array([3])), "fc": nir.Linear(w_in), "rnn": sub,
+                                 "y": nir.Output(np.array([5]))},
+                          edges=[("x", "fc"), ("fc", "rnn"), ("rnn", "y")], metadata={"dt": 1e-3})
+    flat = nir.NIRGraph(nodes={"x": nir.Input(np.array([3])), "fc": nir.Linear(w_in), "lif": lif(),
+                               "w": nir.Linear(w_rec), "y": nir.Output(np.array([5]))},
+                        edges=[("x", "fc"), ("fc", "lif"), ("lif", "w"), ("w", "lif"), ("lif", "y")],
+                        metadata={"dt": 1e-3})
+    x = torch.rand(25, 4, 3)
+    a, b = stn.load(nested), stn.load(flat)
+    assert [g.name for g in a.groups] == ["rnn_lif"]
+    assert run(a, x)["rnn_lif"].sum() > 0
+    assert torch.equal(run(a, x)["rnn_lif"], run(b, x)["lif"])
+
+
 def test_export_check_reports_a_graph_that_differs(monkeypatch):
     net = fc_net()
     real_load = stn.load

@@ -22,6 +22,7 @@ use: ``v ← v + (dt_s/τ)(v_leak − v + r·I)``.  See :mod:`spaic_train.nir` f
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -80,6 +81,13 @@ def lookup(registry: Registry, kind: str, name: str, owner: str):
     if name not in registry:
         raise no_counterpart(kind, name, owner, registry)
     return registry.get(name)
+
+
+def seconds_per_step(owner: str, dt) -> float:
+    """``dt`` checked: a positive finite number of seconds."""
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"{owner}: dt must be a positive number of seconds per step, got {dt!r}")
+    return float(dt)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
-import numbers
 from typing import Optional
 
 import nir
@@ -13,7 +11,7 @@ import torch
 
 from ..assembly import NeuronGroup
 from ..network import Encoder, Network
-from .convert import LINK_TO_NIR, NEURON_TO_NIR, SYNAPSE_TO_NIR, Affine, lookup
+from .convert import LINK_TO_NIR, NEURON_TO_NIR, SYNAPSE_TO_NIR, Affine, lookup, seconds_per_step
 
 
 class _Builder:
@@ -36,12 +34,6 @@ class _Builder:
         name = self.add(name, node)
         self.edges.append((src, name))
         return name
-
-
-def seconds_per_step(owner: str, dt) -> float:
-    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not (math.isfinite(dt) and dt > 0):
-        raise ValueError(f"{owner}: dt must be a positive number of seconds per step, got {dt!r}")
-    return float(dt)
 
 
 def export(model_or_network: Network, sample_input: Optional[torch.Tensor] = None,

@@ -23,7 +23,19 @@ from ..connection import Connection
 from ..network import Decoder, Encoder, Network
 from ..network.schedule import strongly_connected_components
 from ..registry import Registry
-from .convert import NIR_TO_PART, Delay, Neuron, Op, Sink, Source, Weight, identity_weight, lookup, text
+from .convert import (
+    NIR_TO_PART,
+    Delay,
+    Neuron,
+    Op,
+    Sink,
+    Source,
+    Weight,
+    identity_weight,
+    lookup,
+    seconds_per_step,
+    text,
+)
 
 GraphLike = Union[nir.NIRGraph, str, os.PathLike]
 
@@ -131,8 +143,6 @@ class GraphSpec:
         if dt is None and "dt" in meta:
             dt = float(meta["dt"])
         if dt is not None:
-            from .exporter import seconds_per_step
-
             dt = seconds_per_step("spaic_train.nir.load", dt)
         self.dt_ms = 1.0 if dt is None else dt * 1e3
         self.time_steps = int(meta["time_steps"]) if "time_steps" in meta else None
