@@ -5,7 +5,7 @@ same input (what maps and what does not: README "Interoperability (NIR)").
 Tolerance: the peers step the membrane with other float operation orders (snnTorch ``β·mem + input`` rounded
 twice, SpikingJelly ``v − (v − v_reset)/τ + x``, Norse ``v + dt/τ·(v_leak − v + i)``; spaic_train one fused
 multiply-add), so a membrane within an ulp of the threshold could fire in one and not the other, and the flip
-would echo downstream.  None differed when these tests were written (2026-12-01, Intel Xeon, 1 thread); more
+would echo downstream.  None differed when these tests were written (2026-12-01, AMD EPYC, 1 thread); more
 than 0.5 % would be a bug, not rounding.
 """
 
