@@ -143,7 +143,8 @@ def load_checkpoint_safely(path: Any, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes; unpickling failed"
                               f"{': ' + detail if detail else ''}); delete it or resume from another checkpoint"
                               ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    # malformed pickle opcodes in random bytes surface as IndexError / KeyError / TypeError from the unpickler
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, IndexError, KeyError, TypeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes; torch.load failed: "
                               f"{first}); delete it or resume from another checkpoint") from None

@@ -11,7 +11,9 @@ Model weights are identical on every process regardless (DDP broadcasts rank 0's
 Multi-process.  ``strategy='ddp'`` relaunches the calling script once per extra device (the script must be
 safe to re-run, e.g. guarded by ``if __name__ == '__main__'``); ``'ddp_spawn'`` runs the fit in child
 processes and copies the trained weights and the History back.  On CPU use ``accelerator='cpu',
-devices=N`` (gloo backend).
+devices=N`` (gloo backend).  ``evaluate`` and ``predict`` take the same options: every process scores or
+predicts its shard, and all return the numbers / outputs (in dataset order) of the whole data, as one process
+would.
 """
 
 from __future__ import annotations
