@@ -180,3 +180,20 @@ def test_epoch_boundary_resume_is_exact(tmp_path):
     for k, v in ref_net.state_dict().items():
         assert torch.equal(v, net.state_dict()[k]), k
     assert h.history == ref_h.history
+
+
+def test_resume_reads_checkpoints_of_the_single_process_format(tmp_path):
+    """Checkpoints written before the per-process states ('ranks') held one 'rng' and 'metrics' entry: they
+    still resume exactly."""
+    ref_net, ref_h = _fit(tmp_path / "ref")
+    with pytest.raises(Crash):
+        _fit(tmp_path / "ck", crash_at=4)
+    path = tmp_path / "ck" / "last.ckpt"
+    ck = torch.load(path, weights_only=True)
+    (mine,) = ck["spaic_resume"].pop("ranks")
+    ck["spaic_resume"].update(rng=mine["rng"], metrics=mine["metrics"])
+    torch.save(ck, path)
+    net, h = _fit(tmp_path / "ck", resume="last")
+    for k, v in ref_net.state_dict().items():
+        assert torch.equal(v, net.state_dict()[k]), k
+    assert h.history == ref_h.history

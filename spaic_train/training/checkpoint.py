@@ -349,7 +349,8 @@ class ResumeState(pl.Callback):
         state = checkpoint.get("spaic_resume")
         if state is None:
             return
-        ranks = state["ranks"]
+        # checkpoints written before per-process states were kept hold one process's 'rng' and 'metrics'
+        ranks = state.get("ranks") or [{"rng": state["rng"], "metrics": state.get("metrics") or {}}]
         if len(ranks) != trainer.world_size:
             warnings.warn(f"the checkpoint was written by {len(ranks)} process(es) and training resumes with "
                           f"{trainer.world_size}: RNG streams and partial epoch metrics start afresh, so the resumed "
