@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import spaic_train as spaic
-from spaic_train.training import SNNModule, fit
+from spaic_train.training import SNNModule, fit, predict
+from spaic_train.training.checkpoint import ResumableRandomSampler
 
 QUIET = dict(enable_progress_bar=False, logger=False, accelerator="cpu", devices=1)
 
@@ -374,10 +375,26 @@ CASES = [
      ["no nir file", "/nonexistent/net.nir"]),
     ("nir-load-model-mixed-links", nir_mixed_links, ValueError,
      ["'h'", "keras layer", "one link type", "spaic_train.nir.load"]),
+    # --- distributed (DDP) ------------------------------------------------------------------------------------
+    ("predict-ddp-iterable", lambda: predict_two_processes(_Stream()), ValueError,
+     ["predict on 2 processes", "map-style", "iterable", "devices=1"]),
+    ("sampler-bad-shard", lambda: ResumableRandomSampler(range(8), seed=0).set_shard(2, 2), ValueError,
+     ["set_shard", "rank", "[0, 2)", "2"]),
     # --- environment ------------------------------------------------------------------------------------------
     ("env-buffer-pool-size", lambda: buffer_pool_limit_from_env("2GB"), ValueError,
      ["SPAIC_TRAIN_BUFFER_POOL_MB", "'2GB'", "number of MiB", "0 disables"]),
 ]
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter(torch.rand(8, 4))
+
+
+def predict_two_processes(dataset):
+    """Raises while the Trainer is checked, before any process is started."""
+    return predict(SNNModule(small_net()), torch.utils.data.DataLoader(dataset, batch_size=4), accelerator="cpu",
+                   devices=2, strategy="ddp")
 
 
 def _net_without_encoder():
