@@ -51,7 +51,15 @@ from .keras import Model, Sequential, layers, load_model, save_model  # noqa: E4
 # ``from spaic_train.layers import Full`` works like ``from spaic_train.keras.layers import Full``
 _sys.modules.setdefault(__name__ + ".layers", layers)
 
-__all__ += ["Model", "SNNModule", "Sequential", "keras", "layers", "load_model", "save_model"]
+__all__ += ["Model", "SNNModule", "Sequential", "from_nir", "keras", "layers", "load_model", "save_model"]
+
+
+def from_nir(graph_or_path, dt=None, time_steps=None, decoder=None) -> Model:
+    """A Keras ``Model`` from a NIR graph or ``.nir`` file: :func:`spaic_train.nir.load_model` (same arguments;
+    ``dt`` in seconds per step).  Needs ``pip install 'spaic_train[nir]'``; ``nir`` is imported only here."""
+    from .nir import load_model as _load_nir_model
+
+    return _load_nir_model(graph_or_path, dt=dt, time_steps=time_steps, decoder=decoder)
 
 
 def __getattr__(name):

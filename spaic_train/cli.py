@@ -43,6 +43,7 @@ __all__ = [
     "compile_kwargs",
     "fit_kwargs",
     "main",
+    "resolve_devices",
     "resolve_initializers",
     "run",
 ]
@@ -50,7 +51,7 @@ __all__ = [
 #: ``trainer.*`` keys handed to ``lightning.Trainer`` as they are (when not null)
 LIGHTNING_KEYS = (
     "limit_train_batches", "limit_val_batches", "limit_test_batches", "num_sanity_val_steps", "gradient_clip_val",
-    "accumulate_grad_batches", "log_every_n_steps", "deterministic", "benchmark",
+    "accumulate_grad_batches", "log_every_n_steps", "deterministic", "benchmark", "num_nodes",
 )
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -269,6 +270,19 @@ def build_callbacks(cfg: Mapping, logger: Any) -> list:
         raise ConfigError(str(e)) from e
 
 
+def resolve_devices(devices: Any, accelerator: str) -> Any:
+    """``trainer.devices`` for Lightning: ``-1`` ("every visible device") on the CPU becomes one process per core
+    this process may run on (Lightning accepts only a positive count there); anything else passes unchanged."""
+    import torch
+
+    if str(devices) != "-1":
+        return devices
+    on_gpu = accelerator not in ("auto", "cpu") or torch.cuda.is_available() or torch.backends.mps.is_available()
+    if on_gpu:
+        return devices
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
     """``model.fit`` arguments from ``trainer.*`` (and ``seed``): logger, log/checkpoint dirs, Lightning options."""
     t = dict(_plain(cfg["trainer"]))
@@ -278,7 +292,8 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
         raise ConfigError(f"trainer.max_epochs: must be >= 1, got {t['max_epochs']}")
     logger = build_logger(t, output_dir)
     kwargs = {
-        "epochs": int(t["max_epochs"]), "accelerator": t["accelerator"], "devices": t["devices"],
+        "epochs": int(t["max_epochs"]), "accelerator": t["accelerator"],
+        "devices": resolve_devices(t["devices"], t["accelerator"]),
         "strategy": t["strategy"], "precision": t["precision"], "logger": logger, "log_dir": str(output_dir),
         "checkpoint_dir": str(output_dir / "checkpoints") if t.get("checkpoint") else None,
         "resume": t.get("resume"), "seed": cfg.get("seed"), "enable_progress_bar": bool(t["enable_progress_bar"]),
@@ -318,7 +333,9 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
 
     Order (every config error surfaces before training starts): seed → datamodule → model (+ summary) →
     compile → callbacks/logger → ``fit`` → ``evaluate`` on the test split (``trainer.test``) → ``model.pt`` and
-    ``metrics.json`` in the output directory.
+    ``metrics.json`` in the output directory.  Under several processes (DDP, one or many machines) every
+    process trains and evaluates (on its shard; the metrics are those of the whole split), and only global
+    rank 0 prints the summary and the final metrics and writes ``model.pt`` and ``metrics.json``.
 
     Returns:
         ``{'val_loss': ..., 'val_accuracy': ..., 'test_loss': ..., 'test_accuracy': ..., 'epochs': ...,
@@ -326,6 +343,7 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     """
     import lightning.pytorch as pl
     import torch
+    from lightning.pytorch.utilities import rank_zero_only
 
     out = _output_dir(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -336,7 +354,7 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     dm = build_datamodule_from_config(cfg.data)
     model = build_model(cfg.model, tuple(dm.input_shape))
-    if cfg.summary:
+    if cfg.summary and rank_zero_only.rank == 0:  # the launcher's rank (RANK, SLURM_PROCID, LOCAL_RANK)
         model.summary()
     model.compile(**compile_kwargs(cfg))
     kwargs = fit_kwargs(cfg, out)
@@ -351,15 +369,16 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     for key, values in history.history.items():
         if values:
             metrics[key] = float(values[-1])
-    if trainer is not None and not trainer.is_global_zero:
-        return metrics
-    if t_cfg.test:
-        eval_kwargs: dict[str, Any] = {"accelerator": t_cfg.accelerator, "precision": t_cfg.precision,
-                                       "batch_size": int(cfg.data.get("batch_size", 64))}
+    if t_cfg.test:  # on the processes of the fit: exact metrics of the whole split on every one
+        eval_kwargs: dict[str, Any] = {"accelerator": t_cfg.accelerator, "devices": kwargs["devices"],
+                                       "num_nodes": t_cfg.num_nodes, "strategy": t_cfg.strategy,
+                                       "precision": t_cfg.precision, "batch_size": int(cfg.data.get("batch_size", 64))}
         if t_cfg.limit_test_batches is not None:
             eval_kwargs["limit_test_batches"] = t_cfg.limit_test_batches
         test = model.evaluate(dm, **eval_kwargs)
         metrics.update({f"test_{k}": float(v) for k, v in test.items()})
+    if trainer is not None and not trainer.is_global_zero:
+        return metrics
     if cfg.save_model:
         model.save(out / "model.pt")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -157,7 +157,9 @@ class TrainerConfig:
     Attributes:
         max_epochs: epochs (→ ``fit(epochs=...)``).
         accelerator, devices, strategy, precision: as ``lightning.Trainer`` (``devices`` may be an int, a list or
-            ``auto``).
+            ``auto``; ``-1``: every visible GPU, or on the CPU one process per usable core).
+        num_nodes: machines taking part (each runs ``devices`` processes), as ``lightning.Trainer``; the processes
+            are started by ``torchrun`` or SLURM (README "Many machines").
         limit_train_batches, limit_val_batches, limit_test_batches: int (batches) or float (fraction) per epoch.
         num_sanity_val_steps, gradient_clip_val, accumulate_grad_batches, log_every_n_steps, deterministic,
             benchmark, enable_progress_bar: as ``lightning.Trainer``.
@@ -171,6 +173,7 @@ class TrainerConfig:
     max_epochs: int = 10
     accelerator: str = "auto"
     devices: Any = "auto"
+    num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
     limit_train_batches: Any = None

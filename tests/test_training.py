@@ -480,5 +480,7 @@ def test_time_first_batches_are_weighted_by_their_label_count():
     logged = {}
     module.log = lambda name, value, **kw: logged.setdefault(name, kw.get("batch_size"))
     x = torch.rand(7, 2, 3)
-    module._shared_step((x, torch.tensor([0, 1])), "val")
-    assert logged["val_loss"] == 2
+    module._shared_step((x, torch.tensor([0, 1])), "train")
+    assert logged["train_loss"] == 2
+    module._shared_step((x, torch.tensor([0, 1])), "val")  # validation: a weighted mean, weight = samples
+    assert float(module._eval_means["val_loss_0"].weight) == 2

@@ -37,7 +37,7 @@ class History(pl.Callback):
     recorded epoch (``NaN`` where a key was not logged that epoch, e.g. validation every other epoch).
     The sanity-check validation is not recorded.
 
-    Values logged with ``sync_dist=True`` (all of :class:`~spaic_train.training.SNNModule`'s) are identical on
+    Values synchronised across processes (all of :class:`~spaic_train.training.SNNModule`'s) are identical on
     every DDP process, so each process records the same history.  Under spawn-based strategies
     (``ddp_spawn``, ``ddp_notebook``) the callback runs in child processes; ``fit`` gives it an export path so
     that rank 0 writes its history to a JSON file at the end of the fit and the parent process reads it back.

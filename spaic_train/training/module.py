@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from .data import unpack_batch
 from .delay_sigma import DelaySigmaSchedule, as_delay_sigma_schedule, learnable_delay_connections
+from .distributed import WeightedMean, flatten_loaders, loader_sampler, unpadded_shard_length
 from .losses import LossLike, check_class_indices, get_loss, is_sequence
 from .metrics import MetricLike, get_metric, metric_name
 from .optimizers import (
@@ -95,7 +96,10 @@ class SNNModule(pl.LightningModule):
 
     Logged values (epoch values are sample-weighted means, synchronised across processes):
     ``train_loss`` (per step and per epoch), ``train_<metric>``, ``val_loss``, ``val_<metric>``, ``test_loss``,
-    ``test_<metric>`` and ``lr`` (mean learning rate of the epoch's steps, first parameter group).
+    ``test_<metric>`` and ``lr`` (mean learning rate of the epoch's steps, first parameter group).  Under DDP
+    the validation and test values are those of the whole data set, each sample counted once: the samples a
+    ``DistributedSampler`` repeats to even out the shards are left out (see
+    :mod:`spaic_train.training.distributed`).  Training values count them, as the gradients do.
 
     Unknown loss/optimizer/scheduler/metric names raise a ``ValueError`` here, at construction.  Works with any
     ``lightning.Trainer``; ``load_from_checkpoint(path, network=net)`` needs the network (and any non-name
@@ -144,6 +148,10 @@ class SNNModule(pl.LightningModule):
         #: what ``fit`` does on a non-finite loss ('raise', 'skip', 'ignore'); set by ``fit(on_nan=...)``
         self.nan_policy = "raise"
         self._labels_checked: set[str] = set()
+        #: real (not padding) samples left in this process's shard of each (stage, dataloader) this epoch
+        self._shard_left: dict[tuple[str, int], Optional[int]] = {}
+        #: validation/test means by "<stage>_<name>_<dataloader>", created on first use
+        self._eval_means = nn.ModuleDict()
         simple = (str, int, float, bool, type(None))
         self.save_hyperparameters(
             {
@@ -177,7 +185,24 @@ class SNNModule(pl.LightningModule):
         if not (torch.is_floating_point(y) or torch.is_complex(y)) and out.dim() >= 2:
             check_class_indices(y, out.shape[-1])
 
-    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+    def _real_samples(self, stage: str, dataloader_idx: int, batch_size: int) -> int:
+        """How many leading samples of this validation/test batch are not the ``DistributedSampler``'s padding
+        (the padding is the end of a shard, so it is the tail of the shard's last batch)."""
+        key = (stage, dataloader_idx)
+        if key not in self._shard_left:
+            trainer = self._trainer
+            loaders = flatten_loaders(None if trainer is None else
+                                      trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders)
+            sampler = loader_sampler(loaders[dataloader_idx]) if dataloader_idx < len(loaders) else None
+            self._shard_left[key] = unpadded_shard_length(sampler)
+        left = self._shard_left[key]
+        if left is None:
+            return batch_size
+        keep = min(batch_size, left)
+        self._shard_left[key] = left - keep
+        return keep
+
+    def _shared_step(self, batch: Any, stage: str, dataloader_idx: int = 0) -> Tensor:
         x, y = unpack_batch(batch)
         if y is None:
             raise ValueError(f"{stage} batches must be (x, y) pairs; got inputs without targets")
@@ -188,13 +213,33 @@ class SNNModule(pl.LightningModule):
         bs = len(y) if isinstance(y, Tensor) and y.dim() > 0 else int(x.shape[0])
         if stage == "train" and self.nan_policy == "skip" and not bool(torch.isfinite(loss.detach()).all()):
             return loss  # the step is skipped by fit's NonFiniteGuard: keep NaN out of the epoch metrics
-        on_step = stage == "train"
-        self.log(f"{stage}_loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs,
-                 sync_dist=True)
+        if stage == "train":
+            self.log("train_loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=bs,
+                     sync_dist=True)
+            for name, fn in self.metric_fns.items():
+                self.log(f"train_{name}", fn(out.detach(), y), on_step=False, on_epoch=True, prog_bar=True,
+                         batch_size=bs, sync_dist=True)
+            return loss
+        keep = self._real_samples(stage, dataloader_idx, bs)
+        if keep < bs:  # score only the real samples; an all-padding batch adds zero with weight zero
+            out = out[:, :keep] if is_sequence(out, y) else out[:keep]
+            y = y[:keep]
+            loss = self.loss_fn(out, y) if keep else loss.new_zeros(())
+        self._log_mean(stage, "loss", loss.detach(), keep, dataloader_idx)
         for name, fn in self.metric_fns.items():
-            self.log(f"{stage}_{name}", fn(out.detach(), y), on_step=False, on_epoch=True, prog_bar=True,
-                     batch_size=bs, sync_dist=True)
+            self._log_mean(stage, name, fn(out.detach(), y) if keep else loss.new_zeros(()), keep, dataloader_idx)
         return loss
+
+    def _log_mean(self, stage: str, name: str, value: Tensor, weight: int, dataloader_idx: int) -> None:
+        """Log ``<stage>_<name>`` as the ``weight``-weighted mean over the epoch and all processes (exact:
+        see :class:`~spaic_train.training.distributed.WeightedMean`)."""
+        key = f"{stage}_{name}_{dataloader_idx}"
+        if key not in self._eval_means:
+            self._eval_means[key] = WeightedMean().to(self.device)
+        mean = self._eval_means[key]
+        mean.update(value, weight)
+        self.log(f"{stage}_{name}", mean, on_step=False, on_epoch=True, prog_bar=True,
+                 metric_attribute=f"_eval_means.{key}")
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
@@ -202,14 +247,21 @@ class SNNModule(pl.LightningModule):
         if isinstance(opt, list):
             opt = opt[0] if opt else None
         if opt is not None:
-            self.log("lr", float(opt.param_groups[0]["lr"]), on_step=False, on_epoch=True, batch_size=1)
+            self.log("lr", float(opt.param_groups[0]["lr"]), on_step=False, on_epoch=True, batch_size=1,
+                     sync_dist=True)  # the same on every process: the sync only keeps Lightning from warning
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        return self._shared_step(batch, "val")
+        return self._shared_step(batch, "val", dataloader_idx)
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        return self._shared_step(batch, "test")
+        return self._shared_step(batch, "test", dataloader_idx)
+
+    def on_validation_epoch_start(self) -> None:
+        self._shard_left.clear()
+
+    def on_test_epoch_start(self) -> None:
+        self._shard_left.clear()
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """The network output for the batch's inputs (targets, if any, are ignored)."""

@@ -11,7 +11,9 @@ Model weights are identical on every process regardless (DDP broadcasts rank 0's
 Multi-process.  ``strategy='ddp'`` relaunches the calling script once per extra device (the script must be
 safe to re-run, e.g. guarded by ``if __name__ == '__main__'``); ``'ddp_spawn'`` runs the fit in child
 processes and copies the trained weights and the History back.  On CPU use ``accelerator='cpu',
-devices=N`` (gloo backend).
+devices=N`` (gloo backend).  ``evaluate`` and ``predict`` take the same options: every process scores or
+predicts its shard, and all return the numbers / outputs (in dataset order) of the whole data, as one process
+would.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from torch import Tensor, nn
+from torch.utils.data import IterableDataset
 
 from .checkpoint import AtomicCheckpointIO, ResumableRandomSampler, ResumeState, check_checkpoint
 from .data import DataLike, as_target_tensor, prepare_eval_data, prepare_fit_data, unpack_batch
+from .distributed import gather_objects
 from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
 from .history import History
 from .losses import check_class_indices
@@ -51,10 +55,19 @@ _QUIET = (
 )
 
 
+# under DDP Lightning warns that its DistributedSampler repeats evaluation samples; SNNModule does not count
+# them (and predict puts every sample back in its place exactly once)
+_EXACT_EVAL = r".*Using `DistributedSampler` with the dataloaders.*"
+
+
 class _quiet(warnings.catch_warnings):
+    def __init__(self, *extra: str) -> None:
+        super().__init__()
+        self.patterns = (*_QUIET, *extra)
+
     def __enter__(self) -> Any:
         out = super().__enter__()
-        for pattern in _QUIET:
+        for pattern in self.patterns:
             warnings.filterwarnings("ignore", message=pattern)
         return out
 
@@ -343,13 +356,18 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss and metrics of ``module`` on ``(x, y)`` (a DataModule's ``test_dataloader``).
 
+    Args:
+        devices, accelerator, precision, **trainer_kwargs: as ``lightning.Trainer``; ``devices=2,
+            strategy='ddp'`` (``accelerator='cpu'``: gloo) splits the data between processes.
+
     Returns:
         ``{'loss': ..., '<metric>': ...}`` (e.g. ``{'loss': 0.31, 'accuracy': 0.93}``): sample-weighted means
-        over the whole data.
+        over the whole data, on every process.  With an :class:`SNNModule` they are the same under DDP as in
+        one process (each sample counted once; only the float summation order differs).
     """
     module = _as_module(module)
     data = prepare_eval_data(x, y, batch_size=batch_size, num_workers=num_workers, need_targets=True)
-    with _quiet():
+    with _quiet(*((_EXACT_EVAL,) if isinstance(module, SNNModule) else ())):
         trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
         if isinstance(data, pl.LightningDataModule):
             results = trainer.test(module, datamodule=data, verbose=False)
@@ -366,6 +384,7 @@ def predict(
     x: DataLike,
     batch_size: int = 32,
     accelerator: str = "auto",
+    devices: Any = 1,
     precision: Any = "32-true",
     num_workers: int = 0,
     time_first: Optional[bool] = None,
@@ -377,48 +396,80 @@ def predict(
     Args:
         x: inputs ``[N, ...]`` (array, Dataset of ``(x, ...)`` items, DataLoader or a DataModule's
             ``predict_dataloader``).
+        devices, accelerator, precision, **trainer_kwargs: as ``lightning.Trainer``.  Under several processes
+            (``devices=2, strategy='ddp'``) each predicts a share of the samples and every process returns all
+            outputs, put back in dataset order (map-style data sets only).
         time_first: whether outputs are ``[T, B, C]`` sequences (concatenated along dim 1).  ``None``: the axis
             (0 or 1) whose length is every batch's size; if both are (``T`` equals the batch size), time first
             only when the module's loss needs sequences (``tet``).
 
     Returns:
         ``[N, C]`` (or ``[N, *shape]``) for per-sample outputs, ``[T, N, C]`` for sequences; on the CPU.
+
+    Raises:
+        ValueError: no batch was produced, or several processes predict a data set without sample indices (an
+            iterable data set), whose outputs cannot be put back in order.
     """
     module = _as_module(module)
     data = prepare_eval_data(x, None, batch_size=batch_size, num_workers=num_workers, need_targets=False)
-    sizes = _BatchSizes()
+    collected = _CollectPredictions()
     trainer_kwargs = dict(trainer_kwargs)
-    trainer_kwargs["callbacks"] = [sizes, *(trainer_kwargs.get("callbacks") or [])]
-    with _quiet():
-        trainer = _eval_trainer(accelerator, 1, precision, enable_progress_bar, trainer_kwargs)
+    trainer_kwargs["callbacks"] = [collected, *(trainer_kwargs.get("callbacks") or [])]
+    with _quiet(r".*Couldn't infer the batch indices.*"):
+        trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
+        if trainer.world_size > 1 and isinstance(getattr(data, "dataset", None), IterableDataset):
+            raise ValueError(_UNORDERED.format(n=trainer.world_size))
         if isinstance(data, pl.LightningDataModule):
-            outs = trainer.predict(module, datamodule=data)
+            trainer.predict(module, datamodule=data, return_predictions=False)
         else:
-            outs = trainer.predict(module, dataloaders=data)
-    if outs and isinstance(outs[0], list):  # several predict dataloaders
-        outs = [o for group in outs for o in group]
+            trainer.predict(module, dataloaders=data, return_predictions=False)
+    outs, sizes, keys = collected.outputs, collected.sizes, collected.keys
     if not outs:
         raise ValueError("predict: no batch was produced")
     if time_first is None:
-        fits = [d for d in (0, 1)
-                if all(o.dim() > d and o.shape[d] == b for o, b in zip(outs, sizes.sizes))]
+        fits = [d for d in (0, 1) if all(o.dim() > d and o.shape[d] == b for o, b in zip(outs, sizes))]
         if fits == [1]:
             time_first = True
         elif fits == [0, 1]:  # T == batch size: ambiguous, ask the loss
             time_first = bool(getattr(getattr(module, "loss_fn", None), "requires_sequence", False))
         else:
             time_first = False
-    return torch.cat([o.detach().float().cpu() if o.dtype == torch.bfloat16 else o.detach().cpu() for o in outs],
-                     dim=1 if time_first else 0)
+    dim = 1 if time_first else 0
+    out = torch.cat([o.float() if o.dtype == torch.bfloat16 else o for o in outs], dim=dim)
+    if trainer.world_size > 1:  # the shards, rank after rank: back to dataset order
+        if any(k is None for k in keys):
+            raise ValueError(_UNORDERED.format(n=trainer.world_size))
+        flat = [k for batch in keys for k in batch]
+        order = sorted(range(len(flat)), key=flat.__getitem__)
+        out = out.index_select(dim, torch.tensor(order, dtype=torch.long))
+    return out
 
 
-class _BatchSizes(pl.Callback):
-    """Records the size of every predicted batch (to find the batch axis of the outputs)."""
+_UNORDERED = ("predict on {n} processes needs a map-style data set: an iterable data set has no sample indices, so "
+              "its outputs cannot be put back in order (and every process would read all of it); predict it in one "
+              "process (devices=1)")
+
+
+class _CollectPredictions(BasePredictionWriter):
+    """Keeps every predicted batch (on the CPU) with its size and its samples' ``(dataloader, index)`` keys; at
+    the end of a multi-process predict, every process gets the batches of all (rank after rank)."""
 
     def __init__(self) -> None:
+        super().__init__(write_interval="batch")
+        self.outputs: list[Tensor] = []
         self.sizes: list[int] = []
+        self.keys: list[Optional[list[tuple[int, int]]]] = []
 
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                             batch_idx: int, dataloader_idx: int = 0) -> None:
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
         x, _ = unpack_batch(batch)
+        self.outputs.append(prediction.detach().cpu())
         self.sizes.append(int(x.shape[0]) if isinstance(x, Tensor) and x.dim() > 0 else -1)
+        usable = batch_indices and all(isinstance(i, int) for i in batch_indices)
+        self.keys.append([(dataloader_idx, i) for i in batch_indices] if usable else None)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            shards = gather_objects(trainer, (self.outputs, self.sizes, self.keys))
+            self.outputs, self.sizes, self.keys = ([b for shard in shards for b in shard[i]] for i in range(3))
