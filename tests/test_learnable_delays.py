@@ -483,3 +483,25 @@ def test_ddp_with_learnable_delays_through_annealing(tmp_path):
     assert r0 == r1 and r0["sigma"] == 0.0
     d = torch.tensor(r0["c1"])
     assert torch.equal(d, d.round()) and torch.tensor(r0["fb"]).min() >= 1.0
+
+
+def test_nir_export_writes_the_integer_delays_eval_runs():
+    """NIR has no learnable delays: the export holds ``round(d/dt)`` (what ``eval()`` runs), so the loaded graph
+    spikes exactly like the original in eval, even with fractional delays in the middle of annealing."""
+    stn = pytest.importorskip("spaic_train.nir")
+    pytest.importorskip("nir")
+    net = spaic.Network()
+    net.inp = spaic.Encoder(shape=(6,), coding="direct")
+    net.h = spaic.NeuronGroup(8, model="lif", tau=2.0, v_th=0.5)
+    net.out = spaic.NeuronGroup(3, model="lif", tau=2.0, v_th=0.5)
+    net.fc = Connection(net.inp, net.h, w_mean=0.3, w_std=0.4, max_delay=3.0, delay=uniform(0, 3), learn_delay=True)
+    net.fb = Connection(net.out, net.h, w_std=0.4, max_delay=3.0, delay=uniform(1, 3), learn_delay=True)
+    net.ho = Connection(net.h, net.out, w_mean=0.3, w_std=0.4)
+    net.dec = spaic.Decoder(net.out, coding="spike_counts")
+    net.eval()
+    x = torch.rand(12, 4, 6)
+    with torch.no_grad():
+        loaded = stn.load(stn.export(net)).eval()
+        assert torch.equal(loaded(x), net(x)) and net(x).sum() > 0
+    fc = next(c for c in loaded.connections if c.pre.name == "inp")
+    assert torch.equal(fc.delay_steps(), net.fc.delay_steps()) and not fc.learn_delay
