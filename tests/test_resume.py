@@ -1,5 +1,8 @@
 """Exact resume: a fit killed mid-epoch and resumed with ``resume='last'`` ends exactly like an uninterrupted one
-(same weights bit for bit, same History).  Poisson encoder (global torch RNG), shuffled data, cosine scheduler."""
+(same weights bit for bit, same History).  Poisson encoder (global torch RNG), shuffled data, cosine scheduler.
+
+Bitwise is right here: the resumed run executes the same kernels on the same batches (same shapes, one thread)
+in the same order as the uninterrupted one."""
 
 from __future__ import annotations
 
