@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from spaic_train.data import (
+    CIFAR10_CLASSES,
     DATASETS,
     CIFAR10DataModule,
     DigitsDataModule,
@@ -149,7 +150,7 @@ def test_mnist_datamodule_csv_fallback(mnist_dir, shared_data):
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (128, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert 0 <= x.min() and x.max() <= 1
-    assert y[:5].tolist() == [7, 2, 1, 0, 4]
+    assert dm.test_set.dataset.labels[:5].tolist() == [7, 2, 1, 0, 4]  # t10k in file order underneath
     norm = MNISTDataModule(root=str(mnist_dir), normalize=True, limit_per_class=5)
     norm.setup()
     assert len(norm.test_set) == 50 and float(norm.test_set[0][0].min()) == pytest.approx(-0.1307 / 0.3081, 1e-4)
@@ -224,7 +225,7 @@ def test_cifar_folder(cifar_test_subset):
     raw = CIFAR10DataModule(root=str(cifar_test_subset), format="folder", train_dir="test", augment=False,
                             normalize=False)
     raw.setup()
-    img, label = raw.test_set[3 * 20]
+    img, label = raw.test_set.dataset[3 * 20]  # file order underneath the seeded evaluation order
     assert label == 3 and 0 <= img.min() and img.max() <= 1 and img.shape == (3, 32, 32)
 
 
@@ -355,3 +356,35 @@ def test_nmnist_folder_layout_and_errors(tmp_path):
     assert int(y) == 3 and x[0, 1, 6, 5] == 1 and x[2, 0, 8, 7] == 1 and x.sum() == 2
     with pytest.raises(FileNotFoundError, match=r"data\.root"):
         NMNISTDataset(tmp_path, "test")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation order
+# ---------------------------------------------------------------------------------------------------------------
+def test_eval_splits_of_a_class_sorted_dataset_are_seeded_permutations(tmp_path):
+    """Stored class by class (as the CIFAR-10 JPEG tree): the first val/test batch must not be one class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in CIFAR10_CLASSES:
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(12):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / split / c / f"{i:04d}.png")
+
+    def first_batches(seed):
+        dm = CIFAR10DataModule(root=str(tmp_path), format="folder", val_fraction=0.25, batch_size=16, seed=seed)
+        dm.setup()
+        return dm, [next(iter(loader()))[1] for loader in (dm.val_dataloader, dm.test_dataloader)]
+
+    dm, (val_y, test_y) = first_batches(0)
+    for y in (val_y, test_y):  # in file order both would be 16 airplanes
+        assert len(set(y.tolist())) >= 6, y
+    # still every test file exactly once, and every class's val share (stratified split, 3 of 12 per class)
+    assert sorted(dm.test_set.indices) == list(range(120))
+    val_labels = [dm.val_set.dataset.targets[i] for i in dm.val_set.indices]
+    assert np.bincount(val_labels).tolist() == [3] * 10
+    # the order is fixed by the seed
+    assert torch.equal(first_batches(0)[1][1], test_y)
+    assert not torch.equal(first_batches(1)[1][1], test_y)
