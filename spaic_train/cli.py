@@ -168,7 +168,7 @@ def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
     for i, entry in enumerate(layers_cfg):
         where = f"model.layers[{i}]"
         if not isinstance(entry, dict) or "type" not in entry:
-            raise ConfigError(f"{where}: each layer is a mapping with a 'type' key ({', '.join(LAYERS.names())}), "
+            raise ConfigError(f"{where}: each layer is a mapping with a 'type' key ({LAYERS.describe()}), "
                               f"got {entry!r}")
         kwargs = {k: v for k, v in entry.items() if k != "type"}
         try:
