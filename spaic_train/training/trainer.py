@@ -30,7 +30,7 @@ from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcess
 from torch import Tensor, nn
 
 from .checkpoint import AtomicCheckpointIO, ResumableRandomSampler, ResumeState, check_checkpoint
-from .data import DataLike, as_target_tensor, prepare_eval_data, prepare_fit_data, unpack_batch
+from .data import DataLike, as_target_tensor, class_index_labels, prepare_eval_data, prepare_fit_data, unpack_batch
 from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
 from .history import History
 from .losses import check_class_indices
@@ -122,6 +122,15 @@ def _dataset_targets(loader: Any) -> Optional[Tensor]:
         y = ds.tensors[1]
         return y if idx is None else y[idx]
     return None
+
+
+def _array_labels(module: pl.LightningModule, y: Any, what: str) -> Any:
+    """Array labels checked (and float class indices cast to ``int64``) before anything is built, so that a
+    bad dtype is reported naming the model; Datasets, DataLoaders and ``None`` pass through."""
+    if y is None or isinstance(y, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        return y
+    net = getattr(module, "network", module)
+    return class_index_labels(as_target_tensor(y, what), f"{getattr(net, 'label', type(net).__name__)}: {what}")
 
 
 def _check_input_shape(module: pl.LightningModule, data: Any) -> None:
@@ -263,6 +272,9 @@ def fit(
     if seed is not None:
         pl.seed_everything(int(seed), workers=True, verbose=False)
     module = _as_module(module)
+    y = _array_labels(module, y, "y")
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        validation_data = (validation_data[0], _array_labels(module, validation_data[1], "y_val"))
     data = prepare_fit_data(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
                             validation_split=validation_split, num_workers=num_workers, seed=seed)
     _check_input_shape(module, data)
@@ -348,7 +360,8 @@ def evaluate(
         over the whole data.
     """
     module = _as_module(module)
-    data = prepare_eval_data(x, y, batch_size=batch_size, num_workers=num_workers, need_targets=True)
+    data = prepare_eval_data(x, _array_labels(module, y, "y"), batch_size=batch_size, num_workers=num_workers,
+                             need_targets=True)
     with _quiet():
         trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
         if isinstance(data, pl.LightningDataModule):
