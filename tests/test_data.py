@@ -15,6 +15,7 @@ from spaic_train.data import (
     CIFAR10_CLASSES,
     DATASETS,
     CIFAR10DataModule,
+    DataNotFoundError,
     DigitsDataModule,
     ImageFolderDataModule,
     MNISTDataModule,
@@ -172,7 +173,7 @@ def test_mnist_torchvision_layout_and_explicit_csv(mnist_dir, shared_data, tmp_p
 
 def test_mnist_missing_files_error(tmp_path, monkeypatch):
     dm = MNISTDataModule(root=str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(DataNotFoundError) as e:
         dm.setup()
     msg = str(e.value)
     for part in ("data.root", "nowhere", "MNIST/raw", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
@@ -186,7 +187,7 @@ def test_mnist_missing_files_error(tmp_path, monkeypatch):
             raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
-    with pytest.raises(RuntimeError, match=r"data\.root=.*failed .*Offline"):
+    with pytest.raises(DataNotFoundError, match=r"data\.root=.*failed .*Offline"):
         MNISTDataModule(root=str(tmp_path), download=True).setup()
 
 
@@ -244,10 +245,10 @@ def test_cifar_archive_extraction(shared_data, tmp_path):
 
 
 def test_cifar_offline_errors(tmp_path):
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(DataNotFoundError) as e:
         CIFAR10DataModule(root=str(tmp_path), format="torchvision", download=False).setup()
     assert "data.root" in str(e.value) and "data.format=folder" in str(e.value)
-    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+    with pytest.raises(DataNotFoundError, match=r"data\.root"):
         CIFAR10DataModule(root=str(tmp_path), format="folder").setup()
     with pytest.raises(ValueError, match="data.format"):
         CIFAR10DataModule(format="pickle")
@@ -273,7 +274,7 @@ def test_generic_folder(tmp_path):
     assert rs.input_shape == (3, 8, 8)
     rs.setup()
     assert rs.train_set[0][0].shape == (3, 8, 8)
-    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+    with pytest.raises(DataNotFoundError, match=r"data\.root"):
         ImageFolderDataModule(root=str(tmp_path / "empty")).setup()
 
 
@@ -354,7 +355,7 @@ def test_nmnist_folder_layout_and_errors(tmp_path):
     ds = NMNISTDataset(tmp_path, "train", time_steps=3, bin_ms=5.0)
     x, y = ds[0]
     assert int(y) == 3 and x[0, 1, 6, 5] == 1 and x[2, 0, 8, 7] == 1 and x.sum() == 2
-    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+    with pytest.raises(DataNotFoundError, match=r"data\.root"):
         NMNISTDataset(tmp_path, "test")
 
 

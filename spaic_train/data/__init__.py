@@ -18,7 +18,15 @@ name             input_shape / batches        source
 ===============  ==========================  ================================================================
 """
 
-from .base import DATASETS, ImageTensorDataset, SpikeDataModule, build_datamodule, first_per_class, split_indices
+from .base import (
+    DATASETS,
+    DataNotFoundError,
+    ImageTensorDataset,
+    SpikeDataModule,
+    build_datamodule,
+    first_per_class,
+    split_indices,
+)
 from .cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule
 from .digits import DigitsDataModule
 from .digits_rows import DigitsRowsDataModule, RowSequenceDataset
@@ -35,6 +43,7 @@ from .nmnist import (
 )
 
 __all__ = [
+    "DataNotFoundError",
     "DATASETS",
     "build_datamodule",
     "SpikeDataModule",

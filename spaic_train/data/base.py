@@ -36,6 +36,15 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from spaic_train.registry import Registry
 
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset's files are not where the configuration points (or could not be downloaded).
+
+    Raised by a datamodule's ``prepare_data`` / ``setup`` (before any model is trained); the message names
+    ``data.root``, the files or layouts looked for and how to point the datamodule at local copies.
+    """
+
+
 #: Registry of datamodule classes by name (``"digits"``, ``"mnist"``, ``"cifar10"``, ``"folder"``, ``"nmnist"``).
 DATASETS: Registry = Registry("dataset")
 

@@ -16,6 +16,7 @@ devices=N`` (gloo backend).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -35,29 +36,11 @@ from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
 from .history import History
 from .losses import check_class_indices
 from .module import SNNModule
+from .progress import EpochProgress, quiet_lightning
 
 __all__ = ["evaluate", "fit", "predict"]
 
-# Lightning warnings that are noise for small Keras-style fits
-_QUIET = (
-    r".*does not have many workers.*",
-    r".*The number of training batches .* is smaller than the logging interval.*",
-    r".*You defined a `validation_step` but have no `val_dataloader`.*",
-    r".*Total length of .* across ranks is zero.*",
-    r".*The `srun` command is available.*",
-    r".*GPU available but not used.*",
-    r".*Checkpoint directory .* exists and is not empty.*",
-    r".*`training_step` returned `None`.*",
-)
-
-
-class _quiet(warnings.catch_warnings):
-    def __enter__(self) -> Any:
-        out = super().__enter__()
-        for pattern in _QUIET:
-            warnings.filterwarnings("ignore", message=pattern)
-        return out
-
+log = logging.getLogger(__name__)
 
 def _as_module(module: Union[SNNModule, pl.LightningModule, nn.Module]) -> pl.LightningModule:
     if isinstance(module, pl.LightningModule):
@@ -174,11 +157,21 @@ def _check_label_range(module: pl.LightningModule, data: Any) -> None:
             raise ValueError(f"{what}: {e} (output {label} has {n} neurons)") from None
 
 
+def _with_progress(callbacks: Sequence[pl.Callback], enable_progress_bar: bool) -> list[pl.Callback]:
+    """``callbacks`` plus the Keras-like :class:`EpochProgress` console, unless the progress bar is off or the
+    caller brought their own."""
+    callbacks = list(callbacks)
+    if enable_progress_bar and not any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks):
+        callbacks.append(EpochProgress())
+    return callbacks
+
+
 def _eval_trainer(accelerator: str, devices: Any, precision: Any, enable_progress_bar: bool,
                   trainer_kwargs: dict) -> pl.Trainer:
     kwargs = dict(accelerator=accelerator, devices=devices, precision=precision, logger=False,
                   enable_checkpointing=False, enable_progress_bar=enable_progress_bar, enable_model_summary=False)
     kwargs.update(trainer_kwargs)
+    kwargs["callbacks"] = _with_progress(kwargs.get("callbacks") or [], enable_progress_bar)
     return pl.Trainer(**kwargs)
 
 
@@ -241,7 +234,8 @@ def fit(
             counts the skips per epoch; ``'ignore'`` — no check.
         seed: seeds everything (see the module docstring for the per-process scheme).
         num_workers: dataloader worker processes (array/Dataset inputs).
-        enable_progress_bar: show Lightning's progress bar.
+        enable_progress_bar: print one line per epoch (loss and metrics; on a terminal also a live bar of the
+            batches: :class:`~spaic_train.training.progress.EpochProgress`); ``False``: print nothing.
         shuffle: shuffle the training data every epoch (array/Dataset inputs; validation is never shuffled).
         **trainer_kwargs: any other ``lightning.Trainer`` option (``gradient_clip_val``,
             ``accumulate_grad_batches``, ``limit_train_batches``...).
@@ -305,7 +299,8 @@ def fit(
         plugins.append(AtomicCheckpointIO())
     kwargs: dict[str, Any] = dict(
         max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
-        logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir), callbacks=cbs,
+        logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir),
+        callbacks=_with_progress(cbs, enable_progress_bar),
         enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=enable_progress_bar,
         enable_model_summary=False, plugins=plugins,
     )
@@ -316,8 +311,11 @@ def fit(
             pass
     kwargs.update(trainer_kwargs)
 
-    with _quiet():
+    with quiet_lightning():
         trainer = pl.Trainer(**kwargs)
+        for tb in trainer.loggers:
+            if isinstance(tb, TensorBoardLogger) and trainer.is_global_zero:
+                log.info(f"TensorBoard logs: {tb.log_dir} (view: tensorboard --logdir {tb.log_dir})")
         tmp = None
         if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
             fd, tmp = tempfile.mkstemp(prefix="spaic_history_", suffix=".json")
@@ -362,7 +360,7 @@ def evaluate(
     module = _as_module(module)
     data = prepare_eval_data(x, _array_labels(module, y, "y"), batch_size=batch_size, num_workers=num_workers,
                              need_targets=True)
-    with _quiet():
+    with quiet_lightning():
         trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
         if isinstance(data, pl.LightningDataModule):
             results = trainer.test(module, datamodule=data, verbose=False)
@@ -402,7 +400,7 @@ def predict(
     sizes = _BatchSizes()
     trainer_kwargs = dict(trainer_kwargs)
     trainer_kwargs["callbacks"] = [sizes, *(trainer_kwargs.get("callbacks") or [])]
-    with _quiet():
+    with quiet_lightning():
         trainer = _eval_trainer(accelerator, 1, precision, enable_progress_bar, trainer_kwargs)
         if isinstance(data, pl.LightningDataModule):
             outs = trainer.predict(module, datamodule=data)
