@@ -263,6 +263,8 @@ def build_callbacks(cfg: Mapping, logger: Any) -> list:
 
 def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
     """``model.fit`` arguments from ``trainer.*`` (and ``seed``): logger, log/checkpoint dirs, Lightning options."""
+    from spaic_train.training.progress import EpochProgress
+
     t = dict(_plain(cfg["trainer"]))
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         _check_limit(key, t.get(key))
@@ -273,8 +275,10 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
         "epochs": int(t["max_epochs"]), "accelerator": t["accelerator"], "devices": t["devices"],
         "strategy": t["strategy"], "precision": t["precision"], "logger": logger, "log_dir": str(output_dir),
         "checkpoint_dir": str(output_dir / "checkpoints") if t.get("checkpoint") else None,
-        "resume": t.get("resume"), "seed": cfg.get("seed"), "enable_progress_bar": bool(t["enable_progress_bar"]),
-        "callbacks": build_callbacks(cfg, logger),
+        "resume": t.get("resume"), "seed": cfg.get("seed"),
+        # one line per epoch always (the run's log); the live bar on a terminal only with enable_progress_bar
+        "enable_progress_bar": True,
+        "callbacks": [EpochProgress(live=bool(t["enable_progress_bar"])), *build_callbacks(cfg, logger)],
     }
     for key in LIGHTNING_KEYS:
         if t.get(key) is not None:

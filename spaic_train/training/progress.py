@@ -89,12 +89,14 @@ class EpochProgress(ProgressBar):
     """Lightning progress bar callback with a Keras-like console (see the module docstring).
 
     Args:
-        refresh_s: minimum seconds between two redraws of the live bar (terminals only).
+        live: draw the live bar when stdout is a terminal (``False``: the epoch lines only).
+        refresh_s: minimum seconds between two redraws of the live bar.
         width: characters of the live bar's ``[====>...]`` part.
     """
 
-    def __init__(self, refresh_s: float = 0.1, width: int = 24) -> None:
+    def __init__(self, live: bool = True, refresh_s: float = 0.1, width: int = 24) -> None:
         super().__init__()
+        self.live = bool(live)
         self.refresh_s = float(refresh_s)
         self.width = int(width)
         self._enabled = True
@@ -116,7 +118,7 @@ class EpochProgress(ProgressBar):
     # -- live bar (terminals only) ----------------------------------------------------------------------
     def _live(self) -> bool:
         isatty = getattr(sys.stdout, "isatty", None)
-        return self._enabled and callable(isatty) and isatty()
+        return self.live and self._enabled and callable(isatty) and isatty()
 
     def _draw(self, label: str, done: int, total: Any, suffix: str = "") -> None:
         now = time.perf_counter()
