@@ -136,6 +136,30 @@ def config_unknown_key():
     OmegaConf.merge(base, OmegaConf.create({"max_epoch": 1}))
 
 
+def _composed(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from spaic_train.cli import CONFIG_DIR
+    from spaic_train.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def config_added_unknown_key():
+    from spaic_train.config import validate_config
+
+    validate_config(_composed("+trainer.max_epoch=1"))
+
+
+def run_missing_dataset():
+    from spaic_train.cli import build_datamodule_from_config, load_data
+
+    cfg = _composed("recipe=mnist_fc", "paths.data=/nonexistent/datasets")
+    load_data(build_datamodule_from_config(cfg.data), cfg)
+
+
 def config_bad_type():
     from omegaconf import OmegaConf
 
@@ -308,6 +332,11 @@ CASES = [
     # --- configs (Hydra) ------------------------------------------------------------------------------------
     ("config-unknown-key", config_unknown_key, "ConfigKeyError", ["max_epoch"]),
     ("config-bad-type", config_bad_type, "ValidationError", ["max_epochs", "abc"]),
+    ("config-added-unknown-key", config_added_unknown_key, ValueError,
+     ["trainer.max_epoch", "unknown config key", "did you mean trainer.max_epochs?", "valid keys of trainer"]),
+    ("run-missing-dataset", run_missing_dataset, FileNotFoundError,
+     ["mnist files not found", "data.root='${paths.data}/mnist'", "paths.data='/nonexistent/datasets'",
+      "spaic_train_data", "t10k-images-idx3-ubyte[.gz]"]),
     ("config-unknown-layer", config_unknown_layer, ValueError, ["model.layers[0]", "ful", "full"]),
     ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["model", "full", "neuronz", "accepted"]),
     ("config-unknown-init", config_unknown_init, ValueError, ["unknown initializer", "kaiming_unifrom",
