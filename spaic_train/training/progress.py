@@ -120,11 +120,14 @@ class EpochProgress(ProgressBar):
         isatty = getattr(sys.stdout, "isatty", None)
         return self.live and self._enabled and callable(isatty) and isatty()
 
+    def _due(self, done: int, total: Any) -> bool:
+        """Whether the live bar is drawn now: on a terminal, at most every ``refresh_s`` (and at the end)."""
+        return self._live() and (time.perf_counter() - self._last_draw >= self.refresh_s or done == total)
+
     def _draw(self, label: str, done: int, total: Any, suffix: str = "") -> None:
-        now = time.perf_counter()
-        if not self._live() or (now - self._last_draw < self.refresh_s and done != total):
+        if not self._due(done, total):
             return
-        self._last_draw = now
+        self._last_draw = time.perf_counter()
         if isinstance(total, int) and total > 0:
             filled = min(self.width, self.width * done // total)
             bar = "=" * filled + (">" if filled < self.width else "") + "." * (self.width - filled - 1)
@@ -156,6 +159,8 @@ class EpochProgress(ProgressBar):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if not self._due(batch_idx + 1, self.total_train_batches):
+            return
         loss = trainer.progress_bar_metrics.get("train_loss_step")
         suffix = "" if loss is None else f" - loss: {float(loss):.4f}"
         self._draw(self._epoch_label(trainer), batch_idx + 1, self.total_train_batches, suffix)
