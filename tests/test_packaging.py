@@ -49,3 +49,11 @@ def test_parity_tests_skip_naming_the_missing_peer():
 def test_every_test_module_imports_without_the_peers():
     res = _pytest_without_peers("--collect-only", "-q", "tests")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def test_docs_hold_no_machine_paths():
+    """Docs link files of the repository, not paths of the machine they were written on."""
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "benchmarks").glob("*.md"))]
+    for doc in docs:
+        for n, line in enumerate(doc.read_text().splitlines(), 1):
+            assert not re.search(r"(?<![\w.~])/(work|root|home|tmp|Users)/", line), f"{doc.name}:{n}: {line}"
