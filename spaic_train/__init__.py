@@ -50,6 +50,7 @@ __all__ = [
     "StateMonitor",
     "console",
     "constant",
+    "from_nir",
     "init",
     "kaiming_normal",
     "kaiming_uniform",
@@ -79,6 +80,14 @@ def __getattr__(name: str):
             raise AttributeError(f"module 'spaic_train' has no attribute {name!r}") from None
     globals()[name] = value
     return value
+
+
+def from_nir(graph_or_path, dt=None, time_steps=None, decoder=None):
+    """A Keras ``Model`` from a NIR graph or ``.nir`` file: :func:`spaic_train.nir.load_model` (same arguments;
+    ``dt`` in seconds per step).  Needs ``pip install 'spaic_train[nir]'``; ``nir`` is imported only here."""
+    from .nir import load_model as _load_nir_model
+
+    return _load_nir_model(graph_or_path, dt=dt, time_steps=time_steps, decoder=decoder)
 
 
 def __dir__() -> list:

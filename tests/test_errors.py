@@ -200,6 +200,88 @@ def _omegaconf_errors():
     return ConfigKeyError, ValidationError
 
 
+# ------------------------------------------------------------------------------------------------ NIR cases
+def _nir():
+    """The nir package, or a skip of the case (it propagates through ``pytest.raises``)."""
+    return pytest.importorskip("nir", reason="the NIR cases need the 'nir' package")
+
+
+def nir_export(net, **kw):
+    _nir()
+    from spaic_train.nir import export
+
+    return export(net, **kw)
+
+
+def nir_net(model="lif", link="full", post_shape=(4,), **conn):
+    net = spaic.Network()
+    net.input = enc((4,))
+    net.h = spaic.NeuronGroup(shape=post_shape, **({"model": model} if isinstance(model, str) else model))
+    net.c = spaic.Connection(net.input, net.h, link_type=link, **conn)
+    return net
+
+
+def nir_membrane_net():
+    net = nir_net()
+    net.o = grp(2)
+    net.v = spaic.Connection(net.h, net.o, pre_var_name="V")
+    return net
+
+
+def nir_conv_net(**conn):
+    net = spaic.Network()
+    net.input = spaic.Encoder(shape=(1, 4, 4), coding="direct")
+    net.h = spaic.NeuronGroup(shape=None)
+    net.c = spaic.Connection(net.input, net.h, link_type="conv", out_channels=2, kernel_size=3, **conn)
+    return net
+
+
+def readme_keras_model():
+    from spaic_train.keras import Sequential
+    from spaic_train.keras.layers import Conv2dSyn, Flatten, Full, Input
+
+    return Sequential([Input((1, 8, 8)), Conv2dSyn(4, kernel_size=3, padding=1, pool="max", name="conv"), Flatten(),
+                       Full(10, name="out")], time_steps=4)
+
+
+def nir_graph(*middle, edges=None, metadata=None):
+    """Input(4) → ``middle`` nodes in a row → Output, with ``metadata`` (default: dt = 1 ms)."""
+    nir = _nir()
+    nodes = {"x": nir.Input(np.array([4]))}
+    names = ["x"]
+    for i, node in enumerate(middle):
+        nodes[f"n{i}"] = node
+        names.append(f"n{i}")
+    nodes["y"] = nir.Output(np.array([1]))
+    names.append("y")
+    edges = edges or list(zip(names, names[1:]))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3} if metadata is None else metadata,
+                        type_check=False)
+
+
+def nir_lif(n=3, tau=0.01, **kw):
+    nir = _nir()
+    tau = np.full(n, tau) if np.isscalar(tau) else np.asarray(tau)
+    return nir.LIF(tau=tau, r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), **kw)
+
+
+def nir_load(graph, **kw):
+    from spaic_train.nir import load
+
+    return load(graph, **kw)
+
+
+def nir_mixed_links():
+    nir = _nir()
+    from spaic_train.nir import load_model
+
+    graph = nir.NIRGraph(nodes={"x": nir.Input(np.array([3])), "a": nir.Linear(np.ones((3, 3))),
+                                "s": nir.Scale(np.ones(3)), "h": nir_lif(3), "y": nir.Output(np.array([3]))},
+                         edges=[("x", "a"), ("x", "s"), ("a", "h"), ("s", "h"), ("h", "y")],
+                         metadata={"dt": 1e-3}, type_check=False)
+    return load_model(graph)
+
+
 # ------------------------------------------------------------------------------------------------ the table
 # (id, callable, exception type, key words)
 def buffer_pool_limit_from_env(value):
@@ -341,6 +423,48 @@ CASES = [
     ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["model", "full", "neuronz", "accepted"]),
     ("config-unknown-init", config_unknown_init, ValueError, ["unknown initializer", "kaiming_unifrom",
                                                               "kaiming_uniform"]),
+    # --- NIR interchange (skipped without the nir package) ---------------------------------------------------
+    ("nir-export-soft-reset", lambda: nir_export(nir_net({"model": "lif", "reset": "soft"})), ValueError,
+     ["neurongroup('h')", "reset='soft'", "no nir form", "reset='hard'"]),
+    ("nir-export-neuron-model", lambda: nir_export(nir_net("alif")), ValueError,
+     ["neurongroup('h')", "'alif'", "adaptive-threshold", "convertible", "lif"]),
+    ("nir-export-maxpool", lambda: nir_export(readme_keras_model()), ValueError,
+     ["input_to_conv", "'maxpool'", "sumpool2d", "avgpool2d"]),
+    ("nir-export-membrane-read", lambda: nir_export(nir_membrane_net()), ValueError,
+     ["connection('v')", "reads 'v'", "pre_var_name='o'"]),
+    ("nir-export-upscale", lambda: nir_export(nir_conv_net(upscale=2)), ValueError,
+     ["connection('c')", "upscale", "no nir form"]),
+    ("nir-export-batchnorm", lambda: nir_export(nir_net(syn_type=["batchnorm", "basic"])), ValueError,
+     ["batchnorm", "folded", "directly follows the weight op"]),
+    ("nir-export-reshape", lambda: nir_export(nir_net(post_shape=(2, 2, 1))), ValueError,
+     ["connection('c')", "(2, 2, 1)", "no reshape"]),
+    ("nir-export-not-network", lambda: nir_export(torch.nn.Linear(2, 2)), TypeError,
+     ["spaic_train network", "linear"]),
+    ("nir-export-bad-dt", lambda: nir_export(small_net(), dt=0.0), ValueError,
+     ["dt must be a positive number of seconds"]),
+    ("nir-load-no-dt", lambda: nir_load(nir_graph(_nir().Linear(np.ones((3, 4))), nir_lif(), metadata={})),
+     ValueError, ["'n1' (lif)", "does not record its time step", "dt=", "1e-4"]),
+    ("nir-load-unsupported-node",
+     lambda: nir_load(nir_graph(_nir().CubaLIF(tau_syn=np.ones(4), tau_mem=np.ones(4), r=np.ones(4),
+                                               v_leak=np.zeros(4), v_threshold=np.ones(4)))), ValueError,
+     ["'n0'", "'cubalif'", "cannot be converted", "current-based", "convertible"]),
+    ("nir-load-nonuniform",
+     lambda: nir_load(nir_graph(_nir().Linear(np.ones((3, 4))), nir_lif(tau=[0.01, 0.02, 0.01]))), ValueError,
+     ["'n1' (lif)", "tau differs between neurons", "one value per parameter"]),
+    ("nir-load-tau-below-dt", lambda: nir_load(nir_graph(_nir().Linear(np.ones((3, 4))), nir_lif(tau=5e-4))),
+     ValueError, ["'n1' (lif)", "tau=0.0005", "not longer than dt=0.001", "forward euler"]),
+    ("nir-load-two-weights",
+     lambda: nir_load(nir_graph(_nir().Linear(np.ones((3, 4))), _nir().Linear(np.ones((3, 3))), nir_lif())),
+     ValueError, ["'n0' and 'n1'", "two weight nodes", "one weight op"]),
+    ("nir-load-fractional-delay",
+     lambda: nir_load(nir_graph(_nir().Delay(np.full(4, 1.5e-3)), _nir().Linear(np.ones((3, 4))), nir_lif())),
+     ValueError, ["'n0' (delay)", "0.0015 s", "not a whole number of steps"]),
+    ("nir-load-output-not-neuron", lambda: nir_load(nir_graph(_nir().Linear(np.ones((1, 4))))), ValueError,
+     ["'y' (output)", "reads 'n0' (linear)", "neuron groups"]),
+    ("nir-load-missing-file", lambda: _nir() and nir_load("/nonexistent/net.nir"), FileNotFoundError,
+     ["no nir file", "/nonexistent/net.nir"]),
+    ("nir-load-model-mixed-links", nir_mixed_links, ValueError,
+     ["'h'", "keras layer", "one link type", "spaic_train.nir.load"]),
     # --- environment ------------------------------------------------------------------------------------------
     ("env-buffer-pool-size", lambda: buffer_pool_limit_from_env("2GB"), ValueError,
      ["SPAIC_TRAIN_BUFFER_POOL_MB", "'2GB'", "number of MiB", "0 disables"]),

@@ -684,15 +684,15 @@ class OneToOne(_NeuronLayer):
 class Conv2dSyn(_NeuronLayer):
     """Convolutional spiking layer: conv synapses (optionally + batch norm, pooling, dropout) into neurons.
 
-    Builds ``Connection(link_type='conv', syn_type=['conv'[, 'batchnorm'][, 'maxpool'|'avgpool'][, 'dropout']])``
-    into a ``NeuronGroup`` whose shape the connection infers.  The pool / batch norm / dropout act on the
-    synaptic current, before the neurons.
+    Builds ``Connection(link_type='conv', syn_type=['conv'[, 'batchnorm'][, pool][, 'dropout']])`` (pool:
+    ``'maxpool'``, ``'avgpool'`` or ``'sumpool'``) into a ``NeuronGroup`` whose shape the connection infers.  The
+    pool / batch norm / dropout act on the synaptic current, before the neurons.
 
     Args:
         out_channels: output channels.
         kernel_size, stride, padding, dilation, groups: as ``torch.nn.Conv2d`` (``padding`` may be
             ``'same'``/``'valid'``).
-        pool: ``None``, ``'max'`` or ``'avg'``.
+        pool: ``None``, ``'max'``, ``'avg'`` or ``'sum'``.
         pool_size: pooling window (int or pair); ``pool_stride`` defaults to the window.
         dropout: drop probability in ``[0, 1)`` (one mask per sample, shared by all steps) or ``None``.
         batchnorm: ``False``, ``True``, or a dict of ``eps``/``momentum``/``affine``.
@@ -719,8 +719,8 @@ class Conv2dSyn(_NeuronLayer):
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
-        if pool not in (None, "max", "avg"):
-            raise ValueError(f"{self.label}: pool must be None, 'max' or 'avg', got {pool!r}")
+        if pool not in (None, "max", "avg", "sum"):
+            raise ValueError(f"{self.label}: pool must be None, 'max', 'avg' or 'sum', got {pool!r}")
         self.pool = pool
         self.pool_size = pool_size
         self.pool_stride = pool_stride
@@ -838,10 +838,11 @@ class Dropout(_FoldLayer):
 
 @register_layer
 class Pool2d(_FoldLayer):
-    """2-D pooling of ``(C, H, W)`` values: folds ``'maxpool'``/``'avgpool'`` into the next connection.
+    """2-D pooling of ``(C, H, W)`` values: folds ``'maxpool'``/``'avgpool'``/``'sumpool'`` into the next
+    connection.
 
     Args:
-        kind: ``'max'`` or ``'avg'``.
+        kind: ``'max'``, ``'avg'`` or ``'sum'`` (the window's sum, NIR's ``SumPool2d``).
         size: window (int or pair).
         stride: step (default: the window).
         padding: zero padding (at most half the window).
@@ -853,8 +854,8 @@ class Pool2d(_FoldLayer):
 
     def __init__(self, kind: str = "max", size=2, stride=None, padding=0, name: Optional[str] = None):
         super().__init__(name=name)
-        if kind not in ("max", "avg"):
-            raise ValueError(f"{self.label}: kind must be 'max' or 'avg', got {kind!r}")
+        if kind not in ("max", "avg", "sum"):
+            raise ValueError(f"{self.label}: kind must be 'max', 'avg' or 'sum', got {kind!r}")
         self.kind = kind
         self.size = size
         self.stride = stride

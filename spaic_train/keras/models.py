@@ -423,6 +423,20 @@ class Model(Network):
         return _predict(module, x, batch_size=batch_size, **kwargs)
 
     # ---------------------------------------------------------------------------------------------- saving
+    def to_nir(self, path=None, dt: Optional[float] = None, sample_input: Optional[torch.Tensor] = None):
+        """Export to the Neuromorphic Intermediate Representation (needs ``pip install 'spaic_train[nir]'``).
+
+        Returns the ``nir.NIRGraph`` of :func:`spaic_train.nir.export` (same ``dt`` in seconds per step and
+        ``sample_input`` check) and, given ``path``, writes it there atomically; ``spaic_train.from_nir(path)``
+        rebuilds the model, other frameworks read it with their NIR importers.
+        """
+        from ..nir import export, write
+
+        graph = export(self, sample_input=sample_input, dt=dt)
+        if path is not None:
+            write(graph, path)
+        return graph
+
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write architecture (JSON config), weights and buffers (masks, delays, batch-norm statistics),
         the compile settings and the optimizer state to ``path`` atomically.  See

@@ -94,7 +94,9 @@ def _kernels(device_type: str):
             if device_type == "cpu" and not mod.kernels_cached():
                 log.info(f"spaic_train: compiling the numba LIF kernels for this CPU (once per machine, ~20 s; "
                          f"cached in {mod.cache_dir()}) ...")
-            with torch.enable_grad():
+            # the first call may come from inside torch.inference_mode() (Lightning's predict), where no
+            # tensor can require grad: the smoke run leaves it
+            with torch.inference_mode(False), torch.enable_grad():
                 I = torch.zeros(2, 1, 4, device=device_type, requires_grad=True)
                 cfg = _Cfg(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, True)
                 O, VT, _, Vseq = mod.lif_sequence(I, torch.zeros(1, 4, device=device_type), 0.5, cfg)

@@ -41,6 +41,7 @@ __all__ = [
     "ResumableRandomSampler",
     "ResumeState",
     "atomic_torch_save",
+    "atomic_write_bytes",
     "check_checkpoint",
     "load_checkpoint_safely",
 ]
@@ -65,7 +66,14 @@ def _fsync_dir(dirpath: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Any) -> None:
-    """``torch.save(obj, path)`` that never leaves a partially written ``path``.
+    """``torch.save(obj, path)`` that never leaves a partially written ``path`` (see :func:`atomic_write_bytes`)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # serialise first: a pickling error must not touch the destination
+    atomic_write_bytes(buf.getbuffer(), path)
+
+
+def atomic_write_bytes(data, path: Any) -> None:
+    """Write ``data`` (bytes-like) to ``path`` without ever leaving a partially written ``path``.
 
     The bytes go to ``<dir>/.<name>.<random>.tmp`` (same filesystem), are flushed and fsync-ed, then
     ``os.replace`` swaps the file in; the directory is fsync-ed so the rename itself is durable.
@@ -73,12 +81,10 @@ def atomic_torch_save(obj: Any, path: Any) -> None:
     path = os.fspath(path)
     dirpath = os.path.dirname(os.path.abspath(path))
     os.makedirs(dirpath, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(obj, buf)  # serialise first: a pickling error must not touch the destination
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=dirpath)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getbuffer())
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
