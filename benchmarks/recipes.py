@@ -73,7 +73,7 @@ def markdown_row(recipe: str, runs: list[dict], seeds: list[int], machine: dict,
     epoch_s = [t for r in runs for t in r["epoch_s"]]
     cells = [
         f"`{recipe}`",
-        f"{_mean_std(acc, 100.0)} %" if acc else "not measured (trainer.test=false)",
+        f"{_mean_std(acc, 100.0, digits=2)} %" if acc else "not measured (trainer.test=false)",
         f"{statistics.median(epoch_s):.2f}" if epoch_s else "-",
         _mean_std([r["wall_s"] for r in runs], digits=0),
         ", ".join(map(str, seeds)),
