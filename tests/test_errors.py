@@ -81,6 +81,53 @@ def keras_fit(x, y, **kw):
     return m.fit(x, y, epochs=1, **{**QUIET, **kw})
 
 
+def integral_float_labels_fit():
+    """Auto-handled: float labels holding whole numbers are class indices, cast to int64 at fit start."""
+    h = fit_net(X, Y.float())
+    assert len(h.history["loss"]) == 1
+    m = keras_model()
+    m.compile(optimizer="adam", loss="ce_rate")
+    assert set(m.evaluate(X, Y.numpy().astype(np.float32), **QUIET)) >= {"loss"}
+    return "ok"
+
+
+def keras_evaluate(x, y):
+    m = keras_model()
+    m.compile(optimizer="adam", loss="ce_rate")
+    return m.evaluate(x, y, **QUIET)
+
+
+def _model_file(tmp: str, kind: str) -> str:
+    """A path to load_model: a text file, a directory, a truncated model file or a training checkpoint."""
+    path = os.path.join(tmp, "model.pt")
+    if kind == "directory":
+        return tmp
+    if kind == "text":
+        with open(path, "w") as fh:
+            fh.write("layers: [Full(3)]\n")
+        return path
+    m = keras_model()
+    m.save(path)
+    if kind == "truncated":
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        with open(path, "wb") as fh:
+            fh.write(raw[: len(raw) // 2])
+    elif kind == "checkpoint":
+        torch.save({"state_dict": m.state_dict(), "epoch": 3}, path)
+    return path
+
+
+def load_model_case(kind: str):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _model_file(tmp, kind)
+        if kind == "directory":  # a saved model inside: the message names it
+            keras_model().save(os.path.join(tmp, "digits.pt"))
+        spaic.load_model(path)
+
+
 def config_unknown_key():
     from omegaconf import OmegaConf
 
@@ -88,6 +135,30 @@ def config_unknown_key():
 
     base = OmegaConf.structured(TrainerConfig)
     OmegaConf.merge(base, OmegaConf.create({"max_epoch": 1}))
+
+
+def _composed(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from spaic_train.cli import CONFIG_DIR
+    from spaic_train.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def config_added_unknown_key():
+    from spaic_train.config import validate_config
+
+    validate_config(_composed("+trainer.max_epoch=1"))
+
+
+def run_missing_dataset():
+    from spaic_train.cli import build_datamodule_from_config, load_data
+
+    cfg = _composed("recipe=mnist_fc", "paths.data=/nonexistent/datasets")
+    load_data(build_datamodule_from_config(cfg.data), cfg)
 
 
 def config_bad_type():
@@ -328,6 +399,21 @@ CASES = [
     ("fit-resume-missing", lambda: fit_net(X, Y, resume="/nonexistent/x.ckpt"), FileNotFoundError,
      ["does not exist", "/nonexistent/x.ckpt"]),
     ("fit-resume-last-no-dir", lambda: fit_net(X, Y, resume="last"), ValueError, ["needs checkpoint_dir"]),
+    ("fit-float-labels", lambda: fit_net(X, torch.full((8,), 0.5)), ValueError,
+     ["network", "y", "class indices", "torch.float32", "non-integral", "0.5"]),
+    ("fit-float-labels-integral", integral_float_labels_fit, None, []),
+    ("evaluate-float-labels", lambda: keras_evaluate(X, Y.numpy().astype(np.float32) / 2), ValueError,
+     ["sequential", "y", "class indices", "float32", "non-integral", "0.5"]),
+    ("load-model-missing", lambda: spaic.load_model("/nonexistent/model.pt"), FileNotFoundError,
+     ["model file", "/nonexistent/model.pt", "does not exist"]),
+    ("load-model-text-file", lambda: load_model_case("text"), ValueError,
+     ["model file", "model.pt", "not a pytorch file", "b'laye'"]),
+    ("load-model-directory", lambda: load_model_case("directory"), IsADirectoryError,
+     ["model file", "is a directory", "digits.pt"]),
+    ("load-model-corrupt", lambda: load_model_case("truncated"), ValueError,
+     ["model file", "model.pt", "truncated or corrupt", "model.save"]),
+    ("load-model-not-a-model", lambda: load_model_case("checkpoint"), ValueError,
+     ["model file", "model.pt", "not a spaic_train keras model file", "model.save"]),
     ("loss-unknown", lambda: SNNModule(small_net(), loss="ce_rat"), ValueError,
      ["unknown loss", "did you mean", "ce_rate"]),
     ("optimizer-unknown", lambda: SNNModule(small_net(), optimizer="adamm"), ValueError,
@@ -360,6 +446,11 @@ CASES = [
     # --- configs (Hydra) ------------------------------------------------------------------------------------
     ("config-unknown-key", config_unknown_key, "ConfigKeyError", ["max_epoch"]),
     ("config-bad-type", config_bad_type, "ValidationError", ["max_epochs", "abc"]),
+    ("config-added-unknown-key", config_added_unknown_key, ValueError,
+     ["trainer.max_epoch", "unknown config key", "did you mean trainer.max_epochs?", "valid keys of trainer"]),
+    ("run-missing-dataset", run_missing_dataset, FileNotFoundError,
+     ["mnist files not found", "data.root='${paths.data}/mnist'", "paths.data='/nonexistent/datasets'",
+      "spaic_train_data", "t10k-images-idx3-ubyte[.gz]"]),
     ("config-unknown-layer", config_unknown_layer, ValueError, ["model.layers[0]", "ful", "full"]),
     ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["model", "full", "neuronz", "accepted"]),
     ("config-unknown-init", config_unknown_init, ValueError, ["unknown initializer", "kaiming_unifrom",

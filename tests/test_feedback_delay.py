@@ -31,6 +31,7 @@ def test_digits_rows_batches_are_time_first_rows_in_order():
     assert dm.input_shape == (8,) and dm.num_classes == 10 and dm.is_sequence and dm.sequence_length == 8
     _, _, test_idx = dm.split_indices()
     x, y = next(iter(dm.test_dataloader()))  # test loader: fixed order
+    test_idx = test_idx[dm.test_set.indices]  # ... the seeded evaluation order of the test split
     assert x.shape == (8, 16, 8) and x.dtype == torch.float32 and y.shape == (16,) and y.dtype == torch.int64
     for i in range(16):
         for t in range(8):  # step t shows row t of sample i

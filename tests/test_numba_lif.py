@@ -47,7 +47,7 @@ def test_thread_count_does_not_change_results():
             outs.append((O, state["V"], I.grad.clone()))
     finally:
         torch.set_num_threads(old)
-    for a, b in zip(*outs):
+    for a, b in zip(*outs):  # each neuron is integrated by one thread, with no sum across neurons: bitwise
         assert torch.equal(a, b)
 
 

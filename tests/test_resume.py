@@ -1,6 +1,9 @@
 """Exact resume: a fit killed mid-epoch and resumed with ``resume='last'`` ends exactly like an uninterrupted one
 (same weights bit for bit, same History), in one process and under 2-process DDP (one rank SIGKILLed).  Poisson
-encoder (global torch RNG, a different stream per process), dropout, shuffled data, cosine scheduler."""
+encoder (global torch RNG, a different stream per process), dropout, shuffled data, cosine scheduler.
+
+Bitwise is right here: the resumed run executes the same kernels on the same batches (same shapes, one thread)
+in the same order as the uninterrupted one."""
 
 from __future__ import annotations
 

@@ -22,7 +22,15 @@ name             input_shape / batches        source
 (:mod:`spaic_train.data.delay_coincidence`).
 """
 
-from .base import DATASETS, ImageTensorDataset, SpikeDataModule, build_datamodule, first_per_class, split_indices
+from .base import (
+    DATASETS,
+    DataNotFoundError,
+    ImageTensorDataset,
+    SpikeDataModule,
+    build_datamodule,
+    first_per_class,
+    split_indices,
+)
 from .cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule
 from .delay_coincidence import DelayCoincidenceDataModule
 from .digits import DigitsDataModule
@@ -40,6 +48,7 @@ from .nmnist import (
 )
 
 __all__ = [
+    "DataNotFoundError",
     "DATASETS",
     "build_datamodule",
     "SpikeDataModule",

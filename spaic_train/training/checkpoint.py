@@ -102,35 +102,58 @@ def atomic_write_bytes(data, path: Any) -> None:
 _REQUIRED_KEYS = ("state_dict",)
 
 
-def _is_zip(path: str) -> bool:
+def _head(path: str) -> bytes:
     with open(path, "rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
+        return fh.read(4)
 
 
-def load_checkpoint_safely(path: Any, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with clear :class:`CheckpointError`\\ s.
+#: how every file written by ``torch.save`` begins: a zip archive, or a pickle (protocol >= 2) in the legacy format
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+_RESUME_REMEDY = "delete it or resume from another checkpoint"
+
+
+def load_checkpoint_safely(path: Any, map_location: Any = "cpu", kind: str = "checkpoint",
+                           remedy: str = _RESUME_REMEDY) -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear error per way the file can be wrong.
+
+    Args:
+        path: the file.
+        map_location: passed to ``torch.load``.
+        kind: what the file should be, for the messages (``"checkpoint"``, ``"model file"``).
+        remedy: what the user can do about a broken file, ending the messages.
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: empty, truncated or corrupted file (``"truncated or corrupt"``), or a pickle that needs
-            globals outside torch's ``weights_only`` allowlist (``"unsafe"``: refused, nothing is executed).
+        IsADirectoryError: ``path`` is a directory (the message lists the ``.pt`` / ``.ckpt`` files in it).
+        CheckpointError: not a PyTorch file (e.g. a text file), an empty, truncated or corrupted file
+            (``"truncated or corrupt"``), or a pickle that needs globals outside torch's ``weights_only``
+            allowlist (``"unsafe"``: refused, nothing is executed).
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        found = sorted(f for f in os.listdir(path) if f.endswith((".pt", ".pth", ".ckpt")))
+        hint = f"; it holds {', '.join(found[:5])}" + (" ..." if len(found) > 5 else "") if found else ""
+        raise IsADirectoryError(f"{kind} {path!r} is a directory, not a file{hint}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+        raise FileNotFoundError(f"{kind} {path!r} does not exist")
     size = os.path.getsize(path)
     if size == 0:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt: the file is empty (0 bytes)")
-    if _is_zip(path):
+        raise CheckpointError(f"{kind} {path!r} is truncated or corrupt: the file is empty (0 bytes); {remedy}")
+    head = _head(path)
+    if not head.startswith(_TORCH_MAGIC):
+        raise CheckpointError(f"{kind} {path!r} is not a PyTorch file: it starts with {head!r}, where torch.save "
+                              f"writes a zip archive or a pickle (a text file, another format, or corrupt?); {remedy}")
+    if head == _TORCH_MAGIC[0]:
         try:
             with zipfile.ZipFile(path) as zf:
                 bad = zf.testzip()
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes, not a complete zip "
-                                  f"archive: {e}); delete it or resume from another checkpoint") from None
+            raise CheckpointError(f"{kind} {path!r} is truncated or corrupt ({size} bytes, not a complete zip "
+                                  f"archive: {e}); {remedy}") from None
         if bad is not None:
-            raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt: member {bad!r} fails its CRC "
-                                  "check; delete it or resume from another checkpoint")
+            raise CheckpointError(f"{kind} {path!r} is truncated or corrupt: member {bad!r} fails its CRC "
+                                  f"check; {remedy}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -140,20 +163,18 @@ def load_checkpoint_safely(path: Any, map_location: Any = "cpu") -> Any:
         if unsafe:
             first = unsafe[0]
             raise CheckpointError(
-                f"checkpoint {path!r} is unsafe to load: its pickle refers to objects outside the weights_only "
-                f"allowlist ({first or 'non-tensor globals'}); refused without executing it. Load only checkpoints "
+                f"{kind} {path!r} is unsafe to load: its pickle refers to objects outside the weights_only "
+                f"allowlist ({first or 'non-tensor globals'}); refused without executing it. Load only files "
                 "you trust; for trusted files with custom objects register them with "
                 "torch.serialization.add_safe_globals") from None
         detail = next((ln.strip() for ln in msg.splitlines() if ln.strip().startswith("Unsupported")
                        or "error" in ln.lower() and "WeightsUnpickler" not in ln), "")
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes; unpickling failed"
-                              f"{': ' + detail if detail else ''}); delete it or resume from another checkpoint"
-                              ) from None
-    # malformed pickle opcodes in random bytes surface as IndexError / KeyError / TypeError from the unpickler
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, IndexError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{kind} {path!r} is truncated or corrupt ({size} bytes; unpickling failed"
+                              f"{': ' + detail if detail else ''}); {remedy}") from None
+    except Exception as e:  # a damaged legacy pickle fails in many ways (EOFError, KeyError, RuntimeError, ...)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes; torch.load failed: "
-                              f"{first}); delete it or resume from another checkpoint") from None
+        raise CheckpointError(f"{kind} {path!r} is truncated or corrupt ({size} bytes; torch.load failed: "
+                              f"{type(e).__name__}: {first}); {remedy}") from None
 
 
 def check_checkpoint(path: Any) -> dict:

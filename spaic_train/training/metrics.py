@@ -96,7 +96,7 @@ def get_metric(metric: MetricLike) -> Callable[[Tensor, Tensor], Tensor]:
         return METRICS.get(metric, owner="metrics")
     if callable(metric):
         return metric
-    raise TypeError(f"metric must be a name ({', '.join(METRICS.names())}) or a callable, got {metric!r}")
+    raise TypeError(f"metric must be a name ({METRICS.describe()}) or a callable, got {metric!r}")
 
 
 def metric_name(metric: MetricLike) -> str:

@@ -86,7 +86,7 @@ def check_optimizer(optimizer: OptimizerLike) -> None:
         raise TypeError("optimizer must be a name, an Optimizer class or a factory params -> Optimizer, not an "
                         "Optimizer instance (its parameters would not be the module's)")
     elif not callable(optimizer):
-        raise TypeError(f"optimizer must be a name ({', '.join(OPTIMIZERS.names())}), an Optimizer class or a "
+        raise TypeError(f"optimizer must be a name ({OPTIMIZERS.describe()}), an Optimizer class or a "
                         f"factory params -> Optimizer, got {optimizer!r}")
 
 
@@ -197,7 +197,7 @@ def check_scheduler(scheduler: SchedulerLike) -> None:
     if isinstance(scheduler, str):
         SCHEDULERS.get(scheduler, owner="scheduler")
     elif not callable(scheduler):
-        raise TypeError(f"scheduler must be None, a name ({', '.join(SCHEDULERS.names())}), an LRScheduler class "
+        raise TypeError(f"scheduler must be None, a name ({SCHEDULERS.describe()}), an LRScheduler class "
                         f"or a factory optimizer -> scheduler, got {scheduler!r}")
 
 

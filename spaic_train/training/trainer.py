@@ -18,6 +18,7 @@ would.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -33,43 +34,21 @@ from torch import Tensor, nn
 from torch.utils.data import IterableDataset
 
 from .checkpoint import AtomicCheckpointIO, ResumableRandomSampler, ResumeState, check_checkpoint
-from .data import DataLike, as_target_tensor, prepare_eval_data, prepare_fit_data, unpack_batch
+from .data import DataLike, as_target_tensor, class_index_labels, prepare_eval_data, prepare_fit_data, unpack_batch
 from .distributed import gather_objects
 from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
 from .history import History
 from .losses import check_class_indices
 from .module import SNNModule
+from .progress import EpochProgress, quiet_lightning
 
 __all__ = ["evaluate", "fit", "predict"]
 
-# Lightning warnings that are noise for small Keras-style fits
-_QUIET = (
-    r".*does not have many workers.*",
-    r".*The number of training batches .* is smaller than the logging interval.*",
-    r".*You defined a `validation_step` but have no `val_dataloader`.*",
-    r".*Total length of .* across ranks is zero.*",
-    r".*The `srun` command is available.*",
-    r".*GPU available but not used.*",
-    r".*Checkpoint directory .* exists and is not empty.*",
-    r".*`training_step` returned `None`.*",
-)
-
+log = logging.getLogger(__name__)
 
 # under DDP Lightning warns that its DistributedSampler repeats evaluation samples; SNNModule does not count
 # them (and predict puts every sample back in its place exactly once)
 _EXACT_EVAL = r".*Using `DistributedSampler` with the dataloaders.*"
-
-
-class _quiet(warnings.catch_warnings):
-    def __init__(self, *extra: str) -> None:
-        super().__init__()
-        self.patterns = (*_QUIET, *extra)
-
-    def __enter__(self) -> Any:
-        out = super().__enter__()
-        for pattern in self.patterns:
-            warnings.filterwarnings("ignore", message=pattern)
-        return out
 
 
 def _as_module(module: Union[SNNModule, pl.LightningModule, nn.Module]) -> pl.LightningModule:
@@ -137,6 +116,15 @@ def _dataset_targets(loader: Any) -> Optional[Tensor]:
     return None
 
 
+def _array_labels(module: pl.LightningModule, y: Any, what: str) -> Any:
+    """Array labels checked (and float class indices cast to ``int64``) before anything is built, so that a
+    bad dtype is reported naming the model; Datasets, DataLoaders and ``None`` pass through."""
+    if y is None or isinstance(y, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        return y
+    net = getattr(module, "network", module)
+    return class_index_labels(as_target_tensor(y, what), f"{getattr(net, 'label', type(net).__name__)}: {what}")
+
+
 def _check_input_shape(module: pl.LightningModule, data: Any) -> None:
     """At fit start: array / TensorDataset samples must match the shape of the network's single encoder."""
     net = getattr(module, "network", module)
@@ -178,11 +166,21 @@ def _check_label_range(module: pl.LightningModule, data: Any) -> None:
             raise ValueError(f"{what}: {e} (output {label} has {n} neurons)") from None
 
 
+def _with_progress(callbacks: Sequence[pl.Callback], enable_progress_bar: bool) -> list[pl.Callback]:
+    """``callbacks`` plus the Keras-like :class:`EpochProgress` console, unless the progress bar is off or the
+    caller brought their own."""
+    callbacks = list(callbacks)
+    if enable_progress_bar and not any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks):
+        callbacks.append(EpochProgress())
+    return callbacks
+
+
 def _eval_trainer(accelerator: str, devices: Any, precision: Any, enable_progress_bar: bool,
                   trainer_kwargs: dict) -> pl.Trainer:
     kwargs = dict(accelerator=accelerator, devices=devices, precision=precision, logger=False,
                   enable_checkpointing=False, enable_progress_bar=enable_progress_bar, enable_model_summary=False)
     kwargs.update(trainer_kwargs)
+    kwargs["callbacks"] = _with_progress(kwargs.get("callbacks") or [], enable_progress_bar)
     return pl.Trainer(**kwargs)
 
 
@@ -245,7 +243,8 @@ def fit(
             counts the skips per epoch; ``'ignore'`` — no check.
         seed: seeds everything (see the module docstring for the per-process scheme).
         num_workers: dataloader worker processes (array/Dataset inputs).
-        enable_progress_bar: show Lightning's progress bar.
+        enable_progress_bar: print one line per epoch (loss and metrics; on a terminal also a live bar of the
+            batches: :class:`~spaic_train.training.progress.EpochProgress`); ``False``: print nothing.
         shuffle: shuffle the training data every epoch (array/Dataset inputs; validation is never shuffled).
         **trainer_kwargs: any other ``lightning.Trainer`` option (``gradient_clip_val``,
             ``accumulate_grad_batches``, ``limit_train_batches``...).
@@ -276,6 +275,9 @@ def fit(
     if seed is not None:
         pl.seed_everything(int(seed), workers=True, verbose=False)
     module = _as_module(module)
+    y = _array_labels(module, y, "y")
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        validation_data = (validation_data[0], _array_labels(module, validation_data[1], "y_val"))
     data = prepare_fit_data(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
                             validation_split=validation_split, num_workers=num_workers, seed=seed)
     _check_input_shape(module, data)
@@ -306,7 +308,8 @@ def fit(
         plugins.append(AtomicCheckpointIO())
     kwargs: dict[str, Any] = dict(
         max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
-        logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir), callbacks=cbs,
+        logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir),
+        callbacks=_with_progress(cbs, enable_progress_bar),
         enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=enable_progress_bar,
         enable_model_summary=False, plugins=plugins,
     )
@@ -317,8 +320,11 @@ def fit(
             pass
     kwargs.update(trainer_kwargs)
 
-    with _quiet():
+    with quiet_lightning():
         trainer = pl.Trainer(**kwargs)
+        for tb in trainer.loggers:
+            if isinstance(tb, TensorBoardLogger) and trainer.is_global_zero:
+                log.info(f"TensorBoard logs: {tb.log_dir} (view: tensorboard --logdir {tb.log_dir})")
         tmp = None
         if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
             fd, tmp = tempfile.mkstemp(prefix="spaic_history_", suffix=".json")
@@ -366,8 +372,9 @@ def evaluate(
         one process (each sample counted once; only the float summation order differs).
     """
     module = _as_module(module)
-    data = prepare_eval_data(x, y, batch_size=batch_size, num_workers=num_workers, need_targets=True)
-    with _quiet(*((_EXACT_EVAL,) if isinstance(module, SNNModule) else ())):
+    data = prepare_eval_data(x, _array_labels(module, y, "y"), batch_size=batch_size, num_workers=num_workers,
+                             need_targets=True)
+    with quiet_lightning(*((_EXACT_EVAL,) if isinstance(module, SNNModule) else ())):
         trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
         if isinstance(data, pl.LightningDataModule):
             results = trainer.test(module, datamodule=data, verbose=False)
@@ -415,7 +422,7 @@ def predict(
     collected = _CollectPredictions()
     trainer_kwargs = dict(trainer_kwargs)
     trainer_kwargs["callbacks"] = [collected, *(trainer_kwargs.get("callbacks") or [])]
-    with _quiet(r".*Couldn't infer the batch indices.*"):
+    with quiet_lightning(r".*Couldn't infer the batch indices.*"):
         trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
         if trainer.world_size > 1 and isinstance(getattr(data, "dataset", None), IterableDataset):
             raise ValueError(_UNORDERED.format(n=trainer.world_size))
