@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from workloads import ATAN_ALPHA, TAU, V_RESET, V_TH, base_name
+from workloads import ATAN_ALPHA, DELAY_SIGMA, TAU, V_RESET, V_TH, base_name
 
 NAME = "spaic_train"
 
@@ -113,13 +113,15 @@ def build_network(spaic, workload, spec, params, probe=False):
         d1 = params["D1"]
         if workload == "delay-feedback" and probe == "zero-delay":
             d1 = torch.zeros_like(d1)  # the peers cannot express per-synapse delays: compare without them
-        net.c1 = spaic.Connection(net.inp, net.l1, link_type="full", weight=params["W1"], max_delay=md, delay=d1)
+        learn = dict(learn_delay=True, delay_sigma=DELAY_SIGMA) if workload == "delays-learned" else {}
+        net.c1 = spaic.Connection(net.inp, net.l1, link_type="full", weight=params["W1"], max_delay=md, delay=d1,
+                                  **learn)
         if w == "delay-feedback":
             net.rec = spaic.Connection(net.l1, net.l1, link_type="full", weight=params["R"])
             net.c2 = spaic.Connection(net.l1, net.l2, link_type="full", weight=params["W2"])
         else:
             net.c2 = spaic.Connection(net.l1, net.l2, link_type="full", weight=params["W2"], max_delay=md,
-                                      delay=params["D2"])
+                                      delay=params["D2"], **learn)
         layers = [net.l1, net.l2]
     else:
         raise ValueError(f"unknown workload {workload!r}")

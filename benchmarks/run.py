@@ -3,7 +3,7 @@
     python benchmarks/run.py [--workloads lif,fc,conv,delay-feedback]
                              [--frameworks spaic_train,spikingjelly,snntorch,norse]
                              [--iters 10] [--warmup 3] [--rounds 2] [--threads 2] [--quick] [--fastpath]
-                             [--memory]
+                             [--learned-delays] [--memory]
                              [--json benchmarks/results/latest.json]
 
 Each (framework, workload) runs in its own subprocess (``run.py --worker FRAMEWORK WORKLOAD ...``);
@@ -252,8 +252,10 @@ def check_agreement(workloads, frameworks, args, log) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for wl in workloads:
-            if wl == "memory":
-                continue  # probes run without autograd, where checkpoint_steps does nothing
+            if wl in ("memory", "delays"):
+                # memory: probes run without autograd, where checkpoint_steps does nothing; delays: the relaxed
+                # (training) path differs from the integer one by design (eval is equal bit for bit: tests)
+                continue
             out[wl] = {}
             ref_fw = OURS if wl not in ("fastpath",) else None
             files = {}
@@ -306,12 +308,12 @@ MEMORY_WARMUP, MEMORY_ITERS = 1, 2
 
 
 def run_timing(workloads, frameworks, args, log) -> dict:
+    import workloads as W
+
     per_round = max(1, math.ceil(args.iters / args.rounds))
     raw = {wl: {fw: [] for fw in frameworks if (fw, wl) not in SKIP} for wl in workloads if wl != "memory"}
     for wl in workloads:
         if wl == "memory":
-            import workloads as W
-
             raw[wl] = {}
             for variant in W.MEMORY_WORKLOADS:
                 res = _spawn(_worker_cmd(OURS, variant, args, MEMORY_ITERS, warmup=MEMORY_WARMUP), args)
@@ -320,11 +322,11 @@ def run_timing(workloads, frameworks, args, log) -> dict:
                                            f"peak {res['peak_delta_mb']:.0f} MB")
                 log(f"  memory {variant:20s} {msg[:200]}")
             continue
-        fws = [f for f in frameworks if (f, wl) not in SKIP] if wl != "fastpath" else ["fastpath-batched",
-                                                                                         "fastpath-step"]
+        paired = {"fastpath": W.FASTPATH_WORKLOADS, "delays": W.DELAY_WORKLOADS}.get(wl)
+        fws = list(paired) if paired else [f for f in frameworks if (f, wl) not in SKIP]
         for r in range(args.rounds):
             for fw in fws:
-                if wl == "fastpath":
+                if paired:
                     res = _spawn(_worker_cmd(OURS, fw, args, per_round), args)
                     raw[wl].setdefault(fw, []).append(res)
                 else:
@@ -340,7 +342,7 @@ def _fmt_table(results, agreement) -> str:
             f"{'peak MB':>8s} {'agreement':>10s}  note")
     lines = [head, "-" * len(head)]
     for wl, d in results.items():
-        if wl in ("fastpath", "memory"):
+        if wl in ("fastpath", "memory", "delays"):
             continue
         ours = d.get(OURS, {}).get("median_ms")
         for fw, s in d.items():
@@ -368,6 +370,19 @@ def _fmt_fastpath(results, agreement) -> str:
             f"(peak {b['peak_delta_mb']:.0f} MB), step-by-step {s['median_ms']:.1f} ms/iter "
             f"(peak {s['peak_delta_mb']:.0f} MB); speed-up step/batched = {s['median_ms'] / b['median_ms']:.2f}x; "
             f"spike agreement {ag_s}")
+
+
+def _fmt_delays(results) -> str:
+    d = results.get("delays")
+    if not d:
+        return ""
+    f, lr = d.get("delays-fixed", {}), d.get("delays-learned", {})
+    if "median_ms" not in f or "median_ms" not in lr:
+        return f"learned delays: error {f.get('error') or lr.get('error')}"
+    return (f"learned delays (spaic_train, the fastpath net): fixed {f['median_ms']:.1f} ms/iter "
+            f"(peak {f['peak_delta_mb']:.0f} MB), learnable {lr['median_ms']:.1f} ms/iter "
+            f"(peak {lr['peak_delta_mb']:.0f} MB); learnable/fixed = {lr['median_ms'] / f['median_ms']:.2f}x time, "
+            f"{lr['peak_delta_mb'] / max(f['peak_delta_mb'], 1e-9):.2f}x peak memory")
 
 
 def _fmt_memory(results, quick: bool) -> str:
@@ -401,6 +416,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, 3 iterations, 1 warm-up, 1 round (smoke test)")
     ap.add_argument("--fastpath", action="store_true", help="also time spaic_train time-batched vs mode='step'")
+    ap.add_argument("--learned-delays", action="store_true",
+                    help="also time spaic_train's fastpath net with learnable vs fixed per-synapse delays")
     ap.add_argument("--memory", action="store_true",
                     help="also compare spaic_train's peak RSS at long T without / with checkpoint_steps")
     ap.add_argument("--no-check", action="store_true", help="skip the spike-agreement check")
@@ -437,6 +454,8 @@ def main(argv=None) -> int:
         frameworks.insert(0, OURS)
     if args.fastpath:
         workloads.append("fastpath")
+    if args.learned_delays:
+        workloads.append("delays")
     if args.memory:
         workloads.append("memory")
 
@@ -459,10 +478,10 @@ def main(argv=None) -> int:
     for d in results.values():
         for fw, s in d.items():
             if "version" in s:
-                versions[OURS if fw.startswith(("fastpath", "memory")) else fw] = s["version"]
+                versions[OURS if fw.startswith(("fastpath", "memory", "delays")) else fw] = s["version"]
     ratios = {wl: {fw: d[OURS]["median_ms"] / s["median_ms"] for fw, s in d.items()
                    if fw != OURS and "median_ms" in s and "median_ms" in d.get(OURS, {})}
-              for wl, d in results.items() if wl not in ("fastpath", "memory")}
+              for wl, d in results.items() if wl not in ("fastpath", "memory", "delays")}
     log("")
     log("ms/iter = median wall time of one full training iteration (forward over all T, loss, backward, "
         "Adam step; lif: forward + backward only); ours/peer < 1 means spaic_train is faster; "
@@ -471,6 +490,9 @@ def main(argv=None) -> int:
     fp = _fmt_fastpath(results, agreement)
     if fp:
         log(fp)
+    ld = _fmt_delays(results)
+    if ld:
+        log(ld)
     mem = _fmt_memory(results, args.quick)
     if mem:
         log(mem)
@@ -489,6 +511,11 @@ def main(argv=None) -> int:
         if "median_ms" in d.get("fastpath-batched", {}) and "median_ms" in d.get("fastpath-step", {}):
             report["fastpath_speedup_step_over_batched"] = (d["fastpath-step"]["median_ms"]
                                                             / d["fastpath-batched"]["median_ms"])
+    if "delays" in results:
+        f, lr = results["delays"].get("delays-fixed", {}), results["delays"].get("delays-learned", {})
+        if "median_ms" in f and "median_ms" in lr:
+            report["learned_over_fixed_delays"] = {"time": lr["median_ms"] / f["median_ms"],
+                                                   "peak_mb": lr["peak_delta_mb"] / max(f["peak_delta_mb"], 1e-9)}
     if "memory" in results:
         d = results["memory"]
         report["memory_peak_mb_plain_vs_checkpointed"] = {

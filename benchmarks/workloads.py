@@ -25,6 +25,10 @@ ATAN_ALPHA = 2.0
 WORKLOADS = ("lif", "fc", "conv", "delay-feedback")
 #: spaic_train only: the same delayed feed-forward net run time-batched and forced step by step
 FASTPATH_WORKLOADS = ("fastpath-batched", "fastpath-step")
+#: spaic_train only (``--learned-delays``): the fastpath net with fixed vs learnable delays (relaxed, training mode)
+DELAY_WORKLOADS = ("delays-fixed", "delays-learned")
+#: relaxation width (ms) of the learnable delays of ``delays-learned``
+DELAY_SIGMA = 2.0
 #: spaic_train only (``--memory``): long-T versions of ``fc`` / ``conv``, plain vs checkpointed through time
 MEMORY_WORKLOADS = ("memory-fc-plain", "memory-fc-ckpt", "memory-conv-plain", "memory-conv-ckpt")
 #: long time axis and chunk length ``checkpoint_steps`` of the ``--memory`` workloads (other sizes as ``fc``/``conv``)
@@ -53,6 +57,8 @@ DESCRIPTIONS = {
     "delay-feedback": "in-hid LIF (per-synapse delays <= 8 steps) with recurrent hid->hid, hid-10 LIF, "
                       "CE on counts, Adam",
     "fastpath": "in-hid LIF-10 LIF, per-synapse delays on both connections, no loop",
+    "delays": "spaic_train only: the fastpath net with fixed vs learnable per-synapse delays (learn_delay=True, "
+              "Gaussian relaxation, training mode)",
     "memory": "spaic_train only: fc and conv at long T, plain vs Network checkpoint_steps (checkpoint through time)",
 }
 
@@ -60,7 +66,7 @@ DESCRIPTIONS = {
 def base_name(workload: str) -> str:
     if workload.startswith("memory-"):
         return workload.split("-")[1]  # memory-fc-ckpt -> fc
-    return "fastpath" if workload.startswith("fastpath") else workload
+    return "fastpath" if workload.startswith(("fastpath", "delays")) else workload
 
 
 def spec_for(workload: str, quick: bool) -> dict:

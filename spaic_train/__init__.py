@@ -2,39 +2,64 @@
 
 The core is SPAIC-compatible (``import spaic_train as spaic``): ``NeuronGroup``s joined by
 ``Connection``s inside a ``Network``, fed by ``Encoder``s and read by ``Decoder``s.
+
+The public names below are imported on first use (PEP 562), so that ``import spaic_train`` and the
+command line's ``--help`` do not pay for importing torch and Lightning until something needs them.
 """
 
-from . import init, neurons, surrogate
-from .assembly import Assembly, NeuronGroup
-from .connection import Connection
-from .init import (
-    constant,
-    kaiming_normal,
-    kaiming_uniform,
-    normal,
-    sparse,
-    uniform,
-    xavier_normal,
-    xavier_uniform,
-)
-from .network import Decoder, Encoder, Network, StateMonitor
+from importlib import import_module
+
+from . import console
 
 __version__ = "0.1.0"
 
+#: public name -> submodule that defines it
+_EXPORTS = {
+    "Assembly": "assembly",
+    "NeuronGroup": "assembly",
+    "Connection": "connection",
+    "Decoder": "network",
+    "Encoder": "network",
+    "Network": "network",
+    "StateMonitor": "network",
+    "constant": "init",
+    "kaiming_normal": "init",
+    "kaiming_uniform": "init",
+    "normal": "init",
+    "sparse": "init",
+    "uniform": "init",
+    "xavier_normal": "init",
+    "xavier_uniform": "init",
+    # Keras-style API (layers, models, save/load) and the Lightning module they train with
+    "Model": "keras",
+    "Sequential": "keras",
+    "load_model": "keras",
+    "save_model": "keras",
+    "SNNModule": "training",
+}
 __all__ = [
     "Assembly",
     "Connection",
     "Decoder",
     "Encoder",
+    "Model",
     "Network",
     "NeuronGroup",
+    "SNNModule",
+    "Sequential",
     "StateMonitor",
+    "console",
     "constant",
+    "from_nir",
     "init",
     "kaiming_normal",
     "kaiming_uniform",
+    "keras",
+    "layers",
+    "load_model",
     "neurons",
     "normal",
+    "save_model",
     "sparse",
     "surrogate",
     "uniform",
@@ -42,22 +67,28 @@ __all__ = [
     "xavier_uniform",
 ]
 
-# Keras-style API (layers, models, save/load) and the Lightning module they train with
-import sys as _sys  # noqa: E402
 
-from . import keras  # noqa: E402
-from .keras import Model, Sequential, layers, load_model, save_model  # noqa: E402
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
+        try:
+            value = import_module(f".{name}", __name__)  # any submodule: spaic_train.network, ...
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'spaic_train' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
 
-# ``from spaic_train.layers import Full`` works like ``from spaic_train.keras.layers import Full``
-_sys.modules.setdefault(__name__ + ".layers", layers)
 
-__all__ += ["Model", "SNNModule", "Sequential", "keras", "layers", "load_model", "save_model"]
+def from_nir(graph_or_path, dt=None, time_steps=None, decoder=None):
+    """A Keras ``Model`` from a NIR graph or ``.nir`` file: :func:`spaic_train.nir.load_model` (same arguments;
+    ``dt`` in seconds per step).  Needs ``pip install 'spaic_train[nir]'``; ``nir`` is imported only here."""
+    from .nir import load_model as _load_nir_model
+
+    return _load_nir_model(graph_or_path, dt=dt, time_steps=time_steps, decoder=decoder)
 
 
-def __getattr__(name):
-    # ``SNNModule`` imports Lightning (slow): load it on first use, not on ``import spaic_train``
-    if name == "SNNModule":
-        from .training import SNNModule
-
-        return SNNModule
-    raise AttributeError(f"module 'spaic_train' has no attribute {name!r}")
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

@@ -24,7 +24,10 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import logging
 import os
+import shutil
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from spaic_train.config import register_configs
+from spaic_train.config import ConfigError, register_configs, validate_config
 
 __all__ = [
     "ConfigError",
@@ -42,7 +45,10 @@ __all__ = [
     "build_model",
     "compile_kwargs",
     "fit_kwargs",
+    "help_text",
+    "load_data",
     "main",
+    "resolve_devices",
     "resolve_initializers",
     "run",
 ]
@@ -50,13 +56,11 @@ __all__ = [
 #: ``trainer.*`` keys handed to ``lightning.Trainer`` as they are (when not null)
 LIGHTNING_KEYS = (
     "limit_train_batches", "limit_val_batches", "limit_test_batches", "num_sanity_val_steps", "gradient_clip_val",
-    "accumulate_grad_batches", "log_every_n_steps", "deterministic", "benchmark",
+    "accumulate_grad_batches", "log_every_n_steps", "deterministic", "benchmark", "num_nodes",
 )
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
-
-class ConfigError(ValueError):
-    """A config value that the schema accepts but the code cannot use; the message names the key."""
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -175,7 +179,7 @@ def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
     for i, entry in enumerate(layers_cfg):
         where = f"model.layers[{i}]"
         if not isinstance(entry, dict) or "type" not in entry:
-            raise ConfigError(f"{where}: each layer is a mapping with a 'type' key ({', '.join(LAYERS.names())}), "
+            raise ConfigError(f"{where}: each layer is a mapping with a 'type' key ({LAYERS.describe()}), "
                               f"got {entry!r}")
         kwargs = {k: v for k, v in entry.items() if k not in ("type", "inbound")}
         try:
@@ -240,8 +244,13 @@ def _call_layer(layer: Any, inbound: Any, outputs: dict, previous: Any, where: s
 
 
 def compile_kwargs(cfg: Mapping) -> dict:
-    """``model.compile`` arguments: ``optimizer.*`` plus the model's ``loss``/``loss_kwargs``/``metrics``."""
+    """``model.compile`` arguments: ``optimizer.*`` plus the model's ``loss``/``loss_kwargs``/``metrics``.
+
+    Raises:
+        ConfigError: a bad loss or ``optimizer.delay_sigma``, naming the key.
+    """
     from spaic_train.training import get_loss
+    from spaic_train.training.delay_sigma import as_delay_sigma_schedule
 
     opt = dict(_plain(cfg["optimizer"]))
     model = dict(_plain(cfg["model"]))
@@ -249,9 +258,15 @@ def compile_kwargs(cfg: Mapping) -> dict:
         loss = get_loss(model.get("loss", "ce_rate"), **(model.get("loss_kwargs") or {}))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.loss / model.loss_kwargs: {e}") from e
+    sigma = opt.get("delay_sigma") or {}
+    try:
+        delay_sigma = as_delay_sigma_schedule(sigma if sigma.get("start") is not None else None)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"optimizer.{e}") from e
     return {"optimizer": opt["name"], "lr": float(opt["lr"]), "optimizer_kwargs": opt.get("kwargs") or {},
             "scheduler": opt.get("scheduler"), "scheduler_kwargs": opt.get("scheduler_kwargs") or {},
-            "loss": loss, "metrics": list(model.get("metrics") or [])}
+            "loss": loss, "metrics": list(model.get("metrics") or []), "delay_lr": opt.get("delay_lr"),
+            "delay_sigma": delay_sigma}
 
 
 def _check_limit(key: str, value: Any) -> None:
@@ -293,8 +308,23 @@ def build_callbacks(cfg: Mapping, logger: Any) -> list:
         raise ConfigError(str(e)) from e
 
 
+def resolve_devices(devices: Any, accelerator: str) -> Any:
+    """``trainer.devices`` for Lightning: ``-1`` ("every visible device") on the CPU becomes one process per core
+    this process may run on (Lightning accepts only a positive count there); anything else passes unchanged."""
+    import torch
+
+    if str(devices) != "-1":
+        return devices
+    on_gpu = accelerator not in ("auto", "cpu") or torch.cuda.is_available() or torch.backends.mps.is_available()
+    if on_gpu:
+        return devices
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
     """``model.fit`` arguments from ``trainer.*`` (and ``seed``): logger, log/checkpoint dirs, Lightning options."""
+    from spaic_train.training.progress import EpochProgress
+
     t = dict(_plain(cfg["trainer"]))
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         _check_limit(key, t.get(key))
@@ -302,11 +332,14 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
         raise ConfigError(f"trainer.max_epochs: must be >= 1, got {t['max_epochs']}")
     logger = build_logger(t, output_dir)
     kwargs = {
-        "epochs": int(t["max_epochs"]), "accelerator": t["accelerator"], "devices": t["devices"],
+        "epochs": int(t["max_epochs"]), "accelerator": t["accelerator"],
+        "devices": resolve_devices(t["devices"], t["accelerator"]),
         "strategy": t["strategy"], "precision": t["precision"], "logger": logger, "log_dir": str(output_dir),
         "checkpoint_dir": str(output_dir / "checkpoints") if t.get("checkpoint") else None,
-        "resume": t.get("resume"), "seed": cfg.get("seed"), "enable_progress_bar": bool(t["enable_progress_bar"]),
-        "callbacks": build_callbacks(cfg, logger),
+        "resume": t.get("resume"), "seed": cfg.get("seed"),
+        # one line per epoch always (the run's log); the live bar on a terminal only with enable_progress_bar
+        "enable_progress_bar": True,
+        "callbacks": [EpochProgress(live=bool(t["enable_progress_bar"])), *build_callbacks(cfg, logger)],
     }
     for key in LIGHTNING_KEYS:
         if t.get(key) is not None:
@@ -337,12 +370,39 @@ def _recipe_name(cfg: Mapping) -> str:
         return "run"
 
 
+def load_data(dm: Any, cfg: Mapping) -> None:
+    """Prepare and set up the datamodule now, before any model or Trainer is built, so that a missing dataset
+    stops the run at once.
+
+    Raises:
+        DataNotFoundError: the datamodule's message (``data.root`` and the files looked for) plus where
+            ``data.root`` comes from: ``paths.data`` and ``$SPAIC_TRAIN_DATA``.
+    """
+    from spaic_train.data import DataNotFoundError
+
+    try:
+        dm.prepare_data()
+        dm.setup()
+    except DataNotFoundError as e:
+        root = OmegaConf.to_container(cfg["data"], resolve=False).get("root")
+        env = os.environ.get("SPAIC_TRAIN_DATA")
+        source = f"$SPAIC_TRAIN_DATA={env!r}" if env else "$SPAIC_TRAIN_DATA is not set: default ./data"
+        raise DataNotFoundError(
+            f"{e}\ndata.root={root!r} with paths.data={cfg['paths']['data']!r} ({source}). Point SPAIC_TRAIN_DATA "
+            f"or paths.data at your datasets directory, or set data.root."
+        ) from None
+
+
 def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict:
     """Build everything from ``cfg``, train, test, save; return the final metrics.
 
-    Order (every config error surfaces before training starts): seed → datamodule → model (+ summary) →
-    compile → callbacks/logger → ``fit`` → ``evaluate`` on the test split (``trainer.test``) → ``model.pt`` and
-    ``metrics.json`` in the output directory.
+    Order (every config or data error surfaces before anything is built): config check against the schema →
+    seed → datamodule and its data (:func:`load_data`) → output directory → model (+ summary) → compile →
+    callbacks/logger → ``fit`` → ``evaluate`` on the test split (``trainer.test``; the test metrics also go to
+    TensorBoard) → ``model.pt`` and ``metrics.json`` in the output directory.  What it prints goes through the
+    ``spaic_train`` logger (console and, under Hydra, ``train.log``).  Under several processes (DDP, one or many
+    machines) every process trains and evaluates (on its shard; the metrics are those of the whole split), and
+    only global rank 0 prints the summary and the final metrics and writes ``model.pt`` and ``metrics.json``.
 
     Returns:
         ``{'val_loss': ..., 'val_accuracy': ..., 'test_loss': ..., 'test_accuracy': ..., 'epochs': ...,
@@ -350,18 +410,22 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     """
     import lightning.pytorch as pl
     import torch
+    from lightning.pytorch.utilities import rank_zero_only
 
-    out = _output_dir(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    validate_config(cfg)
     t_cfg = cfg.trainer
     if t_cfg.num_threads is not None:
         torch.set_num_threads(int(t_cfg.num_threads))
     if cfg.seed is not None:
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     dm = build_datamodule_from_config(cfg.data)
+    load_data(dm, cfg)
+    out = _output_dir(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info(f"Run directory: {out}")
     model = build_model(cfg.model, tuple(dm.input_shape))
-    if cfg.summary:
-        model.summary()
+    if cfg.summary and rank_zero_only.rank == 0:  # the launcher's rank (RANK, SLURM_PROCID, LOCAL_RANK)
+        model.summary(print_fn=log.info)
     model.compile(**compile_kwargs(cfg))
     kwargs = fit_kwargs(cfg, out)
     recipe = _recipe_name(cfg)
@@ -375,15 +439,19 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     for key, values in history.history.items():
         if values:
             metrics[key] = float(values[-1])
-    if trainer is not None and not trainer.is_global_zero:
-        return metrics
-    if t_cfg.test:
-        eval_kwargs: dict[str, Any] = {"accelerator": t_cfg.accelerator, "precision": t_cfg.precision,
-                                       "batch_size": int(cfg.data.get("batch_size", 64))}
+    if t_cfg.test:  # on the processes of the fit: exact metrics of the whole split on every one
+        eval_kwargs: dict[str, Any] = {"accelerator": t_cfg.accelerator, "devices": kwargs["devices"],
+                                       "num_nodes": t_cfg.num_nodes, "strategy": t_cfg.strategy,
+                                       "precision": t_cfg.precision, "batch_size": int(cfg.data.get("batch_size", 64))}
         if t_cfg.limit_test_batches is not None:
             eval_kwargs["limit_test_batches"] = t_cfg.limit_test_batches
-        test = model.evaluate(dm, **eval_kwargs)
-        metrics.update({f"test_{k}": float(v) for k, v in test.items()})
+        test = {f"test_{k}": float(v) for k, v in model.evaluate(dm, **eval_kwargs).items()}
+        metrics.update(test)
+        if kwargs["logger"] is not False:  # Lightning's loggers write from global rank 0 only
+            kwargs["logger"].log_metrics(test, step=trainer.global_step)
+            kwargs["logger"].finalize("success")
+    if trainer is not None and not trainer.is_global_zero:
+        return metrics
     if cfg.save_model:
         model.save(out / "model.pt")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -395,22 +463,95 @@ def _report(metrics: dict, out: Path, logger: Any) -> None:
     shown = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
              if k in metrics]
     line = "  ".join(f"{k}={metrics[k]:.4f}" for k in shown)
-    print(f"\n[{metrics['recipe']}] {metrics.get('epochs')} epochs in {metrics['fit_seconds']:.1f} s  {line}")
-    print(f"outputs: {out}")
+    log.info(f"[{metrics['recipe']}] {metrics.get('epochs')} epochs in {metrics['fit_seconds']:.1f} s  {line}")
+    log.info(f"outputs: {out} (train.log, metrics.json, model.pt, checkpoints/)")
     if logger is not False and type(logger).__name__ == "TensorBoardLogger":
-        print(f"TensorBoard: tensorboard --logdir {out / 'tb'}")
+        log.info(f"TensorBoard: tensorboard --logdir {out / 'tb'}")
+
+
+def _discard_unused_run_dir() -> None:
+    """Remove the Hydra run directory of a job that stopped before building anything (it holds only Hydra's
+    ``.hydra/`` and the log), and the parents that this leaves empty, up to the launch directory."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        out = Path(hc.runtime.output_dir)
+        own = {".hydra", f"{hc.job.name}.log"}
+    except Exception:  # not inside a Hydra job
+        return
+    if not out.is_dir() or not {p.name for p in out.iterdir()} <= own:
+        return
+    shutil.rmtree(out)
+    cwd = Path.cwd().resolve()
+    for parent in out.resolve().parents:
+        if cwd not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def _task(cfg: DictConfig) -> Optional[float]:
-    metrics = run(cfg)
+    from spaic_train.console import route_to_root
+    from spaic_train.data import DataNotFoundError
+
+    route_to_root()  # Hydra has configured logging: everything reaches its console handler and train.log
+    try:
+        metrics = run(cfg)
+    except (ConfigError, DataNotFoundError) as e:  # bad input, caught before anything was built: no traceback
+        _discard_unused_run_dir()
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     for key in ("test_accuracy", "val_accuracy", "accuracy"):
         if key in metrics:
             return float(metrics[key])
     return None
 
 
+def help_text() -> str:
+    """``python train.py --help``: usage, the recipes (with the first comment line of each) and the config
+    groups, read from the config directory (no torch / Lightning import, no composition: it is instant)."""
+    groups = {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in sorted(CONFIG_DIR.iterdir()) if d.is_dir()}
+    default = next((str(v) for entry in OmegaConf.load(CONFIG_DIR / "config.yaml").defaults
+                    if isinstance(entry, Mapping) for k, v in entry.items() if k == "recipe"), None)
+
+    def summary(path: Path) -> str:
+        for line in path.read_text().splitlines():
+            text = line.lstrip("# ").strip()
+            if line.startswith("#") and text and not text.startswith("@package"):
+                return text if len(text) <= 80 else text[:79].rstrip(" ,;") + "…"
+        return ""
+
+    recipes = [f"  {name + (' *' if name == default else ''):<16}{summary(CONFIG_DIR / 'recipe' / f'{name}.yaml')}"
+               for name in groups.pop("recipe", [])]
+    lines = [
+        "spaic-train (python train.py): train a spiking network from a Hydra recipe.",
+        "",
+        "Usage:",
+        "  python train.py [recipe=<name>] [group=<option> ...] [section.key=value ...]",
+        "  python train.py recipe=mnist_fc paths.data=/data       # datasets under $SPAIC_TRAIN_DATA or paths.data",
+        "  python train.py trainer.max_epochs=1 optimizer.lr=3e-4",
+        "  python train.py --cfg job [overrides]                  # print the composed config (every key); run nothing",
+        "  python train.py -m optimizer.lr=1e-3,3e-4              # sweep: one run per value",
+        "  python train.py --hydra-help                           # Hydra's own options",
+        "",
+        "Recipes (recipe=<name>; * = the default):",
+        *recipes,
+        "",
+        "Config groups (group=<option>):",
+        *(f"  {group}: {', '.join(options)}" for group, options in groups.items()),
+        "",
+        "Where things go: each run writes outputs/<recipe>/<date>/ (train.log, metrics.json, model.pt, tb/ for",
+        "TensorBoard, checkpoints/); datasets are read under $SPAIC_TRAIN_DATA (default ./data); image archives are",
+        "extracted once under $SPAIC_TRAIN_CACHE (default ~/.cache/spaic_train).",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Console entry point (``spaic-train`` and ``python train.py``): parse Hydra's command line and run."""
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print(help_text())
+        return
     import hydra
 
     register_configs()

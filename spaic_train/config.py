@@ -22,8 +22,11 @@ section         schema                                       becomes
 
 Validation happens at composition, before anything is built: a key that is not in the schema
 (``trainer.max_epoch=1``, or a typo in a YAML file) or a value of the wrong type
-(``trainer.max_epochs=abc``) stops Hydra with an error naming the full key.  Layer entries are free-form
-dicts checked against the layer's constructor when the model is built (still before training).
+(``trainer.max_epochs=abc``) stops Hydra with an error naming the full key.  Keys *added* on the command line
+(``+trainer.max_epoch=1``, ``++trainer.max_epoch=1``) skip that check — Hydra adds them with the schema's
+struct flag off — so :func:`validate_config` checks the composed config again when the run starts, still
+before anything is built, and names the key with the closest valid one.  Layer entries are free-form dicts
+checked against the layer's constructor when the model is built (still before training).
 
 Values are never ``eval``-ed.  Initializers are written as dicts ``{init: kaiming_uniform, a: ${sqrt:5}}``
 (names of :mod:`spaic_train.init` functions); the ``sqrt`` and ``mul`` resolvers compute square roots and
@@ -33,6 +36,7 @@ products (:data:`RESOLVERS`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import math
 import types
@@ -45,6 +49,8 @@ from omegaconf import MISSING, OmegaConf
 
 __all__ = [
     "Config",
+    "ConfigError",
+    "DelaySigmaConfig",
     "InputConfig",
     "ModelConfig",
     "MonitorConfig",
@@ -54,7 +60,13 @@ __all__ = [
     "data_schema",
     "data_schemas",
     "register_configs",
+    "validate_config",
 ]
+
+
+class ConfigError(ValueError):
+    """A config value that the schema accepts but the code cannot use, or a key the schema does not have; the
+    message names the key."""
 
 
 @dataclass
@@ -108,6 +120,21 @@ class ModelConfig:
 
 
 @dataclass
+class DelaySigmaConfig:
+    """Annealing of the relaxation width of learnable delays (→ ``DelaySigmaSchedule(start, end, epochs)``).
+
+    Attributes:
+        start: width in the first epoch (ms); ``null`` (default): no annealing.
+        end: final width (ms).
+        epochs: epochs the annealing takes.
+    """
+
+    start: Optional[float] = None
+    end: float = 0.0
+    epochs: int = 1
+
+
+@dataclass
 class OptimizerConfig:
     """``compile`` arguments of the optimizer and learning-rate schedule.
 
@@ -117,6 +144,10 @@ class OptimizerConfig:
         kwargs: extra optimizer options such as ``weight_decay``, ``momentum`` (→ ``optimizer_kwargs=``).
         scheduler: ``null``, ``cosine``, ``step``, ``exponential``, ``onecycle``, ``plateau`` (→ ``scheduler=``).
         scheduler_kwargs: scheduler options (→ ``scheduler_kwargs=``).
+        delay_lr: learning rate of learnable delays (``learn_delay: true`` layers; ``null``: 100 × ``lr``)
+            (→ ``delay_lr=``).
+        delay_sigma: annealing of the learnable delays' relaxation width (:class:`DelaySigmaConfig`;
+            → ``delay_sigma=``).
     """
 
     name: str = "adam"
@@ -124,6 +155,8 @@ class OptimizerConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     scheduler: Optional[str] = None
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
+    delay_lr: Optional[float] = None
+    delay_sigma: DelaySigmaConfig = field(default_factory=DelaySigmaConfig)
 
 
 @dataclass
@@ -135,10 +168,14 @@ class TrainerConfig:
     Attributes:
         max_epochs: epochs (→ ``fit(epochs=...)``).
         accelerator, devices, strategy, precision: as ``lightning.Trainer`` (``devices`` may be an int, a list or
-            ``auto``).
+            ``auto``; ``-1``: every visible GPU, or on the CPU one process per usable core).
+        num_nodes: machines taking part (each runs ``devices`` processes), as ``lightning.Trainer``; the processes
+            are started by ``torchrun`` or SLURM (README "Many machines").
         limit_train_batches, limit_val_batches, limit_test_batches: int (batches) or float (fraction) per epoch.
         num_sanity_val_steps, gradient_clip_val, accumulate_grad_batches, log_every_n_steps, deterministic,
-            benchmark, enable_progress_bar: as ``lightning.Trainer``.
+            benchmark: as ``lightning.Trainer``.
+        enable_progress_bar: draw a live bar of the batches when the console is a terminal (the one line per
+            epoch is always logged: console and ``train.log``).
         logger: ``tensorboard`` (default; ``<output dir>/tb``), ``csv`` or ``none``.
         checkpoint: save ``last.ckpt`` and the best checkpoint in ``<output dir>/checkpoints``.
         resume: ``last`` or a checkpoint path to continue from.
@@ -149,6 +186,7 @@ class TrainerConfig:
     max_epochs: int = 10
     accelerator: str = "auto"
     devices: Any = "auto"
+    num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
     limit_train_batches: Any = None
@@ -275,6 +313,53 @@ def data_schemas() -> dict[str, type]:
     from spaic_train.data import DATASETS
 
     return {n: data_schema(n) for n in DATASETS.names()}
+
+
+def _schema_error(e: Exception, prefix: str) -> ConfigError:
+    """An OmegaConf ``ConfigKeyError`` / ``ValidationError`` as a :class:`ConfigError` naming the full key and,
+    for an unknown key, the closest valid one and all valid ones."""
+    full_key = f"{prefix}{getattr(e, 'full_key', '') or getattr(e, 'key', '')}"
+    msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]
+    obj_type = getattr(e, "object_type", None)
+    if type(e).__name__ == "ConfigKeyError" and dataclasses.is_dataclass(obj_type):
+        key = str(getattr(e, "key", ""))
+        valid = [f.name for f in dataclasses.fields(obj_type)]
+        parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f" Did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""
+        return ConfigError(f"{full_key}: unknown config key.{hint} Valid keys "
+                           f"{'of ' + parent if parent else 'at the top level'}: {', '.join(valid)}")
+    return ConfigError(f"{full_key}: {msg}")
+
+
+def validate_config(cfg: Any) -> None:
+    """Check a composed config against the schema: :class:`Config`, and the ``data`` section against the
+    schema of its dataset (:func:`data_schema`).
+
+    Composition already checks every key that comes from a YAML file or a ``key=value`` override; this catches
+    keys added with ``+key=value`` / ``++key=value``, which Hydra merges with the schema's checks switched off.
+
+    Raises:
+        ConfigError: an unknown key (naming it, the closest valid key and the valid ones) or a value of the
+            wrong type.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    data = plain.pop("data", None)
+    try:
+        OmegaConf.merge(OmegaConf.structured(Config), plain)
+    except OmegaConfBaseException as e:
+        raise _schema_error(e, "") from None
+    if isinstance(data, dict):
+        try:
+            schema = data_schema(data.get("name"))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"data.name: {e}") from None
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), data)
+        except OmegaConfBaseException as e:
+            raise _schema_error(e, "data.") from None
 
 
 def _sqrt(x: Any) -> float:

@@ -3,7 +3,7 @@
 Every pluggable family (link types, synapse ops, neuron models, surrogates, encoders,
 decoders, losses, optimizers, datasets) has one :class:`Registry`.  Adding a new member
 is one decorated class or function in one place; looking up an unknown name raises a
-``ValueError`` that lists the valid names and suggests the closest one.
+``ValueError`` that lists every accepted name (aliases included) and suggests the closest one.
 """
 
 from __future__ import annotations
@@ -45,6 +45,17 @@ class Registry(Generic[T]):
         """Canonical names (aliases excluded), sorted."""
         return sorted(set(self._canonical.values()))
 
+    def describe(self) -> str:
+        """Every accepted name, for messages: the canonical names, sorted, each followed by its aliases.
+
+        Example: ``"ce (or cross_entropy, crossentropy), ce_count (or cross_entropy_count), mse"``.
+        """
+        parts = []
+        for name in self.names():
+            aliases = sorted(k for k, c in self._canonical.items() if c == name and k != name.lower())
+            parts.append(f"{name} (or {', '.join(aliases)})" if aliases else name)
+        return ", ".join(parts)
+
     def canonical(self, name: str) -> str:
         """The canonical name for ``name`` or one of its aliases."""
         self.get(name)
@@ -65,7 +76,7 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(key, list(self._items), n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"{where}unknown {self.kind} {name!r}; valid {self.kind}s are: {', '.join(self.names())}.{hint}"
+                f"{where}unknown {self.kind} {name!r}; valid {self.kind}s are: {self.describe()}.{hint}"
             )
         return self._items[key]
 

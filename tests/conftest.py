@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -23,3 +24,10 @@ def shared_data() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _library_logs_reach_caplog(monkeypatch):
+    """spaic_train's log records propagate to the root logger, where ``caplog`` listens, whatever handler setup
+    ``spaic_train.console`` found at import."""
+    monkeypatch.setattr(logging.getLogger("spaic_train"), "propagate", True)

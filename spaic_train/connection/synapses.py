@@ -18,6 +18,7 @@ name            op
 ``conv``        the same for a ``conv`` link (an error with any other link type)
 ``maxpool``     ``max_pool2d`` (``pool_kernel_size=[2, 2]``, ``pool_stride`` = kernel, ``pool_padding=0``)
 ``avgpool``     ``avg_pool2d`` (same kwargs)
+``sumpool``     sum over each window (``avg_pool2d`` times the window size; NIR's ``SumPool2d``; same kwargs)
 ``dropout``     dropout with ``p`` (default 0.5) from ``syn_kwargs``; one mask per sample shared by all
                 time steps, kept until ``reset_state()``; identity in ``eval()``
 ``flatten``     ``(*shape)`` → ``(prod(shape),)``
@@ -38,8 +39,8 @@ from torch import nn
 from ..registry import Registry
 from .links import POOL_PARAMS, ConvLink, Link, _pair
 
-__all__ = ["SYNAPSES", "Synapse", "BasicSynapse", "ConvSynapse", "MaxPool", "AvgPool", "Dropout", "Flatten",
-           "BatchNorm"]
+__all__ = ["SYNAPSES", "Synapse", "BasicSynapse", "ConvSynapse", "MaxPool", "AvgPool", "SumPool", "Dropout",
+           "Flatten", "BatchNorm"]
 
 #: registry of synapse ops (``Connection(syn_type=[...])``)
 SYNAPSES: Registry = Registry("synapse type")
@@ -167,6 +168,17 @@ class AvgPool(_Pool):
     """2-D average pooling over ``(C, H, W)`` samples (zero padding counted, as in torch)."""
 
     _fn = F.avg_pool2d
+
+
+def _sum_pool2d(x, kernel_size, stride, padding):
+    return F.avg_pool2d(x, kernel_size, stride, padding, divisor_override=1)
+
+
+@SYNAPSES.register("sumpool", "sum_pool", "sumpool2d")
+class SumPool(_Pool):
+    """2-D sum pooling over ``(C, H, W)`` samples: the sum of each window (zero padding adds nothing)."""
+
+    _fn = _sum_pool2d
 
 
 @SYNAPSES.register("dropout")

@@ -16,10 +16,23 @@ name             input_shape / batches        source
 ``folder``       ``(C, H, W)``                any ImageFolder tree / archive
 ``nmnist``       ``(2, 34, 34)`` per step     N-MNIST events → ``x`` ``[T, B, 2, 34, 34]`` (time first)
 ===============  ==========================  ================================================================
+
+``delay_coincidence``: a generated task only synaptic delays solve (which pair of channels fires with which lag),
+``input_shape`` ``(channels,)`` per step, ``x`` ``[T, B, channels]`` with one spike per channel
+(:mod:`spaic_train.data.delay_coincidence`).
 """
 
-from .base import DATASETS, ImageTensorDataset, SpikeDataModule, build_datamodule, first_per_class, split_indices
+from .base import (
+    DATASETS,
+    DataNotFoundError,
+    ImageTensorDataset,
+    SpikeDataModule,
+    build_datamodule,
+    first_per_class,
+    split_indices,
+)
 from .cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule
+from .delay_coincidence import DelayCoincidenceDataModule
 from .digits import DigitsDataModule
 from .digits_rows import DigitsRowsDataModule, RowSequenceDataset
 from .folder import ImageFolderDataModule, default_cache_dir, extract_tar, resolve_split_dir
@@ -35,12 +48,14 @@ from .nmnist import (
 )
 
 __all__ = [
+    "DataNotFoundError",
     "DATASETS",
     "build_datamodule",
     "SpikeDataModule",
     "ImageTensorDataset",
     "split_indices",
     "first_per_class",
+    "DelayCoincidenceDataModule",
     "DigitsDataModule",
     "DigitsRowsDataModule",
     "RowSequenceDataset",

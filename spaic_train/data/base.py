@@ -12,10 +12,15 @@ Every datamodule registered in :data:`DATASETS` follows the same contract:
 * ``train_dataloader`` / ``val_dataloader`` / ``test_dataloader`` -- usable with a Lightning
   ``Trainer`` or directly (they call :meth:`setup` on first use).
 
-Determinism: ``seed`` fixes the train/val split *and* the shuffling order of the training loader
-(through a seeded ``torch.Generator``), so two datamodules built with the same arguments yield the
-same batches (random augmentations draw from the torch RNG of the loading process / worker, whose seed
-the DataLoader derives from that generator).
+Determinism: ``seed`` fixes the train/val split, the shuffling order of the training loader
+(through a seeded ``torch.Generator``) and the fixed order of the validation and test sets, so two
+datamodules built with the same arguments yield the same batches (random augmentations draw from the
+torch RNG of the loading process / worker, whose seed the DataLoader derives from that generator).
+
+Order: files are often stored class by class (CIFAR-10's JPEG tree, any ``ImageFolder``), so the
+validation and test sets are put in a seeded random order once built (:func:`in_seeded_order`): any
+prefix of their batches (``trainer.limit_val_batches`` / ``limit_test_batches``) is a fair sample of
+the classes, not one class.  The training loader reshuffles every epoch.
 """
 
 from __future__ import annotations
@@ -27,9 +32,18 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from spaic_train.registry import Registry
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset's files are not where the configuration points (or could not be downloaded).
+
+    Raised by a datamodule's ``prepare_data`` / ``setup`` (before any model is trained); the message names
+    ``data.root``, the files or layouts looked for and how to point the datamodule at local copies.
+    """
+
 
 #: Registry of datamodule classes by name (``"digits"``, ``"mnist"``, ``"cifar10"``, ``"folder"``, ``"nmnist"``).
 DATASETS: Registry = Registry("dataset")
@@ -93,6 +107,20 @@ def split_indices(
             stratify = labels
     tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, shuffle=True, stratify=stratify)
     return np.sort(tr).astype(np.int64), np.sort(va).astype(np.int64)
+
+
+def in_seeded_order(ds: Dataset | None, seed: int, stream: int) -> Dataset | None:
+    """``ds`` as a :class:`~torch.utils.data.Subset` in a random order fixed by ``(seed, stream)``.
+
+    A ``Subset`` is re-indexed (not nested), so ``result.dataset`` is still the underlying dataset.
+    ``None`` stays ``None``.
+    """
+    if ds is None:
+        return None
+    perm = np.random.default_rng([seed, stream]).permutation(len(ds))
+    if isinstance(ds, Subset):
+        return Subset(ds.dataset, [ds.indices[i] for i in perm])
+    return Subset(ds, perm.tolist())
 
 
 def first_per_class(labels: Sequence[int] | np.ndarray, limit: int | None) -> np.ndarray:
@@ -206,9 +234,12 @@ class SpikeDataModule(pl.LightningDataModule):
 
     # -- Lightning API -------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        """Build all splits once (idempotent; ``stage`` is ignored because building is cheap)."""
+        """Build all splits once (idempotent; ``stage`` is ignored because building is cheap); the validation
+        and test sets get their seeded order (see the module docstring)."""
         if not self._built:
             self._build()
+            self.val_set = in_seeded_order(self.val_set, self.seed, 1)
+            self.test_set = in_seeded_order(self.test_set, self.seed, 2)
             self._built = True
 
     def _loader(self, split: str) -> DataLoader:
@@ -236,11 +267,11 @@ class SpikeDataModule(pl.LightningDataModule):
         return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches in fixed order."""
+        """Validation batches in a fixed, seeded random order."""
         return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches in fixed order."""
+        """Test batches in a fixed, seeded random order."""
         return self._loader("test")
 
     def __repr__(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Subset
 
-from .base import DATASETS, SpikeDataModule, first_per_class, split_indices
+from .base import DATASETS, DataNotFoundError, SpikeDataModule, first_per_class, split_indices
 from .folder import autoaugment_policy, build_folder_splits, image_transforms, resolve_split_dir
 
 #: per-channel mean / std of the CIFAR-10 training set (RGB, pixels in [0, 1])
@@ -116,7 +116,7 @@ class CIFAR10DataModule(SpikeDataModule):
             return CIFAR10(self.root, train=train, download=self.download, transform=transform)
         except Exception as e:  # RuntimeError when missing, URLError/OSError when offline
             how = "the download failed (offline?)" if self.download else "the dataset was not found"
-            raise RuntimeError(
+            raise DataNotFoundError(
                 f"CIFAR-10 (data.format=torchvision): {how} under data.root={self.root!r} "
                 f"(expects {self.root}/cifar-10-batches-py; {type(e).__name__}: {e}). Fix: set data.download=true "
                 f"with internet access, or point data.root at the python-pickle batches, or use image files with "
@@ -130,7 +130,7 @@ class CIFAR10DataModule(SpikeDataModule):
         test = resolve_split_dir(self.root, self.test_dir, self.cache_dir, self.limit_per_class)
         if train is None or test is None:
             missing = " and ".join(s for s, d in ((self.train_dir, train), (self.test_dir, test)) if d is None)
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"CIFAR-10 (data.format=folder): no {missing} split under data.root={self.root!r}. Looked for "
                 f"'{self.root}/<split>/<class>/*.jpg', an archive at data.root containing '<split>/<class>/...', and "
                 f"archives named '*<split>*.tar' inside data.root. Set data.root accordingly (or data.format="

@@ -18,6 +18,7 @@ A ``.complete`` marker makes reuse safe after an interrupted extraction.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tarfile
@@ -29,7 +30,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .base import DATASETS, SpikeDataModule, first_per_class, split_indices
+from .base import DATASETS, DataNotFoundError, SpikeDataModule, first_per_class, split_indices
+
+log = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -81,6 +84,8 @@ def extract_tar(
     dest = dest / "extracted" / key
     if (dest / ".complete").is_file():
         return dest
+    log.info(f"extracting {archive} ({st.st_size / 2**20:.0f} MB) into {dest} (once; set SPAIC_TRAIN_CACHE or "
+             f"data.cache_dir to extract elsewhere)")
     tmp = dest.parent / f".{key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -351,8 +356,8 @@ class ImageFolderDataModule(SpikeDataModule):
         self._dirs: tuple | None = None
         self.save_hyperparameters()
 
-    def _not_found(self) -> FileNotFoundError:
-        return FileNotFoundError(
+    def _not_found(self) -> DataNotFoundError:
+        return DataNotFoundError(
             f"no image folder found under data.root={self.root!r}: looked for "
             f"'{self.root}/{self.train_dir}/<class>/*', "
             f"'{self.root}/<class>/*', an archive at data.root, or archives named '*{self.train_dir}*.tar' in it. "

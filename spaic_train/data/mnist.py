@@ -12,12 +12,13 @@ else the first ``mnist*.csv[.gz]`` found in ``root``, ``root/MNIST/raw`` or ``ro
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .base import DATASETS, ImageTensorDataset, SpikeDataModule, first_per_class, split_indices
+from .base import DATASETS, DataNotFoundError, ImageTensorDataset, SpikeDataModule, first_per_class, split_indices
 
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
@@ -30,6 +31,8 @@ _IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
+
+log = logging.getLogger(__name__)
 
 _STEMS = {
     ("train", "images"): ("train-images", 3),
@@ -153,9 +156,8 @@ class MNISTDataModule(SpikeDataModule):
         limit_per_class: keep only the first N images of each class in train and test (fast tests).
 
     Raises (at ``setup``):
-        FileNotFoundError: files missing and ``download=False``; the message names ``data.root``, the
-            paths looked for and the ways to fix it.
-        RuntimeError: ``download=True`` failed (e.g. offline).
+        DataNotFoundError: files missing and ``download=False``, or ``download=True`` failed (e.g. offline);
+            the message names ``data.root``, the paths looked for and the ways to fix it.
     """
 
     input_shape = (1, 28, 28)
@@ -185,14 +187,13 @@ class MNISTDataModule(SpikeDataModule):
         self.save_hyperparameters()
 
     # -- locating / downloading -----------------------------------------------------------------------
-    def _missing_error(self, what: list[tuple[str, str]]) -> FileNotFoundError:
+    def _missing_error(self, what: list[tuple[str, str]]) -> DataNotFoundError:
         dirs = ", ".join(str(d) for d in mnist_search_dirs(self.root))
-        looked = "; ".join(f"{s}/{k}: {' | '.join(_candidate_names(s, k))}" for s, k in what)
-        return FileNotFoundError(
-            f"MNIST files not found under data.root={self.root!r}. Looked in [{dirs}] for {looked}. "
-            f"Fix: set data.root to a directory holding the idx files (raw or .gz; flat or torchvision "
-            f"'MNIST/raw' layout), or set data.train_csv=/path/to/mnist_train.csv(.gz) when only the training "
-            f"images are missing, or set data.download=true (needs internet)."
+        looked = ", ".join(f"{_candidate_names(s, k)[0]}[.gz]" for s, k in what)
+        return DataNotFoundError(
+            f"MNIST files not found under data.root={self.root!r}: looked in {dirs} for {looked} (also spelled "
+            f"'.idx' for '-idx'). Set data.root to a directory holding them, or data.train_csv=<mnist_train.csv(.gz)> "
+            f"when only the training images are missing, or data.download=true (needs internet)."
         )
 
     def prepare_data(self) -> None:
@@ -207,7 +208,7 @@ class MNISTDataModule(SpikeDataModule):
             MNIST(self.root, train=True, download=True)
             MNIST(self.root, train=False, download=True)
         except Exception as e:  # network errors come in many types
-            raise RuntimeError(
+            raise DataNotFoundError(
                 f"MNIST download into data.root={self.root!r} failed ({type(e).__name__}: {e}). "
                 f"Offline? Put the idx files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
                 f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into that directory and set "
@@ -223,7 +224,7 @@ class MNISTDataModule(SpikeDataModule):
         train_y = find_mnist_file(self.root, "train", "labels")
         csv = Path(self.train_csv).expanduser() if self.train_csv else None
         if csv is not None and not csv.is_file():
-            raise FileNotFoundError(f"data.train_csv={self.train_csv!r} does not exist")
+            raise DataNotFoundError(f"data.train_csv={self.train_csv!r} does not exist")
         if csv is None and (train_x is None or train_y is None):
             csv = find_mnist_csv(self.root)
         missing = [("test", "images")] if test_x is None else []
@@ -235,6 +236,10 @@ class MNISTDataModule(SpikeDataModule):
             raise self._missing_error(missing)
         if csv is not None:
             train = read_mnist_csv(csv)
+            if not self.train_csv:
+                log.warning(f"MNIST: no training idx files under data.root={self.root!r}; training on the "
+                            f"{len(train[1])} images of {csv} instead (set data.train_csv to choose a CSV "
+                            f"explicitly, or put train-images-idx3-ubyte.gz / train-labels-idx1-ubyte.gz there)")
         else:
             train = (read_idx(train_x), read_idx(train_y).astype(np.int64))
         test = (read_idx(test_x), read_idx(test_y).astype(np.int64))

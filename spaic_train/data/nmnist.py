@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .base import DATASETS, SpikeDataModule, split_indices
+from .base import DATASETS, DataNotFoundError, SpikeDataModule, split_indices
 
 SENSOR_SIZE = (34, 34)  # (H, W) = (y, x)
 
@@ -147,7 +147,7 @@ def find_samples(
         ``(paths, labels)``.
 
     Raises:
-        FileNotFoundError: nothing found; the message names ``data.root`` and the layouts looked for.
+        DataNotFoundError: nothing found; the message names ``data.root`` and the layouts looked for.
     """
     root = Path(root).expanduser()
     lists = [Path(list_file).expanduser()] if list_file else [
@@ -155,13 +155,13 @@ def find_samples(
     ]
     for lf in lists:
         if not lf.is_file():
-            raise FileNotFoundError(f"N-MNIST list file {lf} does not exist")
+            raise DataNotFoundError(f"N-MNIST list file {lf} does not exist")
         paths, labels = [], []
         for sid, label in read_label_list(lf):
             cands = [lf.parent / f"{sid}{ext}" for ext in (".bs2", ".bin", "")]
             hit = next((c for c in cands if c.is_file()), None)
             if hit is None:
-                raise FileNotFoundError(f"N-MNIST sample {sid!r} listed in {lf} not found ({cands[0]} / .bin)")
+                raise DataNotFoundError(f"N-MNIST sample {sid!r} listed in {lf} not found ({cands[0]} / .bin)")
             paths.append(hit)
             labels.append(label)
         return paths, labels
@@ -174,7 +174,7 @@ def find_samples(
                 labels += [int(cls.name)] * len(files)
             if paths:
                 return paths, labels
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f"N-MNIST {split} split not found under data.root={str(root)!r}: looked for a list file '{split}*.txt' "
         f"(lines '<sample id> <class>', recordings '<id>.bs2' next to it) in data.root or one level below, and for "
         f"the original layout data.root/{split.capitalize()}/<digit>/*.bin. Set data.root (or data.{split}_list) "

@@ -44,7 +44,10 @@ to the conv chain of ``h``: ``out = neuron(BN(conv(h)) + shortcut(x))`` — a Re
 **Delays.**  Every neuron layer and ``Feedback`` accepts ``max_delay=`` (ms, ``> 0`` enables
 per-synapse delays) and ``delay=`` (a tensor of the link's delay shape in ms, a number, or an
 initializer such as ``spaic_train.uniform(1, 4)``; default: whole steps drawn uniformly in
-``[min_delay, max_delay]``, ``min_delay`` one step).
+``[min_delay, max_delay]``, ``min_delay`` one step).  ``learn_delay=True`` (a connection keyword) makes
+them learnable: ``Full(64, max_delay=8.0, learn_delay=True)``, ``Conv2dSyn(...)`` with one delay per
+``(out, in)`` channel pair, ``SparseRandom``, ``OneToOne``, ``Feedback`` (see
+:class:`~spaic_train.Connection`; anneal their width with ``model.compile(delay_sigma=...)``).
 
 Names: a layer's ``name`` (a Python identifier) becomes the attribute name of its group (or
 encoder) in the network; unnamed layers are named by the model (``full``, ``full_1``, ...).
@@ -194,6 +197,15 @@ def materialize(key: str, value):
     if isinstance(value, GivenTensor):
         return _TENSOR_PLACEHOLDERS[key] if key in _TENSOR_PLACEHOLDERS else torch.zeros(value.shape)
     return value
+
+
+def materialize_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """:func:`materialize` every connection keyword; a given ``delay`` becomes ``min_delay`` (learnable delays may
+    not start below it)."""
+    out = {k: materialize(k, v) for k, v in kwargs.items()}
+    if isinstance(kwargs.get("delay"), GivenTensor) and kwargs.get("min_delay") is not None:
+        out["delay"] = kwargs["min_delay"]
+    return out
 
 
 def from_json_value(key: str, value):
@@ -382,8 +394,9 @@ def _delays_text(conns: Sequence[Connection]) -> str:
         if c.delay.numel() == 0:
             parts.append("0 ms")
             continue
-        lo, hi = float(c.delay.min()), float(c.delay.max())
-        parts.append(f"{lo:g} ms" if lo == hi else f"{lo:g}-{hi:g} ms")
+        lo, hi = float(c.delay.detach().min()), float(c.delay.detach().max())
+        text = f"{lo:.3g} ms" if lo == hi else f"{lo:.3g}-{hi:.3g} ms"
+        parts.append(f"{text} learned" if c.learn_delay else text)
     return ", ".join(parts) if parts else "-"
 
 
@@ -490,7 +503,7 @@ class _NeuronLayer(Layer):
             kwargs = {**self._connection_defaults(), **self.connection_kwargs, **self._link_kwargs()}
             if self.delay is not None:
                 kwargs["delay"] = self.delay
-            kwargs = {k: materialize(k, v) for k, v in kwargs.items()}
+            kwargs = materialize_kwargs(kwargs)
             try:
                 conn = Connection(t.node, group, link_type=self.link_type, syn_type=syn_type,
                                   max_delay=self.max_delay, syn_kwargs=syn_kwargs, **kwargs)
@@ -690,15 +703,15 @@ class OneToOne(_NeuronLayer):
 class Conv2dSyn(_NeuronLayer):
     """Convolutional spiking layer: conv synapses (optionally + batch norm, pooling, dropout) into neurons.
 
-    Builds ``Connection(link_type='conv', syn_type=['conv'[, 'batchnorm'][, 'maxpool'|'avgpool'][, 'dropout']])``
-    into a ``NeuronGroup`` whose shape the connection infers.  The pool / batch norm / dropout act on the
-    synaptic current, before the neurons.
+    Builds ``Connection(link_type='conv', syn_type=['conv'[, 'batchnorm'][, pool][, 'dropout']])`` (pool:
+    ``'maxpool'``, ``'avgpool'`` or ``'sumpool'``) into a ``NeuronGroup`` whose shape the connection infers.  The
+    pool / batch norm / dropout act on the synaptic current, before the neurons.
 
     Args:
         out_channels: output channels.
         kernel_size, stride, padding, dilation, groups: as ``torch.nn.Conv2d`` (``padding`` may be
             ``'same'``/``'valid'``).
-        pool: ``None``, ``'max'`` or ``'avg'``.
+        pool: ``None``, ``'max'``, ``'avg'`` or ``'sum'``.
         pool_size: pooling window (int or pair); ``pool_stride`` defaults to the window.
         dropout: drop probability in ``[0, 1)`` (one mask per sample, shared by all steps) or ``None``.
         batchnorm: ``False``, ``True``, or a dict of ``eps``/``momentum``/``affine``.  In training the
@@ -741,8 +754,8 @@ class Conv2dSyn(_NeuronLayer):
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
-        if pool not in (None, "max", "avg"):
-            raise ValueError(f"{self.label}: pool must be None, 'max' or 'avg', got {pool!r}")
+        if pool not in (None, "max", "avg", "sum"):
+            raise ValueError(f"{self.label}: pool must be None, 'max', 'avg' or 'sum', got {pool!r}")
         self.pool = pool
         self.pool_size = pool_size
         self.pool_stride = pool_stride
@@ -898,10 +911,11 @@ class Dropout(_FoldLayer):
 
 @register_layer
 class Pool2d(_FoldLayer):
-    """2-D pooling of ``(C, H, W)`` values: folds ``'maxpool'``/``'avgpool'`` into the next connection.
+    """2-D pooling of ``(C, H, W)`` values: folds ``'maxpool'``/``'avgpool'``/``'sumpool'`` into the next
+    connection.
 
     Args:
-        kind: ``'max'`` or ``'avg'``.
+        kind: ``'max'``, ``'avg'`` or ``'sum'`` (the window's sum, NIR's ``SumPool2d``).
         size: window (int or pair).
         stride: step (default: the window).
         padding: zero padding (at most half the window).
@@ -913,8 +927,8 @@ class Pool2d(_FoldLayer):
 
     def __init__(self, kind: str = "max", size=2, stride=None, padding=0, name: Optional[str] = None):
         super().__init__(name=name)
-        if kind not in ("max", "avg"):
-            raise ValueError(f"{self.label}: kind must be 'max' or 'avg', got {kind!r}")
+        if kind not in ("max", "avg", "sum"):
+            raise ValueError(f"{self.label}: kind must be 'max', 'avg' or 'sum', got {kind!r}")
         self.kind = kind
         self.size = size
         self.stride = stride
@@ -1027,7 +1041,7 @@ class Feedback:
         kwargs = dict(self.connection_kwargs)
         if self.delay is not None:
             kwargs["delay"] = self.delay
-        kwargs = {k: materialize(k, v) for k, v in kwargs.items()}
+        kwargs = materialize_kwargs(kwargs)
         try:
             conn = Connection(src.group, tgt.group, name=name, link_type=self.link_type,
                               max_delay=self.max_delay, **kwargs)

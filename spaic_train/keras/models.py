@@ -264,7 +264,8 @@ class Model(Network):
     # ---------------------------------------------------------------------------------------------- training
     def compile(self, optimizer: Any = "adam", lr: float = 1e-3, loss: Any = "ce_rate",
                 metrics: Union[Sequence[Any], Any, None] = ("accuracy",), scheduler: Any = None,
-                optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None) -> None:
+                optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None,
+                delay_lr: Optional[float] = None, delay_sigma: Any = None) -> None:
         """Configure training: builds the :class:`~spaic_train.training.SNNModule` that ``fit`` uses.
 
         (This shadows ``nn.Module.compile``; use ``torch.compile(model)`` for TorchDynamo.)  Compiling again
@@ -281,6 +282,10 @@ class Model(Network):
             scheduler: ``None``, ``'cosine'``, ``'step'``, ``'exponential'``, ``'onecycle'``, ``'plateau'``, a
                 scheduler class or a factory.
             optimizer_kwargs, scheduler_kwargs: extra options (``weight_decay``, ``momentum``, ``T_max``...).
+            delay_lr: learning rate of learnable delays (``learn_delay=True``; default 100 × ``lr``).
+            delay_sigma: annealing of the learnable delays' relaxation width, ``{start, end, epochs}`` (ms, ms,
+                epochs) or a :class:`~spaic_train.training.DelaySigmaSchedule` (see
+                :class:`~spaic_train.training.SNNModule`).
         """
         from ..training import SNNModule
 
@@ -291,14 +296,16 @@ class Model(Network):
             raise ValueError(f"{self.label}: compile/fit need a single-input model (the training loop feeds one "
                              f"tensor), this one has {len(self.input_layers)} inputs")
         module = SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
-                           scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics)
+                           scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics, delay_lr=delay_lr,
+                           delay_sigma=delay_sigma)
         self.__dict__["_module"] = module
         self.__dict__["_last_trainer"] = None
         self.__dict__["_pending_optimizer_state"] = None
         metric_list = None if metrics is None else _as_list(metrics)
         self.__dict__["_compile_config"] = {
             "optimizer": optimizer, "lr": lr, "loss": loss, "metrics": metric_list, "scheduler": scheduler,
-            "optimizer_kwargs": optimizer_kwargs, "scheduler_kwargs": scheduler_kwargs}
+            "optimizer_kwargs": optimizer_kwargs, "scheduler_kwargs": scheduler_kwargs, "delay_lr": delay_lr,
+            "delay_sigma": None if module.delay_sigma is None else module.delay_sigma.to_dict()}
 
     @property
     def module(self):
@@ -423,6 +430,20 @@ class Model(Network):
         return _predict(module, x, batch_size=batch_size, **kwargs)
 
     # ---------------------------------------------------------------------------------------------- saving
+    def to_nir(self, path=None, dt: Optional[float] = None, sample_input: Optional[torch.Tensor] = None):
+        """Export to the Neuromorphic Intermediate Representation (needs ``pip install 'spaic_train[nir]'``).
+
+        Returns the ``nir.NIRGraph`` of :func:`spaic_train.nir.export` (same ``dt`` in seconds per step and
+        ``sample_input`` check) and, given ``path``, writes it there atomically; ``spaic_train.from_nir(path)``
+        rebuilds the model, other frameworks read it with their NIR importers.
+        """
+        from ..nir import export, write
+
+        graph = export(self, sample_input=sample_input, dt=dt)
+        if path is not None:
+            write(graph, path)
+        return graph
+
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write architecture (JSON config), weights and buffers (masks, delays, batch-norm statistics),
         the compile settings and the optimizer state to ``path`` atomically.  See

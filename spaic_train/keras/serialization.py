@@ -22,6 +22,7 @@ The file is written atomically (temporary file in the same directory, ``fsync``,
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Optional
 
 import torch
@@ -98,13 +99,22 @@ def load_model(path, compile: bool = True, map_location: Any = "cpu"):
     Returns:
         A :class:`~spaic_train.keras.Sequential` or :class:`~spaic_train.keras.Model` with the saved
         weights and buffers, in ``eval()`` mode.  Building it does not consume the global RNG.
+
+    Raises:
+        FileNotFoundError: no such file.  IsADirectoryError: ``path`` is a directory.
+        CheckpointError: not a PyTorch file, truncated / corrupt, or unsafe to load (see
+            :func:`~spaic_train.training.checkpoint.load_checkpoint_safely`).
+        ValueError: a PyTorch file that is not a saved model, or from a newer spaic_train.
     """
     from ..training.checkpoint import load_checkpoint_safely
     from .models import Model, Sequential
 
-    payload = load_checkpoint_safely(path, map_location=map_location)
+    payload = load_checkpoint_safely(path, map_location=map_location, kind="model file",
+                                     remedy="load a file written by model.save / spaic_train.save_model")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a spaic_train Keras model file (use model.save / spaic_train.save_model)")
+        raise ValueError(f"model file {os.fspath(path)!r} is not a spaic_train Keras model file (a training "
+                         f"checkpoint or another PyTorch file?); write models with model.save / "
+                         f"spaic_train.save_model")
     if int(payload.get("version", 0)) > VERSION:
         raise ValueError(f"{path}: file format version {payload['version']} is newer than this spaic_train "
                          f"supports ({VERSION})")

@@ -14,6 +14,9 @@ tag                                 value
 ``spikes/firing_rate_hist/<layer>`` histogram of the per-neuron firing rates (``histograms=True``)
 ``membrane/<layer>``                histogram of the membrane potential ``V`` over all steps (``histograms=True``)
 ``weights/<connection>``            histogram of each connection's weight (and ``.../bias``) (``histograms=True``)
+``delays/<connection>``             histogram of the per-synapse delays (ms) of each connection that has them
+                                    (``histograms=True``)
+``delays/sigma/<connection>``       relaxation width (ms) of a connection's learnable delays (``histograms=True``)
 ``spike_raster/<layer>``            image: neurons (rows, at most ``max_raster_neurons``, evenly spaced) × time
                                     steps (columns, each ``pixels_per_step`` wide) of sample ``raster_sample``;
                                     white = spike
@@ -271,11 +274,13 @@ class TensorBoardMonitor(pl.Callback):
         if conns:
             for c in conns:
                 name = getattr(c, "name", None) or type(c).__name__
-                for pname in ("weight", "bias"):
+                for pname, tag in (("weight", f"weights/{name}"), ("bias", f"weights/{name}/bias"),
+                                   ("delay", f"delays/{name}")):
                     p = getattr(c, pname, None)
                     if isinstance(p, Tensor) and p.numel():
-                        tag = f"weights/{name}" if pname == "weight" else f"weights/{name}/bias"
                         writer.add_histogram(tag, p.detach().float().cpu(), step)
+                if getattr(c, "learn_delay", False):
+                    writer.add_scalar(f"delays/sigma/{name}", c.sigma_ms(), step)
             return
         for pname, p in net.named_parameters():
             if p.numel() and math.prod(p.shape) > 0:

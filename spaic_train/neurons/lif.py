@@ -37,6 +37,7 @@ numba kernels of :mod:`spaic_train.neurons.numba_lif` on CPU, the Triton kernels
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
@@ -72,13 +73,16 @@ USE_TRITON = _env_flag("SPAIC_TRAIN_TRITON")
 # kernel modules by device type once loaded; False when missing or failing on this machine
 _kernel_mods: dict[str, Any] = {}
 
+log = logging.getLogger(__name__)
+
 
 def _kernels(device_type: str):
     """The compiled-kernel module for ``'cpu'`` (numba) or ``'cuda'`` (triton), or ``None``.
 
     On first use the module is imported and run once on a tiny sequence (forward and backward), so a
     compiler that is missing (``ImportError``, silently) or broken on this machine (a ``RuntimeWarning``
-    naming the error) leaves the torch fused kernel in charge instead of failing a training step.
+    naming the error) leaves the torch fused kernel in charge instead of failing a training step.  The
+    first time on a machine numba compiles the CPU kernels (~20 s): one log line says so.
     """
     mod = _kernel_mods.get(device_type)
     if mod is None:
@@ -87,11 +91,17 @@ def _kernels(device_type: str):
                 from . import triton_lif as mod
             else:
                 from . import numba_lif as mod
-            with torch.enable_grad():
+            if device_type == "cpu" and not mod.kernels_cached():
+                log.info(f"spaic_train: compiling the numba LIF kernels for this CPU (once per machine, ~20 s; "
+                         f"cached in {mod.cache_dir()}) ...")
+            # the first call may come from inside torch.inference_mode() (Lightning's predict), where no
+            # tensor can require grad: the smoke run leaves it
+            with torch.inference_mode(False), torch.enable_grad():
                 I = torch.zeros(2, 1, 4, device=device_type, requires_grad=True)
                 cfg = _Cfg(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, True)
                 O, VT, _, Vseq = mod.lif_sequence(I, torch.zeros(1, 4, device=device_type), 0.5, cfg)
                 (O.sum() + VT.sum() + Vseq.sum()).backward()
+
         except ImportError:
             mod = False
         except Exception as err:  # a compiler that fails on this machine

@@ -36,7 +36,7 @@ from torch.autograd.function import once_differentiable
 from ..surrogate import KERNEL_SURROGATE_IDS
 from .buffers import OUTPUT_BUFFERS
 
-__all__ = ["lif_forward", "lif_backward", "NumbaLIFFunction", "lif_sequence"]
+__all__ = ["lif_forward", "lif_backward", "NumbaLIFFunction", "lif_sequence", "kernels_cached", "cache_dir"]
 
 #: elements of each per-thread backward scratch (``H`` and ``g'``: ``T x width`` float32, about L2-sized)
 _SCRATCH_ELEMS = 1 << 18
@@ -187,6 +187,26 @@ def _backward_kernel(I, V0, gO, go_mode, go_scalar, gVT, has_gvt, gVseq, has_gvs
                     dIt[k] = dh
                     u[k] = beta * dh
             dV0[j0:j0 + W] = u[:W]
+
+
+def kernels_cached() -> bool:
+    """Whether numba's cache holds machine code of the kernels for this CPU (otherwise the first call
+    compiles them: about 20 s).  Reads numba's cache index; if its layout ever changes, answers ``True``
+    (no false "compiling" notice)."""
+    try:
+        magic = _forward_kernel.targetctx.codegen().magic_tuple()
+        return all(any(key[1] == magic for key in kernel._cache._cache_file._load_index())
+                   for kernel in (_forward_kernel, _backward_kernel))
+    except Exception:
+        return True
+
+
+def cache_dir() -> str:
+    """Where numba stores the compiled kernels (next to this file, or numba's user cache when read-only)."""
+    try:
+        return str(_forward_kernel._cache._cache_path)
+    except Exception:
+        return "numba's cache"
 
 
 def _launch_shape(T: int, N: int, scratch: bool) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from .data import (
     to_dataset,
     unpack_batch,
 )
+from .delay_sigma import DelaySigmaSchedule, learnable_delay_connections
 from .history import History
 from .losses import (
     LOSSES,
@@ -38,7 +39,7 @@ from .losses import (
     reduce_time,
 )
 from .metrics import METRICS, accuracy, get_metric, top5_accuracy, topk_accuracy
-from .module import SNNModule, infer_num_steps, seed_rank_rngs
+from .module import DELAY_LR_FACTOR, SNNModule, infer_num_steps, seed_rank_rngs
 from .optimizers import OPTIMIZERS, SCHEDULERS, SchedulerContext, build_optimizer, build_scheduler
 from .trainer import evaluate, fit, predict
 
@@ -51,6 +52,8 @@ __all__ = [
     "CECount",
     "CERate",
     "CrossEntropy",
+    "DELAY_LR_FACTOR",
+    "DelaySigmaSchedule",
     "FitData",
     "History",
     "MSECount",
@@ -68,6 +71,7 @@ __all__ = [
     "get_metric",
     "infer_num_steps",
     "is_sequence",
+    "learnable_delay_connections",
     "make_loader",
     "predict",
     "prepare_eval_data",

@@ -14,8 +14,8 @@
   ``e`` is a pure function of ``(seed, e)``; the checkpoint stores the number of batches already consumed in
   the current epoch, the Python / NumPy / torch (CPU and CUDA) RNG states at save time and the partial
   epoch-level metric sums, so a resumed fit draws the same batches, the same Poisson spikes and dropout masks,
-  and logs the same epoch metrics as an uninterrupted one.  (Under DDP Lightning replaces the sampler with its
-  ``DistributedSampler``: resume stays correct at epoch boundaries, mid-epoch it is not bit-exact.)
+  and logs the same epoch metrics as an uninterrupted one, in one process or under DDP (the sampler shards the
+  epoch itself, and the checkpoint keeps every process's RNG states and partial sums).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import pickle
 import random
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator, Sized
 from typing import Any, Optional
@@ -33,7 +34,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from torch.utils.data import RandomSampler
+from torch.utils.data import DistributedSampler
+
+from .distributed import gather_objects
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -41,6 +44,7 @@ __all__ = [
     "ResumableRandomSampler",
     "ResumeState",
     "atomic_torch_save",
+    "atomic_write_bytes",
     "check_checkpoint",
     "load_checkpoint_safely",
 ]
@@ -65,7 +69,14 @@ def _fsync_dir(dirpath: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Any) -> None:
-    """``torch.save(obj, path)`` that never leaves a partially written ``path``.
+    """``torch.save(obj, path)`` that never leaves a partially written ``path`` (see :func:`atomic_write_bytes`)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # serialise first: a pickling error must not touch the destination
+    atomic_write_bytes(buf.getbuffer(), path)
+
+
+def atomic_write_bytes(data, path: Any) -> None:
+    """Write ``data`` (bytes-like) to ``path`` without ever leaving a partially written ``path``.
 
     The bytes go to ``<dir>/.<name>.<random>.tmp`` (same filesystem), are flushed and fsync-ed, then
     ``os.replace`` swaps the file in; the directory is fsync-ed so the rename itself is durable.
@@ -73,12 +84,10 @@ def atomic_torch_save(obj: Any, path: Any) -> None:
     path = os.fspath(path)
     dirpath = os.path.dirname(os.path.abspath(path))
     os.makedirs(dirpath, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(obj, buf)  # serialise first: a pickling error must not touch the destination
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=dirpath)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getbuffer())
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -93,35 +102,58 @@ def atomic_torch_save(obj: Any, path: Any) -> None:
 _REQUIRED_KEYS = ("state_dict",)
 
 
-def _is_zip(path: str) -> bool:
+def _head(path: str) -> bytes:
     with open(path, "rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
+        return fh.read(4)
 
 
-def load_checkpoint_safely(path: Any, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with clear :class:`CheckpointError`\\ s.
+#: how every file written by ``torch.save`` begins: a zip archive, or a pickle (protocol >= 2) in the legacy format
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+_RESUME_REMEDY = "delete it or resume from another checkpoint"
+
+
+def load_checkpoint_safely(path: Any, map_location: Any = "cpu", kind: str = "checkpoint",
+                           remedy: str = _RESUME_REMEDY) -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear error per way the file can be wrong.
+
+    Args:
+        path: the file.
+        map_location: passed to ``torch.load``.
+        kind: what the file should be, for the messages (``"checkpoint"``, ``"model file"``).
+        remedy: what the user can do about a broken file, ending the messages.
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: empty, truncated or corrupted file (``"truncated or corrupt"``), or a pickle that needs
-            globals outside torch's ``weights_only`` allowlist (``"unsafe"``: refused, nothing is executed).
+        IsADirectoryError: ``path`` is a directory (the message lists the ``.pt`` / ``.ckpt`` files in it).
+        CheckpointError: not a PyTorch file (e.g. a text file), an empty, truncated or corrupted file
+            (``"truncated or corrupt"``), or a pickle that needs globals outside torch's ``weights_only``
+            allowlist (``"unsafe"``: refused, nothing is executed).
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        found = sorted(f for f in os.listdir(path) if f.endswith((".pt", ".pth", ".ckpt")))
+        hint = f"; it holds {', '.join(found[:5])}" + (" ..." if len(found) > 5 else "") if found else ""
+        raise IsADirectoryError(f"{kind} {path!r} is a directory, not a file{hint}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+        raise FileNotFoundError(f"{kind} {path!r} does not exist")
     size = os.path.getsize(path)
     if size == 0:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt: the file is empty (0 bytes)")
-    if _is_zip(path):
+        raise CheckpointError(f"{kind} {path!r} is truncated or corrupt: the file is empty (0 bytes); {remedy}")
+    head = _head(path)
+    if not head.startswith(_TORCH_MAGIC):
+        raise CheckpointError(f"{kind} {path!r} is not a PyTorch file: it starts with {head!r}, where torch.save "
+                              f"writes a zip archive or a pickle (a text file, another format, or corrupt?); {remedy}")
+    if head == _TORCH_MAGIC[0]:
         try:
             with zipfile.ZipFile(path) as zf:
                 bad = zf.testzip()
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes, not a complete zip "
-                                  f"archive: {e}); delete it or resume from another checkpoint") from None
+            raise CheckpointError(f"{kind} {path!r} is truncated or corrupt ({size} bytes, not a complete zip "
+                                  f"archive: {e}); {remedy}") from None
         if bad is not None:
-            raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt: member {bad!r} fails its CRC "
-                                  "check; delete it or resume from another checkpoint")
+            raise CheckpointError(f"{kind} {path!r} is truncated or corrupt: member {bad!r} fails its CRC "
+                                  f"check; {remedy}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -131,19 +163,18 @@ def load_checkpoint_safely(path: Any, map_location: Any = "cpu") -> Any:
         if unsafe:
             first = unsafe[0]
             raise CheckpointError(
-                f"checkpoint {path!r} is unsafe to load: its pickle refers to objects outside the weights_only "
-                f"allowlist ({first or 'non-tensor globals'}); refused without executing it. Load only checkpoints "
+                f"{kind} {path!r} is unsafe to load: its pickle refers to objects outside the weights_only "
+                f"allowlist ({first or 'non-tensor globals'}); refused without executing it. Load only files "
                 "you trust; for trusted files with custom objects register them with "
                 "torch.serialization.add_safe_globals") from None
         detail = next((ln.strip() for ln in msg.splitlines() if ln.strip().startswith("Unsupported")
                        or "error" in ln.lower() and "WeightsUnpickler" not in ln), "")
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes; unpickling failed"
-                              f"{': ' + detail if detail else ''}); delete it or resume from another checkpoint"
-                              ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{kind} {path!r} is truncated or corrupt ({size} bytes; unpickling failed"
+                              f"{': ' + detail if detail else ''}); {remedy}") from None
+    except Exception as e:  # a damaged legacy pickle fails in many ways (EOFError, KeyError, RuntimeError, ...)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt ({size} bytes; torch.load failed: "
-                              f"{first}); delete it or resume from another checkpoint") from None
+        raise CheckpointError(f"{kind} {path!r} is truncated or corrupt ({size} bytes; torch.load failed: "
+                              f"{type(e).__name__}: {first}); {remedy}") from None
 
 
 def check_checkpoint(path: Any) -> dict:
@@ -179,22 +210,69 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 # ------------------------------------------------------------------------------------------------ resume
-class ResumableRandomSampler(RandomSampler):
-    """Shuffles with a permutation that depends only on ``(seed, epoch)``; can skip the start of an epoch.
+class ResumableRandomSampler(DistributedSampler):
+    """Shuffles with a permutation that depends only on ``(seed, epoch)``; can skip the start of an epoch;
+    shards the epoch between processes.
 
-    Lightning calls :meth:`set_epoch` at every epoch start (as for ``DistributedSampler``).  ``skip(n)`` makes
-    the next iteration drop its first ``n`` indices (the samples of the batches already trained on before a
-    mid-epoch checkpoint).  It is a ``RandomSampler``, so under DDP Lightning swaps in its
-    ``DistributedSampler`` as usual.
+    Lightning calls :meth:`set_epoch` at every epoch start.  ``skip(n)`` makes the next iteration drop the first
+    ``n`` indices of this process's shard (the samples of the batches already trained on before a mid-epoch
+    checkpoint).  Sharding is that of torch's ``DistributedSampler`` (the permutation padded with its own start
+    to a multiple of ``num_replicas``; process ``rank`` takes every ``num_replicas``-th index from position
+    ``rank``), so Lightning keeps this sampler under DDP instead of injecting its own.  The shard is the one
+    :meth:`set_shard` gave (``fit`` does, from the trainer, and makes every process use rank 0's seed);
+    otherwise that of the initialised ``torch.distributed`` process group, else the whole data set.  Outside
+    ``fit`` under DDP, pass the same ``seed`` on every process.
+
+    Args:
+        data_source: the map-style data set (``N`` samples).
+        seed: the shuffle seed; ``None`` draws one from torch's global RNG.
     """
 
-    def __init__(self, data_source: Sized, seed: Optional[int] = None):
-        super().__init__(data_source)
+    def __init__(self, data_source: Sized, seed: Optional[int] = None):  # no super().__init__: shard set later
         if seed is None:
             seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        self.dataset = data_source
         self.seed = int(seed) % (2**63)
+        self.shuffle, self.drop_last = True, False
         self.epoch = 0
+        self._shard: Optional[tuple[int, int]] = None
         self._skip = 0
+
+    @property
+    def data_source(self) -> Sized:
+        return self.dataset
+
+    def set_shard(self, num_replicas: int, rank: int) -> None:
+        """Draw only shard ``rank`` of ``num_replicas`` from now on."""
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"ResumableRandomSampler.set_shard: rank must be in [0, {num_replicas}), got {rank}")
+        self._shard = (int(num_replicas), int(rank))
+
+    def _current_shard(self) -> tuple[int, int]:
+        if self._shard is not None:
+            return self._shard
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    @property
+    def num_replicas(self) -> int:
+        return self._current_shard()[0]
+
+    @property
+    def rank(self) -> int:
+        return self._current_shard()[1]
+
+    @property
+    def num_samples(self) -> int:
+        return -(-len(self.dataset) // self.num_replicas)
+
+    @property
+    def total_size(self) -> int:
+        return self.num_samples * self.num_replicas
+
+    def __len__(self) -> int:
+        return self.num_samples
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -203,11 +281,14 @@ class ResumableRandomSampler(RandomSampler):
         self._skip = max(0, int(n))
 
     def __iter__(self) -> Iterator[int]:
-        n = len(self.data_source)
+        n = len(self.dataset)
+        world, rank = self._current_shard()
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
         perm = torch.randperm(n, generator=g).tolist()
+        padded = -(-n // world) * world
+        perm += (perm * (-(-padded // n)))[: padded - n]
         skip, self._skip = self._skip, 0
-        yield from perm[skip:]
+        yield from perm[rank:padded:world][skip:]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -246,10 +327,13 @@ class ResumeState(pl.Callback):
     """Saves what Lightning's checkpoint lacks for an exact resume, and puts it back.
 
     Stored under ``checkpoint['spaic_resume']`` (plain types and tensors only, loadable with
-    ``weights_only=True``): the RNG states at save time, the number of batches consumed in the current epoch
-    and the partial sums of the epoch-level training metrics.  On resume the sampler skips the consumed batches,
-    the RNG states are restored just before the first resumed batch runs, and the partial metric sums are
-    added back after it has been logged (so the epoch means equal those of an uninterrupted fit).
+    ``weights_only=True``): the number of batches consumed in the current epoch and, for every process
+    (``'ranks'``, indexed by global rank), its RNG states at save time and its partial sums of the epoch-level
+    training metrics.  On resume the sampler skips the consumed batches of this process's shard, the RNG states
+    are restored just before the first resumed batch runs, and the partial metric sums are added back after it
+    has been logged (so the epoch means equal those of an uninterrupted fit).  Under DDP, :meth:`setup` gives
+    the sampler this process's shard and rank 0's seed.  A checkpoint written by a different number of
+    processes resumes with fresh RNG streams and sums (with a warning).
 
     Args:
         sampler: the :class:`ResumableRandomSampler` of the training loader (``None``: a user-supplied loader;
@@ -264,7 +348,15 @@ class ResumeState(pl.Callback):
         self._pending_rng: Optional[dict] = None
         self._pending_metrics: Optional[dict] = None
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.sampler is None:
+            return
+        self.sampler.set_shard(trainer.world_size, trainer.global_rank)
+        if trainer.world_size > 1:  # an unseeded fit drew a seed per process: all must shuffle alike
+            self.sampler.seed = trainer.strategy.broadcast(self.sampler.seed, src=0)
+
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Lightning builds the checkpoint on every process (rank 0 writes it): gather each one's own state
         loop = trainer.fit_loop.epoch_loop
         metrics = {}
         for key, m in loop._results.items():
@@ -275,26 +367,32 @@ class ResumeState(pl.Callback):
                 entry["cumulated_batch_size"] = m.cumulated_batch_size.detach().cpu().clone()
             metrics[key] = entry
         checkpoint["spaic_resume"] = {
-            "rng": _rng_state(),
+            "ranks": gather_objects(trainer, {"rng": _rng_state(), "metrics": metrics}),
             "batches_done": int(loop.batch_progress.current.processed),
             "epoch": int(trainer.current_epoch),
-            "metrics": metrics,
         }
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         state = checkpoint.get("spaic_resume")
         if state is None:
             return
-        self._pending_rng = state["rng"]
+        # checkpoints written before per-process states were kept hold one process's 'rng' and 'metrics'
+        ranks = state.get("ranks") or [{"rng": state["rng"], "metrics": state.get("metrics") or {}}]
+        if len(ranks) != trainer.world_size:
+            warnings.warn(f"the checkpoint was written by {len(ranks)} process(es) and training resumes with "
+                          f"{trainer.world_size}: RNG streams and partial epoch metrics start afresh, so the resumed "
+                          "fit is not identical to an uninterrupted one", stacklevel=2)
+            return
+        mine = ranks[trainer.global_rank]
+        self._pending_rng = mine["rng"]
         done = int(state["batches_done"])
         num_batches = None
         if self.sampler is not None:
-            n = len(self.sampler.data_source)
-            num_batches = -(-n // self.batch_size)
+            num_batches = -(-len(self.sampler) // self.batch_size)
         mid_epoch = num_batches is not None and 0 < done < num_batches
         if mid_epoch:
             self.sampler.skip(done * self.batch_size)
-            self._pending_metrics = state.get("metrics") or None
+            self._pending_metrics = mine["metrics"] or None
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:

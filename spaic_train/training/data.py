@@ -4,7 +4,10 @@ Accepted inputs ``x`` (with labels ``y`` where noted):
 
 * arrays: ``torch.Tensor`` / ``numpy.ndarray`` / nested lists ``x`` ``[N, ...]`` with labels ``y`` ``[N]``
   (class indices) or ``[N, C]`` (float targets).  ``x`` becomes ``float32`` (float64 and integer/bool inputs
-  are converted); integer/bool ``y`` becomes ``int64``, float ``y`` ``float32``.
+  are converted); integer/bool ``y`` becomes ``int64``, float ``[N, C]`` ``y`` ``float32``.  Float ``[N]``
+  labels holding whole numbers (``y.float()``) become ``int64``; other float ``[N]`` labels are an error
+  (:func:`class_index_labels`), raised when the data is prepared, batch labels of Datasets / DataLoaders
+  on their first batch.
 * a :class:`torch.utils.data.Dataset` whose items are ``(x, y)`` pairs (``y`` must then be ``None``);
 * a :class:`torch.utils.data.DataLoader` (used as is: ``batch_size``/``shuffle``/``num_workers`` are ignored);
 * a :class:`lightning.LightningDataModule` (its own loaders and split are used).
@@ -44,6 +47,7 @@ __all__ = [
     "as_input_tensor",
     "as_target_tensor",
     "check_finite",
+    "class_index_labels",
     "check_labels",
     "make_loader",
     "prepare_eval_data",
@@ -80,6 +84,27 @@ def as_target_tensor(y: Any, what: str = "y") -> Tensor:
     """Array-like labels → ``int64`` (integer/bool) or ``float32`` (floating) tensor."""
     t = _to_tensor(y, what)
     return t.to(torch.float32) if torch.is_floating_point(t) else t.to(torch.int64)
+
+
+def class_index_labels(y: Tensor, what: str = "y") -> Tensor:
+    """Labels of shape ``[N]`` are class indices: floating ones holding whole numbers become ``int64``.
+
+    Other tensors (integer labels, ``[N, C]`` float targets) are returned unchanged; so are non-finite values,
+    which :func:`check_finite` reports.
+
+    Raises:
+        ValueError: floating ``[N]`` labels with a non-integral value, naming ``what``, the dtype and the value.
+    """
+    if y.dim() != 1 or not torch.is_floating_point(y):
+        return y
+    finite = torch.isfinite(y)
+    fractional = finite & (y != torch.round(y))
+    if bool(fractional.any()):
+        i = int(fractional.nonzero()[0, 0])
+        raise ValueError(f"{what}: labels of shape [N] are class indices, but they have dtype {y.dtype} with "
+                         f"non-integral values (e.g. {float(y[i])!r} at sample {i}); pass integer class indices, "
+                         f"or per-class float targets of shape [N, num_classes]")
+    return y.long() if bool(finite.all()) else y
 
 
 def check_finite(t: Tensor, what: str = "x") -> None:
@@ -120,7 +145,7 @@ def to_dataset(x: Any, y: Any = None, what: str = "x") -> Dataset:
     check_finite(xt, what)
     if y is None:
         return TensorDataset(xt)
-    yt = as_target_tensor(y, what.replace("x", "y"))
+    yt = class_index_labels(as_target_tensor(y, what.replace("x", "y")), what.replace("x", "y"))
     check_finite(yt, what.replace("x", "y"))
     if yt.dim() == 0 or yt.shape[0] != xt.shape[0]:
         raise ValueError(f"{what} has {xt.shape[0]} samples but its labels have shape {list(yt.shape)}")
@@ -290,7 +315,8 @@ _Y_KEYS = ("y", "target", "targets", "label", "labels")
 
 
 def unpack_batch(batch: Any) -> tuple[Tensor, Optional[Tensor]]:
-    """A batch → ``(x [B, ...], y [B] / [B, C] or None)``."""
+    """A batch → ``(x [B, ...], y [B] / [B, C] or None)``; float ``[B]`` labels holding whole numbers become
+    ``int64`` (:func:`class_index_labels`)."""
     if isinstance(batch, Tensor):
         return batch, None
     if isinstance(batch, Mapping):
@@ -298,12 +324,15 @@ def unpack_batch(batch: Any) -> tuple[Tensor, Optional[Tensor]]:
         y = next((batch[k] for k in _Y_KEYS if k in batch), None)
         if x is None:
             raise ValueError(f"dict batch needs one of the keys {_X_KEYS}, got {sorted(batch)}")
-        return x, y
-    if isinstance(batch, (tuple, list)):
+    elif isinstance(batch, (tuple, list)):
         if len(batch) == 0:
             raise ValueError("empty batch")
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    raise TypeError(f"cannot unpack a batch of type {type(batch).__name__}; expected (x, y), x or a dict")
+        x, y = batch[0], (batch[1] if len(batch) > 1 else None)
+    else:
+        raise TypeError(f"cannot unpack a batch of type {type(batch).__name__}; expected (x, y), x or a dict")
+    if isinstance(y, Tensor) and y.dim() == 1 and torch.is_floating_point(y):  # float class indices
+        y = class_index_labels(y, "batch labels")
+    return x, y
 
 
 def check_labels(y: Any, num_classes: int) -> None:

@@ -141,7 +141,7 @@ class NonFiniteGuard(pl.Callback):
                            batch_idx: int) -> None:
         if self.on_nan == "skip":
             pl_module.log("nan_skipped", float(self._skipped_epoch), on_step=False, on_epoch=True, reduce_fx="max",
-                          batch_size=1)
+                          batch_size=1, sync_dist=True)
 
     def _diagnose(self, trainer: pl.Trainer, pl_module: pl.LightningModule, head: str) -> str:
         parts = [head]

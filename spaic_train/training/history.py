@@ -28,6 +28,24 @@ def _history_key(name: str) -> Optional[str]:
     return name
 
 
+def epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """``trainer.callback_metrics`` under their History keys (see :func:`_history_key`), one float each."""
+    metrics: dict[str, float] = {}
+    for name, value in trainer.callback_metrics.items():
+        key = _history_key(name)
+        if key is None:
+            continue
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        # an unsuffixed name wins over its ``_epoch`` fork
+        if key in metrics and name.endswith("_epoch"):
+            continue
+        metrics[key] = float(value)
+    return metrics
+
+
 class History(pl.Callback):
     """Per-epoch metrics of a fit, like ``keras.callbacks.History``.
 
@@ -37,7 +55,7 @@ class History(pl.Callback):
     recorded epoch (``NaN`` where a key was not logged that epoch, e.g. validation every other epoch).
     The sanity-check validation is not recorded.
 
-    Values logged with ``sync_dist=True`` (all of :class:`~spaic_train.training.SNNModule`'s) are identical on
+    Values synchronised across processes (all of :class:`~spaic_train.training.SNNModule`'s) are identical on
     every DDP process, so each process records the same history.  Under spawn-based strategies
     (``ddp_spawn``, ``ddp_notebook``) the callback runs in child processes; ``fit`` gives it an export path so
     that rank 0 writes its history to a JSON file at the end of the fit and the parent process reads it back.
@@ -73,20 +91,7 @@ class History(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        metrics: dict[str, float] = {}
-        for name, value in trainer.callback_metrics.items():
-            key = _history_key(name)
-            if key is None:
-                continue
-            if isinstance(value, torch.Tensor):
-                if value.numel() != 1:
-                    continue
-                value = value.item()
-            # an unsuffixed name wins over its ``_epoch`` fork
-            if key in metrics and name.endswith("_epoch"):
-                continue
-            metrics[key] = float(value)
-        self.record(trainer.current_epoch, metrics)
+        self.record(trainer.current_epoch, epoch_metrics(trainer))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._export_path is not None and trainer.is_global_zero:

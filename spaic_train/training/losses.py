@@ -294,5 +294,5 @@ def get_loss(loss: LossLike, **kwargs: Any) -> Callable[[Tensor, Tensor], Tensor
         if kwargs:
             raise TypeError(f"loss options {sorted(kwargs)} can only be given with a loss name or class")
         return loss
-    raise TypeError(f"loss must be a name ({', '.join(LOSSES.names())}) or a callable (output, target) -> scalar, "
+    raise TypeError(f"loss must be a name ({LOSSES.describe()}) or a callable (output, target) -> scalar, "
                     f"got {loss!r}")

@@ -3,8 +3,9 @@
 A metric is a function ``(output, target) -> scalar tensor``: the *mean over the batch* of a per-sample score.
 :class:`~spaic_train.training.SNNModule` logs it with ``batch_size=B`` and ``sync_dist=True``, so Lightning's
 epoch value is the exact sample-weighted mean over the epoch and over all DDP processes
-(``Σ_ranks Σ_batches B·m / Σ_ranks Σ_batches B``; note that a ``DistributedSampler`` pads the last batches
-with repeated samples when the dataset size is not a multiple of the world size).
+(``Σ_ranks Σ_batches B·m / Σ_ranks Σ_batches B``).  For validation and test, the samples a
+``DistributedSampler`` repeats to even out the shards (when the data set size is not a multiple of the number
+of processes) are not scored, so the value is that of the data set, as in one process.
 
 Outputs are reduced first: a ``[T, B, C]`` sequence is averaged over ``T`` (:func:`reduce_time`); the score
 is read from ``argmax`` over the last dimension, so it suits counts, rates and voltages (not
@@ -95,7 +96,7 @@ def get_metric(metric: MetricLike) -> Callable[[Tensor, Tensor], Tensor]:
         return METRICS.get(metric, owner="metrics")
     if callable(metric):
         return metric
-    raise TypeError(f"metric must be a name ({', '.join(METRICS.names())}) or a callable, got {metric!r}")
+    raise TypeError(f"metric must be a name ({METRICS.describe()}) or a callable, got {metric!r}")
 
 
 def metric_name(metric: MetricLike) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from .data import unpack_batch
+from .delay_sigma import DelaySigmaSchedule, as_delay_sigma_schedule, learnable_delay_connections
+from .distributed import WeightedMean, flatten_loaders, loader_sampler, unpadded_shard_length
 from .losses import LossLike, check_class_indices, get_loss, is_sequence
 from .metrics import MetricLike, get_metric, metric_name
 from .optimizers import (
@@ -25,7 +28,10 @@ from .optimizers import (
     check_scheduler,
 )
 
-__all__ = ["SNNModule", "infer_num_steps", "seed_rank_rngs"]
+__all__ = ["SNNModule", "DELAY_LR_FACTOR", "infer_num_steps", "seed_rank_rngs"]
+
+#: default learning rate of learnable delays (ms) relative to ``lr``
+DELAY_LR_FACTOR = 100.0
 
 
 def infer_num_steps(network: nn.Module) -> Optional[int]:
@@ -77,10 +83,23 @@ class SNNModule(pl.LightningModule):
         per_rank_seed: under multi-process training, reseed each process's RNGs with
             ``PL_GLOBAL_SEED + global_rank`` at fit start, so stochastic encoders (Poisson) and dropout draw
             different numbers on each process (see :func:`seed_rank_rngs`).
+        delay_lr: learning rate of the learnable delays (``Connection(learn_delay=True)``, in ms), which form
+            their own parameter group without weight decay; default ``DELAY_LR_FACTOR · lr`` (delays are ms,
+            weights are ~0.1: Adam moves every parameter by about ``lr`` per step).
+        delay_sigma: annealing of the delays' relaxation width, a
+            :class:`~spaic_train.training.DelaySigmaSchedule` or a dict ``{start, end, epochs}`` (ms, epochs);
+            set on every learnable-delay connection at the start of each training epoch.  The delays' learning
+            rate then shrinks in proportion, ``delay_lr · σ / start`` (the relaxation only carries gradient
+            information on the scale of ``σ``, so a larger step overshoots; at ``σ = 0`` the delays stay where
+            they are).  ``None`` keeps the connections' own ``delay_sigma`` and a constant ``delay_lr``.  Both options
+            are ignored when the network has no learnable delays.
 
     Logged values (epoch values are sample-weighted means, synchronised across processes):
     ``train_loss`` (per step and per epoch), ``train_<metric>``, ``val_loss``, ``val_<metric>``, ``test_loss``,
-    ``test_<metric>`` and ``lr`` (mean learning rate of the epoch's steps, first parameter group).
+    ``test_<metric>`` and ``lr`` (mean learning rate of the epoch's steps, first parameter group).  Under DDP
+    the validation and test values are those of the whole data set, each sample counted once: the samples a
+    ``DistributedSampler`` repeats to even out the shards are left out (see
+    :mod:`spaic_train.training.distributed`).  Training values count them, as the gradients do.
 
     Unknown loss/optimizer/scheduler/metric names raise a ``ValueError`` here, at construction.  Works with any
     ``lightning.Trainer``; ``load_from_checkpoint(path, network=net)`` needs the network (and any non-name
@@ -98,6 +117,8 @@ class SNNModule(pl.LightningModule):
         scheduler_kwargs: Optional[dict] = None,
         metrics: Union[Sequence[MetricLike], MetricLike, None] = ("accuracy",),
         per_rank_seed: bool = True,
+        delay_lr: Optional[float] = None,
+        delay_sigma: Union[None, dict, DelaySigmaSchedule] = None,
     ):
         super().__init__()
         if not isinstance(network, nn.Module):
@@ -119,16 +140,26 @@ class SNNModule(pl.LightningModule):
             metrics = (metrics,)
         self.metric_fns = {metric_name(m): get_metric(m) for m in metrics}
         self.per_rank_seed = per_rank_seed
+        if delay_lr is not None and (isinstance(delay_lr, bool) or not isinstance(delay_lr, (int, float))
+                                     or not delay_lr >= 0):
+            raise ValueError(f"delay_lr must be None or a number >= 0, got {delay_lr!r}")
+        self.delay_lr = None if delay_lr is None else float(delay_lr)
+        self.delay_sigma = as_delay_sigma_schedule(delay_sigma)
         #: what ``fit`` does on a non-finite loss ('raise', 'skip', 'ignore'); set by ``fit(on_nan=...)``
         self.nan_policy = "raise"
         self._labels_checked: set[str] = set()
+        #: real (not padding) samples left in this process's shard of each (stage, dataloader) this epoch
+        self._shard_left: dict[tuple[str, int], Optional[int]] = {}
+        #: validation/test means by "<stage>_<name>_<dataloader>", created on first use
+        self._eval_means = nn.ModuleDict()
         simple = (str, int, float, bool, type(None))
         self.save_hyperparameters(
             {
                 k: v
                 for k, v in dict(
                     loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs, scheduler=scheduler,
-                    scheduler_kwargs=scheduler_kwargs, metrics=list(metrics) if metrics else [],
+                    scheduler_kwargs=scheduler_kwargs, metrics=list(metrics) if metrics else [], delay_lr=delay_lr,
+                    delay_sigma=None if self.delay_sigma is None else self.delay_sigma.to_dict(),
                 ).items()
                 if isinstance(v, simple)
                 or (isinstance(v, dict) and all(isinstance(x, simple) for x in v.values()))
@@ -154,7 +185,24 @@ class SNNModule(pl.LightningModule):
         if not (torch.is_floating_point(y) or torch.is_complex(y)) and out.dim() >= 2:
             check_class_indices(y, out.shape[-1])
 
-    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+    def _real_samples(self, stage: str, dataloader_idx: int, batch_size: int) -> int:
+        """How many leading samples of this validation/test batch are not the ``DistributedSampler``'s padding
+        (the padding is the end of a shard, so it is the tail of the shard's last batch)."""
+        key = (stage, dataloader_idx)
+        if key not in self._shard_left:
+            trainer = self._trainer
+            loaders = flatten_loaders(None if trainer is None else
+                                      trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders)
+            sampler = loader_sampler(loaders[dataloader_idx]) if dataloader_idx < len(loaders) else None
+            self._shard_left[key] = unpadded_shard_length(sampler)
+        left = self._shard_left[key]
+        if left is None:
+            return batch_size
+        keep = min(batch_size, left)
+        self._shard_left[key] = left - keep
+        return keep
+
+    def _shared_step(self, batch: Any, stage: str, dataloader_idx: int = 0) -> Tensor:
         x, y = unpack_batch(batch)
         if y is None:
             raise ValueError(f"{stage} batches must be (x, y) pairs; got inputs without targets")
@@ -165,13 +213,33 @@ class SNNModule(pl.LightningModule):
         bs = len(y) if isinstance(y, Tensor) and y.dim() > 0 else int(x.shape[0])
         if stage == "train" and self.nan_policy == "skip" and not bool(torch.isfinite(loss.detach()).all()):
             return loss  # the step is skipped by fit's NonFiniteGuard: keep NaN out of the epoch metrics
-        on_step = stage == "train"
-        self.log(f"{stage}_loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs,
-                 sync_dist=True)
+        if stage == "train":
+            self.log("train_loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=bs,
+                     sync_dist=True)
+            for name, fn in self.metric_fns.items():
+                self.log(f"train_{name}", fn(out.detach(), y), on_step=False, on_epoch=True, prog_bar=True,
+                         batch_size=bs, sync_dist=True)
+            return loss
+        keep = self._real_samples(stage, dataloader_idx, bs)
+        if keep < bs:  # score only the real samples; an all-padding batch adds zero with weight zero
+            out = out[:, :keep] if is_sequence(out, y) else out[:keep]
+            y = y[:keep]
+            loss = self.loss_fn(out, y) if keep else loss.new_zeros(())
+        self._log_mean(stage, "loss", loss.detach(), keep, dataloader_idx)
         for name, fn in self.metric_fns.items():
-            self.log(f"{stage}_{name}", fn(out.detach(), y), on_step=False, on_epoch=True, prog_bar=True,
-                     batch_size=bs, sync_dist=True)
+            self._log_mean(stage, name, fn(out.detach(), y) if keep else loss.new_zeros(()), keep, dataloader_idx)
         return loss
+
+    def _log_mean(self, stage: str, name: str, value: Tensor, weight: int, dataloader_idx: int) -> None:
+        """Log ``<stage>_<name>`` as the ``weight``-weighted mean over the epoch and all processes (exact:
+        see :class:`~spaic_train.training.distributed.WeightedMean`)."""
+        key = f"{stage}_{name}_{dataloader_idx}"
+        if key not in self._eval_means:
+            self._eval_means[key] = WeightedMean().to(self.device)
+        mean = self._eval_means[key]
+        mean.update(value, weight)
+        self.log(f"{stage}_{name}", mean, on_step=False, on_epoch=True, prog_bar=True,
+                 metric_attribute=f"_eval_means.{key}")
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
@@ -179,14 +247,21 @@ class SNNModule(pl.LightningModule):
         if isinstance(opt, list):
             opt = opt[0] if opt else None
         if opt is not None:
-            self.log("lr", float(opt.param_groups[0]["lr"]), on_step=False, on_epoch=True, batch_size=1)
+            self.log("lr", float(opt.param_groups[0]["lr"]), on_step=False, on_epoch=True, batch_size=1,
+                     sync_dist=True)  # the same on every process: the sync only keeps Lightning from warning
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        return self._shared_step(batch, "val")
+        return self._shared_step(batch, "val", dataloader_idx)
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        return self._shared_step(batch, "test")
+        return self._shared_step(batch, "test", dataloader_idx)
+
+    def on_validation_epoch_start(self) -> None:
+        self._shard_left.clear()
+
+    def on_test_epoch_start(self) -> None:
+        self._shard_left.clear()
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """The network output for the batch's inputs (targets, if any, are ignored)."""
@@ -202,8 +277,10 @@ class SNNModule(pl.LightningModule):
                 fn()
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
-        """The optimizer step, then :meth:`apply_constraints` (so weights never leave their bounds)."""
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        """The optimizer step (learnable delays at ``delay_lr · σ / start``, see ``delay_sigma``), then
+        :meth:`apply_constraints` (so weights and delays never leave their bounds)."""
+        with self._delay_lr_scaled(optimizer):
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         self.apply_constraints()
 
     def on_fit_start(self) -> None:
@@ -212,8 +289,42 @@ class SNNModule(pl.LightningModule):
             base = os.environ.get("PL_GLOBAL_SEED")
             seed_rank_rngs(int(base) if base is not None else None, self.trainer.global_rank)
 
+    def on_train_epoch_start(self) -> None:
+        """Set the ``delay_sigma`` of this epoch on every learnable-delay connection (when a schedule is given)."""
+        if self.delay_sigma is not None:
+            sigma = self.delay_sigma(self.current_epoch)
+            for conn in learnable_delay_connections(self.network):
+                conn.set_delay_sigma(sigma)
+
+    def _param_groups(self) -> Any:
+        """All parameters; learnable delays in a group of their own (``delay_lr``, no weight decay)."""
+        delays = [c.delay for c in learnable_delay_connections(self.network)]
+        if not delays:
+            return self.parameters()
+        ids = {id(d) for d in delays}
+        lr = self.lr * DELAY_LR_FACTOR if self.delay_lr is None else self.delay_lr
+        return [{"params": [p for p in self.parameters() if id(p) not in ids]},
+                {"params": delays, "lr": lr, "weight_decay": 0.0, "delays": True}]
+
+    @contextlib.contextmanager
+    def _delay_lr_scaled(self, optimizer: Any):
+        """Scale the learning rate of the delay group by ``σ / start`` for one step (schedulers never see it)."""
+        groups = [g for g in getattr(optimizer, "optimizer", optimizer).param_groups if g.get("delays")]
+        if self.delay_sigma is None or not groups:
+            yield
+            return
+        factor = self.delay_sigma(self.current_epoch) / self.delay_sigma.start
+        saved = [g["lr"] for g in groups]
+        for g in groups:
+            g["lr"] = g["lr"] * factor
+        try:
+            yield
+        finally:
+            for g, lr in zip(groups, saved):
+                g["lr"] = lr
+
     def configure_optimizers(self) -> Any:
-        opt = build_optimizer(self.optimizer_spec, self.parameters(), self.lr, **self.optimizer_kwargs)
+        opt = build_optimizer(self.optimizer_spec, self._param_groups(), self.lr, **self.optimizer_kwargs)
         if self.scheduler_spec is None:
             return opt
         trainer = self._trainer

@@ -14,8 +14,8 @@ Schedulers (stepped once per epoch unless noted; keyword options override the de
 * ``cosine``: :class:`~torch.optim.lr_scheduler.CosineAnnealingLR`, ``T_max = max_epochs``, ``eta_min=0``;
 * ``step``: :class:`~torch.optim.lr_scheduler.StepLR`, ``step_size = max(1, max_epochs // 3)``, ``gamma=0.1``;
 * ``exponential``: :class:`~torch.optim.lr_scheduler.ExponentialLR`, ``gamma=0.95``;
-* ``onecycle``: :class:`~torch.optim.lr_scheduler.OneCycleLR`, ``max_lr = lr``, ``total_steps`` = the
-  trainer's estimated optimizer steps; stepped every optimizer step;
+* ``onecycle``: :class:`~torch.optim.lr_scheduler.OneCycleLR`, ``max_lr`` = each parameter group's ``lr``,
+  ``total_steps`` = the trainer's estimated optimizer steps; stepped every optimizer step;
 * ``plateau``: :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` monitoring ``val_loss`` (``train_loss``
   when there is no validation data; ``monitor=`` overrides; ``mode`` is ``'max'`` for accuracy-like names),
   ``factor=0.1``, ``patience=10``; an epoch where the monitored value is missing is skipped with a warning;
@@ -86,7 +86,7 @@ def check_optimizer(optimizer: OptimizerLike) -> None:
         raise TypeError("optimizer must be a name, an Optimizer class or a factory params -> Optimizer, not an "
                         "Optimizer instance (its parameters would not be the module's)")
     elif not callable(optimizer):
-        raise TypeError(f"optimizer must be a name ({', '.join(OPTIMIZERS.names())}), an Optimizer class or a "
+        raise TypeError(f"optimizer must be a name ({OPTIMIZERS.describe()}), an Optimizer class or a "
                         f"factory params -> Optimizer, got {optimizer!r}")
 
 
@@ -174,7 +174,7 @@ def _exponential(optimizer: Optimizer, ctx: SchedulerContext, **kw: Any) -> dict
 
 @SCHEDULERS.register("onecycle", "one_cycle")
 def _onecycle(optimizer: Optimizer, ctx: SchedulerContext, **kw: Any) -> dict:
-    kw.setdefault("max_lr", ctx.lr)
+    kw.setdefault("max_lr", [g["lr"] for g in optimizer.param_groups])
     if "total_steps" not in kw and not ("epochs" in kw and "steps_per_epoch" in kw):
         kw["total_steps"] = _need(ctx.total_steps, "the number of optimizer steps", "onecycle", "total_steps")
     return {"scheduler": lrs.OneCycleLR(optimizer, **kw), "interval": "step"}
@@ -197,7 +197,7 @@ def check_scheduler(scheduler: SchedulerLike) -> None:
     if isinstance(scheduler, str):
         SCHEDULERS.get(scheduler, owner="scheduler")
     elif not callable(scheduler):
-        raise TypeError(f"scheduler must be None, a name ({', '.join(SCHEDULERS.names())}), an LRScheduler class "
+        raise TypeError(f"scheduler must be None, a name ({SCHEDULERS.describe()}), an LRScheduler class "
                         f"or a factory optimizer -> scheduler, got {scheduler!r}")
 
 

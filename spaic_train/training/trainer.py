@@ -11,11 +11,14 @@ Model weights are identical on every process regardless (DDP broadcasts rank 0's
 Multi-process.  ``strategy='ddp'`` relaunches the calling script once per extra device (the script must be
 safe to re-run, e.g. guarded by ``if __name__ == '__main__'``); ``'ddp_spawn'`` runs the fit in child
 processes and copies the trained weights and the History back.  On CPU use ``accelerator='cpu',
-devices=N`` (gloo backend).
+devices=N`` (gloo backend).  ``evaluate`` and ``predict`` take the same options: every process scores or
+predicts its shard, and all return the numbers / outputs (in dataset order) of the whole data, as one process
+would.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -24,39 +27,28 @@ from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from torch import Tensor, nn
+from torch.utils.data import IterableDataset
 
 from .checkpoint import AtomicCheckpointIO, ResumableRandomSampler, ResumeState, check_checkpoint
-from .data import DataLike, as_target_tensor, prepare_eval_data, prepare_fit_data, unpack_batch
+from .data import DataLike, as_target_tensor, class_index_labels, prepare_eval_data, prepare_fit_data, unpack_batch
+from .distributed import gather_objects
 from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
 from .history import History
 from .losses import check_class_indices
 from .module import SNNModule
+from .progress import EpochProgress, quiet_lightning
 
 __all__ = ["evaluate", "fit", "predict"]
 
-# Lightning warnings that are noise for small Keras-style fits
-_QUIET = (
-    r".*does not have many workers.*",
-    r".*The number of training batches .* is smaller than the logging interval.*",
-    r".*You defined a `validation_step` but have no `val_dataloader`.*",
-    r".*Total length of .* across ranks is zero.*",
-    r".*The `srun` command is available.*",
-    r".*GPU available but not used.*",
-    r".*Checkpoint directory .* exists and is not empty.*",
-    r".*`training_step` returned `None`.*",
-)
+log = logging.getLogger(__name__)
 
-
-class _quiet(warnings.catch_warnings):
-    def __enter__(self) -> Any:
-        out = super().__enter__()
-        for pattern in _QUIET:
-            warnings.filterwarnings("ignore", message=pattern)
-        return out
+# under DDP Lightning warns that its DistributedSampler repeats evaluation samples; SNNModule does not count
+# them (and predict puts every sample back in its place exactly once)
+_EXACT_EVAL = r".*Using `DistributedSampler` with the dataloaders.*"
 
 
 def _as_module(module: Union[SNNModule, pl.LightningModule, nn.Module]) -> pl.LightningModule:
@@ -124,6 +116,15 @@ def _dataset_targets(loader: Any) -> Optional[Tensor]:
     return None
 
 
+def _array_labels(module: pl.LightningModule, y: Any, what: str) -> Any:
+    """Array labels checked (and float class indices cast to ``int64``) before anything is built, so that a
+    bad dtype is reported naming the model; Datasets, DataLoaders and ``None`` pass through."""
+    if y is None or isinstance(y, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        return y
+    net = getattr(module, "network", module)
+    return class_index_labels(as_target_tensor(y, what), f"{getattr(net, 'label', type(net).__name__)}: {what}")
+
+
 def _check_input_shape(module: pl.LightningModule, data: Any) -> None:
     """At fit start: array / TensorDataset samples must match the shape of the network's single encoder."""
     net = getattr(module, "network", module)
@@ -165,11 +166,21 @@ def _check_label_range(module: pl.LightningModule, data: Any) -> None:
             raise ValueError(f"{what}: {e} (output {label} has {n} neurons)") from None
 
 
+def _with_progress(callbacks: Sequence[pl.Callback], enable_progress_bar: bool) -> list[pl.Callback]:
+    """``callbacks`` plus the Keras-like :class:`EpochProgress` console, unless the progress bar is off or the
+    caller brought their own."""
+    callbacks = list(callbacks)
+    if enable_progress_bar and not any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks):
+        callbacks.append(EpochProgress())
+    return callbacks
+
+
 def _eval_trainer(accelerator: str, devices: Any, precision: Any, enable_progress_bar: bool,
                   trainer_kwargs: dict) -> pl.Trainer:
     kwargs = dict(accelerator=accelerator, devices=devices, precision=precision, logger=False,
                   enable_checkpointing=False, enable_progress_bar=enable_progress_bar, enable_model_summary=False)
     kwargs.update(trainer_kwargs)
+    kwargs["callbacks"] = _with_progress(kwargs.get("callbacks") or [], enable_progress_bar)
     return pl.Trainer(**kwargs)
 
 
@@ -232,7 +243,8 @@ def fit(
             counts the skips per epoch; ``'ignore'`` — no check.
         seed: seeds everything (see the module docstring for the per-process scheme).
         num_workers: dataloader worker processes (array/Dataset inputs).
-        enable_progress_bar: show Lightning's progress bar.
+        enable_progress_bar: print one line per epoch (loss and metrics; on a terminal also a live bar of the
+            batches: :class:`~spaic_train.training.progress.EpochProgress`); ``False``: print nothing.
         shuffle: shuffle the training data every epoch (array/Dataset inputs; validation is never shuffled).
         **trainer_kwargs: any other ``lightning.Trainer`` option (``gradient_clip_val``,
             ``accumulate_grad_batches``, ``limit_train_batches``...).
@@ -263,6 +275,9 @@ def fit(
     if seed is not None:
         pl.seed_everything(int(seed), workers=True, verbose=False)
     module = _as_module(module)
+    y = _array_labels(module, y, "y")
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        validation_data = (validation_data[0], _array_labels(module, validation_data[1], "y_val"))
     data = prepare_fit_data(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
                             validation_split=validation_split, num_workers=num_workers, seed=seed)
     _check_input_shape(module, data)
@@ -293,7 +308,8 @@ def fit(
         plugins.append(AtomicCheckpointIO())
     kwargs: dict[str, Any] = dict(
         max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
-        logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir), callbacks=cbs,
+        logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir),
+        callbacks=_with_progress(cbs, enable_progress_bar),
         enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=enable_progress_bar,
         enable_model_summary=False, plugins=plugins,
     )
@@ -304,8 +320,11 @@ def fit(
             pass
     kwargs.update(trainer_kwargs)
 
-    with _quiet():
+    with quiet_lightning():
         trainer = pl.Trainer(**kwargs)
+        for tb in trainer.loggers:
+            if isinstance(tb, TensorBoardLogger) and trainer.is_global_zero:
+                log.info(f"TensorBoard logs: {tb.log_dir} (view: tensorboard --logdir {tb.log_dir})")
         tmp = None
         if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
             fd, tmp = tempfile.mkstemp(prefix="spaic_history_", suffix=".json")
@@ -343,13 +362,19 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss and metrics of ``module`` on ``(x, y)`` (a DataModule's ``test_dataloader``).
 
+    Args:
+        devices, accelerator, precision, **trainer_kwargs: as ``lightning.Trainer``; ``devices=2,
+            strategy='ddp'`` (``accelerator='cpu'``: gloo) splits the data between processes.
+
     Returns:
         ``{'loss': ..., '<metric>': ...}`` (e.g. ``{'loss': 0.31, 'accuracy': 0.93}``): sample-weighted means
-        over the whole data.
+        over the whole data, on every process.  With an :class:`SNNModule` they are the same under DDP as in
+        one process (each sample counted once; only the float summation order differs).
     """
     module = _as_module(module)
-    data = prepare_eval_data(x, y, batch_size=batch_size, num_workers=num_workers, need_targets=True)
-    with _quiet():
+    data = prepare_eval_data(x, _array_labels(module, y, "y"), batch_size=batch_size, num_workers=num_workers,
+                             need_targets=True)
+    with quiet_lightning(*((_EXACT_EVAL,) if isinstance(module, SNNModule) else ())):
         trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
         if isinstance(data, pl.LightningDataModule):
             results = trainer.test(module, datamodule=data, verbose=False)
@@ -366,6 +391,7 @@ def predict(
     x: DataLike,
     batch_size: int = 32,
     accelerator: str = "auto",
+    devices: Any = 1,
     precision: Any = "32-true",
     num_workers: int = 0,
     time_first: Optional[bool] = None,
@@ -377,48 +403,80 @@ def predict(
     Args:
         x: inputs ``[N, ...]`` (array, Dataset of ``(x, ...)`` items, DataLoader or a DataModule's
             ``predict_dataloader``).
+        devices, accelerator, precision, **trainer_kwargs: as ``lightning.Trainer``.  Under several processes
+            (``devices=2, strategy='ddp'``) each predicts a share of the samples and every process returns all
+            outputs, put back in dataset order (map-style data sets only).
         time_first: whether outputs are ``[T, B, C]`` sequences (concatenated along dim 1).  ``None``: the axis
             (0 or 1) whose length is every batch's size; if both are (``T`` equals the batch size), time first
             only when the module's loss needs sequences (``tet``).
 
     Returns:
         ``[N, C]`` (or ``[N, *shape]``) for per-sample outputs, ``[T, N, C]`` for sequences; on the CPU.
+
+    Raises:
+        ValueError: no batch was produced, or several processes predict a data set without sample indices (an
+            iterable data set), whose outputs cannot be put back in order.
     """
     module = _as_module(module)
     data = prepare_eval_data(x, None, batch_size=batch_size, num_workers=num_workers, need_targets=False)
-    sizes = _BatchSizes()
+    collected = _CollectPredictions()
     trainer_kwargs = dict(trainer_kwargs)
-    trainer_kwargs["callbacks"] = [sizes, *(trainer_kwargs.get("callbacks") or [])]
-    with _quiet():
-        trainer = _eval_trainer(accelerator, 1, precision, enable_progress_bar, trainer_kwargs)
+    trainer_kwargs["callbacks"] = [collected, *(trainer_kwargs.get("callbacks") or [])]
+    with quiet_lightning(r".*Couldn't infer the batch indices.*"):
+        trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
+        if trainer.world_size > 1 and isinstance(getattr(data, "dataset", None), IterableDataset):
+            raise ValueError(_UNORDERED.format(n=trainer.world_size))
         if isinstance(data, pl.LightningDataModule):
-            outs = trainer.predict(module, datamodule=data)
+            trainer.predict(module, datamodule=data, return_predictions=False)
         else:
-            outs = trainer.predict(module, dataloaders=data)
-    if outs and isinstance(outs[0], list):  # several predict dataloaders
-        outs = [o for group in outs for o in group]
+            trainer.predict(module, dataloaders=data, return_predictions=False)
+    outs, sizes, keys = collected.outputs, collected.sizes, collected.keys
     if not outs:
         raise ValueError("predict: no batch was produced")
     if time_first is None:
-        fits = [d for d in (0, 1)
-                if all(o.dim() > d and o.shape[d] == b for o, b in zip(outs, sizes.sizes))]
+        fits = [d for d in (0, 1) if all(o.dim() > d and o.shape[d] == b for o, b in zip(outs, sizes))]
         if fits == [1]:
             time_first = True
         elif fits == [0, 1]:  # T == batch size: ambiguous, ask the loss
             time_first = bool(getattr(getattr(module, "loss_fn", None), "requires_sequence", False))
         else:
             time_first = False
-    return torch.cat([o.detach().float().cpu() if o.dtype == torch.bfloat16 else o.detach().cpu() for o in outs],
-                     dim=1 if time_first else 0)
+    dim = 1 if time_first else 0
+    out = torch.cat([o.float() if o.dtype == torch.bfloat16 else o for o in outs], dim=dim)
+    if trainer.world_size > 1:  # the shards, rank after rank: back to dataset order
+        if any(k is None for k in keys):
+            raise ValueError(_UNORDERED.format(n=trainer.world_size))
+        flat = [k for batch in keys for k in batch]
+        order = sorted(range(len(flat)), key=flat.__getitem__)
+        out = out.index_select(dim, torch.tensor(order, dtype=torch.long))
+    return out
 
 
-class _BatchSizes(pl.Callback):
-    """Records the size of every predicted batch (to find the batch axis of the outputs)."""
+_UNORDERED = ("predict on {n} processes needs a map-style data set: an iterable data set has no sample indices, so "
+              "its outputs cannot be put back in order (and every process would read all of it); predict it in one "
+              "process (devices=1)")
+
+
+class _CollectPredictions(BasePredictionWriter):
+    """Keeps every predicted batch (on the CPU) with its size and its samples' ``(dataloader, index)`` keys; at
+    the end of a multi-process predict, every process gets the batches of all (rank after rank)."""
 
     def __init__(self) -> None:
+        super().__init__(write_interval="batch")
+        self.outputs: list[Tensor] = []
         self.sizes: list[int] = []
+        self.keys: list[Optional[list[tuple[int, int]]]] = []
 
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                             batch_idx: int, dataloader_idx: int = 0) -> None:
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
         x, _ = unpack_batch(batch)
+        self.outputs.append(prediction.detach().cpu())
         self.sizes.append(int(x.shape[0]) if isinstance(x, Tensor) and x.dim() > 0 else -1)
+        usable = batch_indices and all(isinstance(i, int) for i in batch_indices)
+        self.keys.append([(dataloader_idx, i) for i in batch_indices] if usable else None)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            shards = gather_objects(trainer, (self.outputs, self.sizes, self.keys))
+            self.outputs, self.sizes, self.keys = ([b for shard in shards for b in shard[i]] for i in range(3))
