@@ -45,6 +45,8 @@ def fit_net(x, y, net=None, **kw):
 
 X = torch.rand(8, 4)
 Y = torch.randint(0, 3, (8,))
+#: float labels with a non-integral value (Y / 2 of a random Y has none when Y is all even)
+HALF_LABELS = np.array([0, 1, 2, 1, 0, 2, 1, 0], dtype=np.float32) / 2
 
 
 def with_nan(x):
@@ -433,7 +435,7 @@ CASES = [
     ("fit-float-labels", lambda: fit_net(X, torch.full((8,), 0.5)), ValueError,
      ["network", "y", "class indices", "torch.float32", "non-integral", "0.5"]),
     ("fit-float-labels-integral", integral_float_labels_fit, None, []),
-    ("evaluate-float-labels", lambda: keras_evaluate(X, Y.numpy().astype(np.float32) / 2), ValueError,
+    ("evaluate-float-labels", lambda: keras_evaluate(X, HALF_LABELS), ValueError,
      ["sequential", "y", "class indices", "float32", "non-integral", "0.5"]),
     ("load-model-missing", lambda: spaic.load_model("/nonexistent/model.pt"), FileNotFoundError,
      ["model file", "/nonexistent/model.pt", "does not exist"]),
