@@ -24,6 +24,9 @@ def test_peers_are_their_own_extra_and_ci_installs_them():
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert not _names(extras["dev"]) & set(PEERS)
     assert _names(extras["peers"]) == set(PEERS)
+    # [dev,nir] alone runs the cross-framework NIR test against snnTorch's own exporter
+    assert {"nir", "nirtorch", "snntorch"} <= _names(extras["nir"])
+    assert not _names(extras["nir"]) & {"spikingjelly", "norse"}
     assert "spaic_train[peers]" in extras["bench"] and "psutil" in _names(extras["bench"])
     ci_extras = re.search(r'pip install -e "\.\[([a-z,]+)\]"', (REPO / ".ci" / "run").read_text()).group(1)
     assert {"dev", "peers"} <= set(ci_extras.split(","))
