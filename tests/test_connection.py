@@ -89,6 +89,30 @@ def test_conv_output_is_channels_last_on_cpu_and_flows_through_the_network():
     torch.testing.assert_close(y, ref.reshape(2, 4, 5, 4, 4), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("in_channels, size", [(2, 32), (4, 32), (8, 16)])
+def test_strided_1x1_conv_matches_torch_in_forward_and_backward(in_channels, size):
+    """The shapes of ResNet-19's narrow 1x1 stride-2 shortcuts, whose channels-last oneDNN backward corrupts
+    memory or hangs on AVX2-only CPUs: the link takes every second pixel and convolves with stride 1, which must
+    give torch's strided NCHW convolution.  Outputs are float32 sums of at most 8 products (default tolerance);
+    a weight gradient sums up to 32 x 16 x 16 = 8192 products of size ~1 in another order, so its values (~50)
+    may differ by a few float32 ulps times sqrt(8192): rtol 1e-4."""
+    pre, post = A((in_channels, size, size), "pre"), A(name="post")
+    c = Connection(pre, post, link_type="conv", syn_type=["conv"], out_channels=2 * in_channels, kernel_size=1,
+                   stride=2, bias=uniform(-0.1, 0.1))
+    x = (torch.rand(2, 16, in_channels, size, size) < 0.3).float()
+    w_ref = c.weight.detach().clone().requires_grad_(True)
+    for _ in range(20):  # the defect showed on repeated backward passes
+        c.weight.grad = None
+        y = c(x)
+        g = torch.randn_like(y)
+        y.backward(g)
+    ref = F.conv2d(x.reshape(32, in_channels, size, size), w_ref, c.bias.detach(), 2)
+    ref.backward(g.reshape(ref.shape))
+    assert post.shape == tuple(ref.shape[1:])
+    torch.testing.assert_close(y.detach(), ref.detach().reshape(y.shape))
+    torch.testing.assert_close(c.weight.grad, w_ref.grad, rtol=1e-4, atol=1e-4)
+
+
 def test_conv_basic_synapse_and_upscale():
     pre, post = A((2, 4, 4), "pre"), A(name="post")
     c = Connection(pre, post, link_type="conv", out_channels=3, upscale=2, padding=1)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from kernel_cases import check_kernel_supported, check_run_sequence_dispatch, compare_cases
@@ -30,6 +34,20 @@ def test_several_chunks_and_tail_match(monkeypatch):
     monkeypatch.setattr(numba_lif, "_MAX_WIDTH", 1024)
     monkeypatch.setattr(numba_lif, "_SCRATCH_ELEMS", 64 * 40)
     compare_cases(_numba_impl, "cpu", T=40, B=3, shape=(50,), names=["sigmoid"])
+
+
+def test_kernel_leaves_torch_thread_count_alone():
+    """numba's OpenMP layer sets the process's OpenMP thread count when it starts its pool (once per process,
+    hence a fresh one): torch must keep the count the user set."""
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from spaic_train.neurons import lif\n"
+            "x = torch.rand(8, 4, 1000, requires_grad=True)\n"
+            "lif.lif_sequence(x)[0].sum().backward()\n"
+            "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "SPAIC_TRAIN_NUMBA": "1"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1"
 
 
 def test_thread_count_does_not_change_results():

@@ -406,11 +406,18 @@ class ConvLink(Link):
     def op(self, x, weight):
         if self.upscale is not None:
             x = F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+        stride = self.stride
         if x.device.type == "cpu":
+            if self.kernel_size == (1, 1) and stride != (1, 1) and self.padding in ((0, 0), "valid"):
+                # a strided 1x1 convolution reads every stride-th pixel: take them first and convolve with
+                # stride 1 (same sums).  oneDNN's own strided 1x1 backward on AVX2-only CPUs (AMD EPYC) corrupts
+                # memory or hangs for small channel counts (tests/test_connection.py reproduces the shapes)
+                x = x[:, :, ::stride[0], ::stride[1]]
+                stride = (1, 1)
             # oneDNN's CPU convolutions are fastest channels-last; the output stays channels-last through
             # batch norm, pooling and the neurons (which integrate any dense layout in memory order)
             x = x.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+        return F.conv2d(x, weight, None, stride, self.padding, self.dilation, self.groups)
 
     def add_bias(self, y, bias):
         return y + bias.view(-1, 1, 1)

@@ -216,8 +216,14 @@ def _launch_shape(T: int, N: int, scratch: bool) -> tuple[int, int]:
     Wide chunks amortise the per-row loop overhead; with a backward scratch (``T x width`` floats,
     twice) the width shrinks for long sequences so the scratch stays cache-sized.
     """
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    torch_threads = torch.get_num_threads()
+    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
+    if torch.get_num_threads() != torch_threads:
+        # numba's OpenMP layer sets the process's OpenMP thread count to NUMBA_NUM_THREADS when it starts its
+        # pool: put the user's count back, or torch (and oneDNN, whose primitives were planned for the old
+        # count) silently run with another one
+        torch.set_num_threads(torch_threads)
     width = _MAX_WIDTH
     if scratch:
         width = max(16, min(_MAX_WIDTH, _SCRATCH_ELEMS // max(1, T)) // 16 * 16)
