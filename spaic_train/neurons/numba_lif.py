@@ -221,8 +221,7 @@ def _launch_shape(T: int, N: int, scratch: bool) -> tuple[int, int]:
     numba.set_num_threads(threads)
     if torch.get_num_threads() != torch_threads:
         # numba's OpenMP layer sets the process's OpenMP thread count to NUMBA_NUM_THREADS when it starts its
-        # pool: put the user's count back, or torch (and oneDNN, whose primitives were planned for the old
-        # count) silently run with another one
+        # pool (once per process): put the user's count back, or torch silently runs with another one
         torch.set_num_threads(torch_threads)
     width = _MAX_WIDTH
     if scratch:
