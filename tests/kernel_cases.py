@@ -1,13 +1,12 @@
 """Shared checks for the compiled LIF/IF kernels (numba on CPU, Triton on CUDA): every case is
-compared against the torch fused kernel :class:`~spaic_train.neurons.lif.LIFSequenceFunction`."""
+compared against the torch fused kernel :class:`~spaic_train.neurons.kernels.torch_lif.LIFSequenceFunction`."""
 
 from __future__ import annotations
 
 import torch
 
 from spaic_train.neurons import build_neuron
-from spaic_train.neurons import lif as lif_mod
-from spaic_train.neurons.lif import LIFSequenceFunction, _Cfg, kernel_supported
+from spaic_train.neurons.kernels import LIFConfig, LIFSequenceFunction, dispatch, kernel_supported
 from spaic_train.surrogate import SURROGATES, get_surrogate
 
 SURROGATE_NAMES = ["atan", "sigmoid", "fast_sigmoid", "rectangle", "gaussian", "triangle", "erf",
@@ -50,7 +49,7 @@ def compare_cases(impl, device: str, T: int, B: int, shape: tuple, names=SURROGA
                     torch.manual_seed(seed)
                     v_reset = -0.2 if hard else 0.0
                     v_th = 0.9 if hard else 1.1
-                    cfg = _Cfg(v_th, v_reset, hard, detach, get_surrogate(name), 0.0, 0.0, return_v)
+                    cfg = LIFConfig(v_th, v_reset, hard, detach, get_surrogate(name), 0.0, 0.0, return_v)
                     I = (torch.randn(T, B, *shape, device=device) * 0.8 + 0.35).requires_grad_()
                     V0 = (torch.randn(B, *shape, device=device) * 0.3).requires_grad_(seed % 2 == 0)
                     beta = 1.0 if seed % 3 == 0 else 0.8  # IF and LIF
@@ -79,7 +78,7 @@ def check_kernel_supported() -> None:
         pass
 
     I, V0 = torch.zeros(3, 2, 4), torch.zeros(2, 4)
-    cfg = _Cfg(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, False)
+    cfg = LIFConfig(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, False)
     assert kernel_supported(I, V0, 0.8, cfg)
     assert kernel_supported(I, V0, 1, cfg)
     assert not kernel_supported(I, V0, 0.8, cfg, a0=torch.zeros(2, 4))  # alif
@@ -94,7 +93,7 @@ def check_kernel_supported() -> None:
 
 
 def check_run_sequence_dispatch(monkeypatch, kernels, flag: str, device: str, name: str, reset: str) -> None:
-    """``LIFFamily.run_sequence`` calls ``kernels.lif_sequence`` when ``lif.<flag>`` is on and not when it is
+    """``LIFFamily.run_sequence`` calls ``kernels.lif_sequence`` when ``dispatch.<flag>`` is on and not when it is
     off, with the same spikes, states and gradients either way."""
     calls = []
     orig = kernels.lif_sequence
@@ -104,7 +103,7 @@ def check_run_sequence_dispatch(monkeypatch, kernels, flag: str, device: str, na
     x = torch.randn(20, 8, 300, device=device) * 0.7 + 0.3
     outs = []
     for use in (True, False):
-        monkeypatch.setattr(lif_mod, flag, use)
+        monkeypatch.setattr(dispatch, flag, use)
         I = x.clone().requires_grad_()
         O, state, Vseq = model.run_sequence(I, None, return_v=True)
         (O.sum() + 0.5 * state["V"].sum() + 0.1 * Vseq.sum()).backward()

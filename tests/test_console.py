@@ -17,8 +17,7 @@ import torch
 
 import spaic_train as st
 from spaic_train.layers import Full, Input
-from spaic_train.neurons import lif as lif_mod
-from spaic_train.neurons import numba_lif
+from spaic_train.neurons.kernels import dispatch, numba_lif
 
 REPO = Path(__file__).resolve().parents[1]
 NOISE = ("GPU available", "TPU available", "litlogger", "LeafSpec", "Trainer.fit` stopped")
@@ -106,13 +105,13 @@ def test_live_bar_on_a_terminal_is_erased_before_each_epoch_line(monkeypatch, ca
 
 def test_numba_compile_notice_once(monkeypatch, caplog):
     """The first use on a machine (nothing in numba's cache for this CPU) says what the pause is, once."""
-    lif_mod._kernels("cpu")  # the kernels as this session has them
+    dispatch._kernels("cpu")  # the kernels as this session has them
     assert numba_lif.kernels_cached()  # compiled by now, so cached for this CPU
-    monkeypatch.delitem(lif_mod._kernel_mods, "cpu")
+    monkeypatch.delitem(dispatch._kernel_mods, "cpu")
     monkeypatch.setattr(numba_lif, "kernels_cached", lambda: False)
     with caplog.at_level(logging.INFO, logger="spaic_train"):
-        assert lif_mod._kernels("cpu") is numba_lif
-        assert lif_mod._kernels("cpu") is numba_lif
+        assert dispatch._kernels("cpu") is numba_lif
+        assert dispatch._kernels("cpu") is numba_lif
     notices = [r.getMessage() for r in caplog.records if "compiling the numba LIF kernels" in r.getMessage()]
     assert len(notices) == 1 and numba_lif.cache_dir() in notices[0] and "once per machine" in notices[0]
 

@@ -326,7 +326,7 @@ def config_unknown_inbound():
 # ------------------------------------------------------------------------------------------------ the table
 # (id, callable, exception type, key words)
 def buffer_pool_limit_from_env(value):
-    from spaic_train.neurons import buffers
+    from spaic_train.neurons.kernels import buffers
 
     old = os.environ.get("SPAIC_TRAIN_BUFFER_POOL_MB")
     os.environ["SPAIC_TRAIN_BUFFER_POOL_MB"] = value

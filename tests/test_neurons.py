@@ -55,7 +55,7 @@ def _random_state(model, like, seed=2):
 
 def _assert_same(results):
     (O1, f1, g1), (O2, f2, g2) = results
-    assert torch.equal(O1, O2)  # fused and unfused share the per-step update ops (lif._integrate): bitwise
+    assert torch.equal(O1, O2)  # fused and unfused share the per-step update ops (kernels.torch_lif.integrate): bitwise
     for k in f1:
         torch.testing.assert_close(f1[k], f2[k], rtol=0, atol=1e-12)
     assert len(g1) == len(g2)
@@ -165,7 +165,7 @@ def test_step_and_run_sequence_give_identical_spikes(model, reset):
             outs.append(o)
             vs.append(st["V"])
     assert O.dtype == I.dtype and O.shape == I.shape
-    # bitwise: step and the fused kernels apply the same elementwise ops per step (lif._integrate / _reset)
+    # bitwise: step and the fused kernels apply the same elementwise ops per step (kernels.torch_lif.integrate / _reset)
     assert torch.equal(O, torch.stack(outs))
     assert torch.equal(Vseq, torch.stack(vs))
     for k in final:
@@ -402,9 +402,9 @@ def test_models_pickle():
 
 
 def test_fused_run_is_one_autograd_node_with_block_checkpoints(monkeypatch):
-    import spaic_train.neurons.lif as lif_mod
+    from spaic_train.neurons.kernels import dispatch, torch_lif
 
-    monkeypatch.setattr(lif_mod, "USE_NUMBA", False)  # the torch fused kernel (numba's: test_numba_lif)
+    monkeypatch.setattr(dispatch, "USE_NUMBA", False)  # the torch fused kernel (numba's: test_numba_lif)
     m = LIF()
     I = torch.rand(50, 2, 3, requires_grad=True)
     O, st, _ = m.run_sequence(I)
@@ -412,7 +412,7 @@ def test_fused_run_is_one_autograd_node_with_block_checkpoints(monkeypatch):
     assert O.grad_fn is st["V"].grad_fn
     # small blocks (many checkpoints, uneven last block) give the same gradients as one block
     (g_one,) = torch.autograd.grad(O.sum() + st["V"].sum(), I)
-    monkeypatch.setattr(lif_mod, "_BLOCK_ELEMS", 7 * 6)
+    monkeypatch.setattr(torch_lif, "_BLOCK_ELEMS", 7 * 6)
     for model in (LIF(reset="soft"), PLIF(), ALIF(beta_adapt=0.5, tau_adapt=10.0)):
         Id = _input(T=23, B=2, shape=(3,), seed=13)
         _assert_same(_grads_both_ways(model.to(D), Id, _random_state(model, Id[0])))

@@ -1,4 +1,4 @@
-"""Numba CPU LIF/IF kernels (:mod:`spaic_train.neurons.numba_lif`) and the output buffer pool."""
+"""Numba CPU LIF/IF kernels (:mod:`spaic_train.neurons.kernels.numba_lif`) and the output buffer pool."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from kernel_cases import check_kernel_supported, check_run_sequence_dispatch, compare_cases
 
-from spaic_train.neurons import build_neuron, numba_lif
-from spaic_train.neurons import lif as lif_mod
+from spaic_train.neurons import build_neuron
 from spaic_train.neurons.buffers import BufferPool
+from spaic_train.neurons.kernels import dispatch, numba_lif
 
 
 def _numba_impl(I, V0, beta, cfg):
@@ -40,9 +40,9 @@ def test_kernel_leaves_torch_thread_count_alone():
     """numba's OpenMP layer sets the process's OpenMP thread count when it starts its pool (once per process,
     hence a fresh one): torch must keep the count the user set."""
     code = ("import torch; torch.set_num_threads(1)\n"
-            "from spaic_train.neurons import lif\n"
+            "from spaic_train.neurons import lif_sequence\n"
             "x = torch.rand(8, 4, 1000, requires_grad=True)\n"
-            "lif.lif_sequence(x)[0].sum().backward()\n"
+            "lif_sequence(x)[0].sum().backward()\n"
             "print(torch.get_num_threads())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "SPAIC_TRAIN_NUMBA": "1"})
@@ -91,12 +91,12 @@ def test_unsupported_cases_fall_back(monkeypatch):
 
 def test_without_numba_the_torch_kernel_runs(monkeypatch):
     # what a machine without numba (import fails) gets: same results from the torch fused kernel
-    monkeypatch.setitem(lif_mod._kernel_mods, "cpu", False)
+    monkeypatch.setitem(dispatch._kernel_mods, "cpu", False)
     model = build_neuron("lif")
     I = torch.randn(6, 3, 11, requires_grad=True)
     O, _, _ = model.run_sequence(I)
     assert type(O.grad_fn).__name__ == "LIFSequenceFunctionBackward"
-    monkeypatch.setitem(lif_mod._kernel_mods, "cpu", numba_lif)
+    monkeypatch.setitem(dispatch._kernel_mods, "cpu", numba_lif)
     O2, _, _ = model.run_sequence(I)
     assert type(O2.grad_fn).__name__ == "NumbaLIFFunctionBackward"
     assert torch.equal(O, O2)
@@ -156,7 +156,7 @@ def test_pool_limits_and_empty_cache():
 
 
 def test_pool_env_var_is_checked(monkeypatch):
-    from spaic_train.neurons import buffers
+    from spaic_train.neurons.kernels import buffers
 
     monkeypatch.setenv("SPAIC_TRAIN_BUFFER_POOL_MB", "lots")
     with pytest.raises(ValueError, match="SPAIC_TRAIN_BUFFER_POOL_MB.*'lots'"):
@@ -184,7 +184,7 @@ def test_load_compiled_kernels(monkeypatch):
     from spaic_train.neurons import load_compiled_kernels
 
     assert load_compiled_kernels("cpu") is True
-    monkeypatch.setitem(lif_mod._kernel_mods, "cpu", False)  # numba missing
+    monkeypatch.setitem(dispatch._kernel_mods, "cpu", False)  # numba missing
     assert load_compiled_kernels("cpu") is False
 
 
@@ -194,7 +194,7 @@ def test_a_kernel_that_fails_to_run_falls_back_with_a_warning(monkeypatch):
         raise RuntimeError("LLVM ERROR: cannot select")
 
     monkeypatch.setattr(numba_lif, "lif_sequence", broken)
-    monkeypatch.delitem(lif_mod._kernel_mods, "cpu", raising=False)
+    monkeypatch.delitem(dispatch._kernel_mods, "cpu", raising=False)
     model = build_neuron("lif")
     I = torch.randn(6, 3, 11, requires_grad=True)
     with pytest.warns(RuntimeWarning, match="compiled LIF kernels for 'cpu' failed.*LLVM ERROR.*torch fused kernel"):
@@ -208,9 +208,9 @@ def test_first_use_inside_inference_mode_keeps_the_compiled_kernels(monkeypatch)
     # Lightning's predict runs under torch.inference_mode(): the smoke run must not fail there
     import warnings
 
-    monkeypatch.delitem(lif_mod._kernel_mods, "cpu", raising=False)
+    monkeypatch.delitem(dispatch._kernel_mods, "cpu", raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         with torch.inference_mode():
             build_neuron("lif").run_sequence(torch.randn(5, 2, 7))
-    assert lif_mod._kernel_mods["cpu"] is numba_lif
+    assert dispatch._kernel_mods["cpu"] is numba_lif

@@ -1,4 +1,4 @@
-"""Triton LIF/IF kernels (:mod:`spaic_train.neurons.triton_lif`) against the torch fused kernel.
+"""Triton LIF/IF kernels (:mod:`spaic_train.neurons.kernels.triton_lif`) against the torch fused kernel.
 
 * On CPU (always, when triton is installed): the kernels run under Triton's interpreter
   (``TRITON_INTERPRET=1``, which must be set before triton is imported) in a subprocess, so this
@@ -20,7 +20,7 @@ import pytest
 import torch
 from kernel_cases import check_kernel_supported, check_run_sequence_dispatch, compare_cases
 
-from spaic_train.neurons.lif import _Cfg
+from spaic_train.neurons.kernels import LIFConfig
 from spaic_train.surrogate import get_surrogate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 
 def _triton_impl(I, V0, beta, cfg):
-    from spaic_train.neurons import triton_lif
+    from spaic_train.neurons.kernels import triton_lif
 
     return triton_lif.lif_sequence(I, V0, beta, cfg)
 
@@ -37,14 +37,14 @@ def interpreter_main() -> None:
     """Subprocess body: the kernels on CPU tensors under ``TRITON_INTERPRET=1``."""
     assert os.environ.get("TRITON_INTERPRET") == "1", "set TRITON_INTERPRET=1 before importing triton"
     torch.set_num_threads(1)
-    from spaic_train.neurons import triton_lif
+    from spaic_train.neurons.kernels import triton_lif
 
     check_kernel_supported()
     n = compare_cases(_triton_impl, "cpu", T=6, B=2, shape=(37,))
     triton_lif._MAX_BLOCK = 32  # several programs per step, with a masked tail
     n += compare_cases(_triton_impl, "cpu", T=5, B=2, shape=(3, 7), names=["atan", "rectangle"])
     # empty sequence
-    cfg = _Cfg(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, True)
+    cfg = LIFConfig(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, True)
     V0 = torch.randn(2, 5, requires_grad=True)
     O, VT, aT, Vs = triton_lif.lif_sequence(torch.zeros(0, 2, 5, requires_grad=True), V0, 0.8, cfg)
     assert O.shape == (0, 2, 5) and Vs.shape == (0, 2, 5) and torch.equal(VT, V0)
@@ -69,7 +69,7 @@ needs_cuda = pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()),
 
 @needs_cuda
 def test_cuda_kernels_match_torch_fused():
-    from spaic_train.neurons import triton_lif
+    from spaic_train.neurons.kernels import triton_lif
 
     check_kernel_supported()
     compare_cases(_triton_impl, "cuda", T=16, B=4, shape=(33, 41))  # 5412 neurons: several programs, masked tail
@@ -85,14 +85,15 @@ def test_cuda_kernels_match_torch_fused():
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 @pytest.mark.parametrize("name", ["lif", "if"])
 def test_cuda_run_sequence_dispatch(name, reset, monkeypatch):
-    from spaic_train.neurons import triton_lif
+    from spaic_train.neurons.kernels import triton_lif
 
     check_run_sequence_dispatch(monkeypatch, triton_lif, "USE_TRITON", "cuda", name, reset)
 
 
 @needs_cuda
 def test_cuda_unsupported_cases_fall_back(monkeypatch):
-    from spaic_train.neurons import build_neuron, triton_lif
+    from spaic_train.neurons import build_neuron
+    from spaic_train.neurons.kernels import triton_lif
 
     calls = []
     orig = triton_lif.lif_sequence

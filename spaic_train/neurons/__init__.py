@@ -11,13 +11,15 @@ name                  class                                    state
 ``leaky_integrator``  :class:`~.li.LI` (non-spiking readout)   ``V`` (output ``O = V``)
 ====================  =======================================  ==========================
 
-``build_neuron(name, owner='', **params)`` instantiates one by name.
+``build_neuron(name, owner='', **params)`` instantiates one by name.  The sequence kernels the models call
+(torch, numba, Triton, and the dispatch between them) are in :mod:`spaic_train.neurons.kernels`.
 """
 
 from .base import NEURONS, NeuronModel, State, build_neuron
 from .izhikevich import Izhikevich
+from .kernels import LIFSequenceFunction, lif_sequence, load_compiled_kernels
 from .li import LI
-from .lif import ALIF, IF, LIF, PLIF, LIFFamily, LIFSequenceFunction, lif_sequence, load_compiled_kernels
+from .lif import ALIF, IF, LIF, PLIF, LIFFamily
 
 __all__ = [
     "NEURONS",

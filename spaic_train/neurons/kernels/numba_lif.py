@@ -1,7 +1,7 @@
 """Numba CPU kernels for the plain LIF / IF sequence (forward and BPTT backward over ``[T, B, ...]``).
 
 Same equations as :mod:`spaic_train.neurons.lif` (its module docstring) and the same hand-derived
-backward as :mod:`spaic_train.neurons.triton_lif`, compiled once per machine (``cache=True``: the
+backward as :mod:`.triton_lif`, compiled once per machine (``cache=True``: the
 machine code is stored next to this file, or in numba's user cache when that is read-only).
 
 Why a compiled loop: the torch fused kernel runs a few whole-tensor ops per time step, so every
@@ -11,14 +11,14 @@ and writes the spikes once; the backward recomputes the chunk's membrane ``H`` i
 scratch of ``T x width`` floats (no ``[T, B, ...]`` tensor is saved besides the input), then walks
 back through ``T`` reading the incoming gradient once and writing the input gradient once.
 
-Used by :func:`~spaic_train.neurons.lif.lif_sequence` for CPU calls that
-:func:`~spaic_train.neurons.lif.kernel_supported` accepts (``lif`` / ``if``, float ``beta``,
+Used by :func:`~.dispatch.lif_sequence` for CPU calls that
+:func:`~.dispatch.kernel_supported` accepts (``lif`` / ``if``, float ``beta``,
 float32, built-in surrogate, not being traced by ``torch.compile``); everything else uses
-:class:`~spaic_train.neurons.lif.LIFSequenceFunction`.  ``numba`` is imported only on the first such
+:class:`~.torch_lif.LIFSequenceFunction`.  ``numba`` is imported only on the first such
 call; without numba (or with ``SPAIC_TRAIN_NUMBA=0``) the torch fused kernel runs instead.
 
 Threads: as many as ``torch.get_num_threads()`` (capped by numba's ``NUMBA_NUM_THREADS``).
-Large outputs (spikes, ``V_seq``, input gradient) come from :data:`~spaic_train.neurons.buffers.OUTPUT_BUFFERS`,
+Large outputs (spikes, ``V_seq``, input gradient) come from :data:`~.buffers.OUTPUT_BUFFERS`,
 which reuses their memory across iterations instead of page-faulting fresh memory every call.
 """
 
@@ -33,7 +33,7 @@ from numba import njit, prange
 from numba.extending import intrinsic
 from torch.autograd.function import once_differentiable
 
-from ..surrogate import KERNEL_SURROGATE_IDS
+from ...surrogate import KERNEL_SURROGATE_IDS
 from .buffers import OUTPUT_BUFFERS
 
 __all__ = ["lif_forward", "lif_backward", "NumbaLIFFunction", "lif_sequence", "kernels_cached", "cache_dir"]
@@ -290,7 +290,7 @@ def lif_backward(I: torch.Tensor, V0: torch.Tensor, gO, gVT, gVseq, beta: float,
 
 class NumbaLIFFunction(torch.autograd.Function):
     """``apply(I, V0, beta, cfg) -> (O, V_T, None, V_seq or None)`` with the numba kernels (same
-    contract as :class:`~spaic_train.neurons.lif.LIFSequenceFunction` without adaptation).
+    contract as :class:`~.torch_lif.LIFSequenceFunction` without adaptation).
 
     Saves only the input and the initial membrane; the backward recomputes the membrane.
     """

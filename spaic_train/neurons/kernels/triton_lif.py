@@ -1,15 +1,15 @@
 """Triton kernels for the plain LIF / IF sequence (forward and BPTT backward over ``[T, B, ...]``).
 
 Same equations as :mod:`spaic_train.neurons.lif` (its module docstring), same hand-derived
-backward as :class:`~spaic_train.neurons.lif.LIFSequenceFunction`; one Triton program owns a
+backward as :class:`~.torch_lif.LIFSequenceFunction`; one Triton program owns a
 block of neurons and loops over ``T`` inside the kernel, so a whole sequence is one launch
 forward and one launch backward.
 
-This module imports ``triton`` at import time; :mod:`spaic_train.neurons.lif` imports it only
+This module imports ``triton`` at import time; :mod:`.dispatch` imports it only
 for CUDA inputs (never on the CPU path), and uses it for the calls that
-:func:`~spaic_train.neurons.lif.kernel_supported` accepts (the tests also run the kernels on CPU
+:func:`~.dispatch.kernel_supported` accepts (the tests also run the kernels on CPU
 tensors under ``TRITON_INTERPRET=1``).  Everything else falls back to
-:class:`~spaic_train.neurons.lif.LIFSequenceFunction`.
+:class:`~.torch_lif.LIFSequenceFunction`.
 
 Memory: when a gradient is needed the forward saves only the pre-reset membrane ``H``
 (``[T, B, ...]`` float32); the spikes are recomputed in backward as ``H >= v_th``.
@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from ..surrogate import KERNEL_SURROGATE_IDS, Surrogate
+from ...surrogate import KERNEL_SURROGATE_IDS, Surrogate
 
 __all__ = ["lif_forward", "lif_backward", "TritonLIFFunction", "lif_sequence"]
 
@@ -168,7 +168,7 @@ def lif_backward(H: torch.Tensor, gO, gVT, gVseq, beta: float, v_th: float, v_re
 
 class TritonLIFFunction(torch.autograd.Function):
     """``apply(I, V0, beta, cfg) -> (O, V_T, None, V_seq or None)`` with the Triton kernels
-    (same contract as :class:`~spaic_train.neurons.lif.LIFSequenceFunction` without adaptation)."""
+    (same contract as :class:`~.torch_lif.LIFSequenceFunction` without adaptation)."""
 
     @staticmethod
     def forward(ctx, I, V0, beta, cfg):  # type: ignore[override]

@@ -1,0 +1,32 @@
+"""Sequence kernels of the neuron models (the SpikingJelly ``cuda_kernel/`` / Norse ``functional/`` pattern:
+neuron classes in :mod:`spaic_train.neurons` hold parameters and call these; they contain no kernel code).
+
+=================  ==================================================================================
+module             what
+=================  ==================================================================================
+``dispatch``       the one dispatch point: :func:`lif_sequence` picks the backend of each call
+                   (:func:`kernel_supported`, ``SPAIC_TRAIN_NUMBA`` / ``SPAIC_TRAIN_TRITON``) and
+                   :func:`load_compiled_kernels` loads the compiled ones up front
+``torch_lif``      :class:`LIFSequenceFunction` (fused autograd function, any device, every LIF-family
+                   model) and the elementwise steps it shares with ``LIFFamily.step``
+``numba_lif``      numba CPU kernels for plain LIF / IF (imported on first use)
+``triton_lif``     Triton CUDA kernels for plain LIF / IF (imported on first CUDA use)
+``buffers``        :data:`~.buffers.OUTPUT_BUFFERS`, reuse of large CPU outputs of the numba kernels
+=================  ==================================================================================
+
+All backends share one contract: ``(I [T, B, ...], V0, beta, cfg) -> (O, V_T, a_T, V_seq)`` with the same
+equations and the same hand-derived backward; the tests compare them case by case.
+"""
+
+from .dispatch import USE_NUMBA, USE_TRITON, kernel_supported, lif_sequence, load_compiled_kernels
+from .torch_lif import LIFConfig, LIFSequenceFunction
+
+__all__ = [
+    "LIFConfig",
+    "LIFSequenceFunction",
+    "USE_NUMBA",
+    "USE_TRITON",
+    "kernel_supported",
+    "lif_sequence",
+    "load_compiled_kernels",
+]

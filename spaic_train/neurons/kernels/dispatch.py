@@ -1,0 +1,180 @@
+"""The one dispatch point of the LIF-family sequence kernels: which backend integrates a call.
+
+:func:`lif_sequence` (hence :meth:`~spaic_train.neurons.lif.LIFFamily.run_sequence`) hands the calls that
+:func:`kernel_supported` accepts (plain LIF / IF: no adaptation, float ``beta``, built-in surrogate,
+float32, not traced by ``torch.compile``) to a per-neuron time loop compiled for the device: the
+numba kernels of :mod:`.numba_lif` on CPU, the Triton kernels of :mod:`.triton_lif` on CUDA (same
+equations, same backward).  Everything else (``plif``, ``alif``, float64, custom surrogates) uses the
+torch kernel :class:`~.torch_lif.LIFSequenceFunction`.  ``numba`` and ``triton`` are imported on first
+use only.  Opt out with the environment variables ``SPAIC_TRAIN_NUMBA=0`` / ``SPAIC_TRAIN_TRITON=0``
+(read at import) or by setting :data:`USE_NUMBA` / :data:`USE_TRITON` to ``False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any, Optional, Union
+
+import torch
+
+from ...surrogate import KERNEL_SURROGATE_IDS, Surrogate, get_surrogate
+from .torch_lif import RESET_ALIASES, Beta, LIFConfig, LIFSequenceFunction
+
+__all__ = ["USE_NUMBA", "USE_TRITON", "kernel_supported", "lif_sequence", "load_compiled_kernels"]
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+#: use the numba kernels for supported CPU calls (see the module docstring)
+USE_NUMBA = _env_flag("SPAIC_TRAIN_NUMBA")
+#: use the Triton kernels for supported CUDA calls (see the module docstring)
+USE_TRITON = _env_flag("SPAIC_TRAIN_TRITON")
+
+# kernel modules by device type once loaded; False when missing or failing on this machine
+_kernel_mods: dict[str, Any] = {}
+
+log = logging.getLogger(__name__)
+
+
+def _kernels(device_type: str):
+    """The compiled-kernel module for ``'cpu'`` (numba) or ``'cuda'`` (triton), or ``None``.
+
+    On first use the module is imported and run once on a tiny sequence (forward and backward), so a
+    compiler that is missing (``ImportError``, silently) or broken on this machine (a ``RuntimeWarning``
+    naming the error) leaves the torch fused kernel in charge instead of failing a training step.  The
+    first time on a machine numba compiles the CPU kernels (~20 s): one log line says so.
+    """
+    mod = _kernel_mods.get(device_type)
+    if mod is None:
+        try:
+            # imported here, on first use: numba and triton are optional, heavy (numba: ~1 s, ~120 MB) and
+            # only one of them is ever needed in a process
+            if device_type == "cuda":
+                from . import triton_lif as mod
+            else:
+                from . import numba_lif as mod
+            if device_type == "cpu" and not mod.kernels_cached():
+                log.info(f"spaic_train: compiling the numba LIF kernels for this CPU (once per machine, ~20 s; "
+                         f"cached in {mod.cache_dir()}) ...")
+            # the first call may come from inside torch.inference_mode() (Lightning's predict), where no
+            # tensor can require grad: the smoke run leaves it
+            with torch.inference_mode(False), torch.enable_grad():
+                I = torch.zeros(2, 1, 4, device=device_type, requires_grad=True)
+                cfg = LIFConfig(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, True)
+                O, VT, _, Vseq = mod.lif_sequence(I, torch.zeros(1, 4, device=device_type), 0.5, cfg)
+                (O.sum() + VT.sum() + Vseq.sum()).backward()
+
+        except ImportError:
+            mod = False
+        except Exception as err:  # a compiler that fails on this machine
+            warnings.warn(f"spaic_train: the compiled LIF kernels for {device_type!r} failed to run "
+                          f"({type(err).__name__}: {err}); using the torch fused kernel instead", RuntimeWarning,
+                          stacklevel=3)
+            mod = False
+        _kernel_mods[device_type] = mod
+    return mod or None
+
+
+def load_compiled_kernels(device: Union[str, torch.device] = "cpu") -> bool:
+    """Load the compiled LIF kernels for ``device`` now rather than in the first training step.
+
+    On CPU this imports numba and loads (or, the first time on a machine, compiles and caches) the
+    kernels: about a second and ~120 MB of resident memory, once per process.  Returns ``False`` when
+    no compiled kernels are available there (the torch fused kernel is used instead).
+    """
+    return _kernels(torch.device(device).type) is not None
+
+
+def kernel_supported(I: torch.Tensor, V0: torch.Tensor, beta: Beta, cfg: LIFConfig, a0=None) -> bool:
+    """Whether the compiled kernels handle this call (device not checked): no adaptation, a Python
+    number ``beta``, float32 ``I`` and ``V0`` on one device, a built-in surrogate (exact class), and
+    not inside ``torch.compile`` tracing.  Hard or soft reset, any ``v_th`` / ``v_reset``,
+    ``detach_reset`` and ``return_v`` are all supported."""
+    return (a0 is None and isinstance(beta, (int, float)) and not isinstance(beta, bool)
+            and I.dtype == torch.float32 and V0.dtype == torch.float32 and V0.device == I.device
+            and type(cfg.sg) in KERNEL_SURROGATE_IDS and not torch.compiler.is_compiling())
+
+
+
+def _memory_order(x: torch.Tensor) -> Optional[tuple[int, ...]]:
+    """For a dense, non-contiguous ``x`` whose first (time) dim is outermost in memory: the dim order
+    that makes it contiguous (``x.permute(order).is_contiguous()``); ``None`` otherwise."""
+    if x.dim() < 3 or x.is_contiguous():
+        return None
+    order = (0, *sorted(range(1, x.dim()), key=lambda d: (-x.stride(d), d)))
+    return order if x.permute(order).is_contiguous() else None
+
+
+def lif_sequence(
+    I: torch.Tensor,
+    V0: Optional[torch.Tensor] = None,
+    beta: Beta = 1.0,
+    v_th: float = 1.0,
+    v_reset: float = 0.0,
+    reset: str = "hard",
+    surrogate: Optional[Surrogate] = None,
+    detach_reset: bool = False,
+    return_v: bool = False,
+    a0: Optional[torch.Tensor] = None,
+    rho: float = 0.0,
+    beta_adapt: float = 0.0,
+):
+    """Functional fused LIF integration (see the module docstring).
+
+    Args:
+        I: input ``[T, B, *shape]``.
+        V0: initial membrane ``[B, *shape]`` (``None`` → zeros).
+        beta: decay ``exp(-dt/tau)`` (float or tensor; a tensor that requires grad gets a gradient).
+        v_th, v_reset: threshold and reset potential.
+        reset: ``'hard'`` or ``'soft'``.
+        surrogate: :class:`~spaic_train.surrogate.Surrogate` (``None`` → ATan(2)).
+        detach_reset: detach the spike in the reset term.
+        return_v: also return ``V_seq``.
+        a0: ALIF adaptation state ``[B, *shape]``; ``None`` disables adaptation.
+        rho, beta_adapt: ALIF decay ``exp(-dt/tau_adapt)`` and strength.
+
+    Returns:
+        ``(O, V_T, a_T, V_seq)`` — ``a_T`` is ``None`` without adaptation, ``V_seq`` without ``return_v``.
+
+    Calls that :func:`kernel_supported` accepts run the compiled kernels (module docstring); the results
+    match the torch path.  bf16 / fp16 inputs (mixed precision) are integrated in float32 and give float32
+    outputs (the gradient reaches ``I`` in its own dtype).
+    """
+    if surrogate is None or not isinstance(surrogate, Surrogate):
+        surrogate = get_surrogate(surrogate)
+    reset = RESET_ALIASES[reset]
+    if I.dtype in (torch.bfloat16, torch.float16):
+        # half-precision currents (bf16 / fp16 autocast): integrate in float32 — a bf16 membrane keeps 8 mantissa
+        # bits, too few to accumulate T steps — which also keeps the compiled float32 kernels; outputs are float32
+        I = I.float()
+        V0 = None if V0 is None else V0.float()
+        a0 = None if a0 is None else a0.float()
+    if V0 is None:
+        V0 = I.new_zeros(I.shape[1:])
+    V0 = V0.expand(I.shape[1:]) if V0.shape != I.shape[1:] else V0
+    if a0 is not None and a0.shape != I.shape[1:]:
+        a0 = a0.expand(I.shape[1:])
+    perm = _memory_order(I) if not (isinstance(beta, torch.Tensor) and beta.dim() > 0) else None
+    if perm is not None:
+        # dense but permuted (e.g. a channels_last conv output): integrate in memory order, no copy
+        inv = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+        state_perm = [p - 1 for p in perm[1:]]
+        state_inv = [p - 1 for p in inv[1:]]
+        O, VT, aT, Vseq = lif_sequence(I.permute(perm), V0.permute(state_perm), beta, v_th, v_reset, reset, surrogate,
+                                       detach_reset, return_v, None if a0 is None else a0.permute(state_perm), rho,
+                                       beta_adapt)
+        return (O.permute(inv), VT.permute(state_inv), None if aT is None else aT.permute(state_inv),
+                None if Vseq is None else Vseq.permute(inv))
+    I = I.contiguous()
+    cfg = LIFConfig(float(v_th), float(v_reset), reset == "hard", bool(detach_reset), surrogate, float(rho),
+               float(beta_adapt), bool(return_v))
+    use = {"cpu": USE_NUMBA, "cuda": USE_TRITON}.get(I.device.type, False)
+    if use and kernel_supported(I, V0, beta, cfg, a0):
+        kernels = _kernels(I.device.type)
+        if kernels is not None:
+            return kernels.lif_sequence(I, V0, beta, cfg)
+    return LIFSequenceFunction.apply(I, V0.contiguous(), None if a0 is None else a0.contiguous(), beta, cfg)
