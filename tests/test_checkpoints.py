@@ -1,4 +1,4 @@
-"""Crash-safe checkpoint writing and safe, checked loading (spaic_train.training.checkpoint)."""
+"""Crash-safe checkpoint writing and safe, checked loading (spaic_train.io, spaic_train.training.checkpoint)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,9 @@ import pytest
 import torch
 
 import spaic_train as spaic
+from spaic_train.io import CheckpointError, atomic_torch_save, load_checkpoint_safely
 from spaic_train.training import SNNModule, fit
-from spaic_train.training.checkpoint import (
-    AtomicCheckpointIO,
-    CheckpointError,
-    atomic_torch_save,
-    check_checkpoint,
-    load_checkpoint_safely,
-)
+from spaic_train.training.checkpoint import AtomicCheckpointIO, check_checkpoint
 
 QUIET = dict(enable_progress_bar=False, logger=False, accelerator="cpu", devices=1)
 
@@ -111,7 +106,7 @@ def test_killed_mid_write_leaves_previous_last(tmp_path):
     atomic_torch_save({"step": 1, "w": torch.ones(4)}, path)
     code = (
         "import sys, torch, io\n"
-        "from spaic_train.training.checkpoint import atomic_torch_save\n"
+        "from spaic_train.io import atomic_torch_save\n"
         "import os\n"
         "real = os.fsync\n"
         "def slow(fd):\n"

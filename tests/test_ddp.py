@@ -33,9 +33,9 @@ from torch.utils.data import DistributedSampler, SequentialSampler
 from spaic_train.cli import CONFIG_DIR, fit_kwargs, resolve_devices
 from spaic_train.config import register_configs
 from spaic_train.training import SNNModule, evaluate, fit, predict
-from spaic_train.training.checkpoint import ResumableRandomSampler
 from spaic_train.training.distributed import unpadded_shard_length
 from spaic_train.training.metrics import accuracy
+from spaic_train.training.resume import ResumableRandomSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

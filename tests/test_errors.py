@@ -15,7 +15,7 @@ import torch
 
 import spaic_train as spaic
 from spaic_train.training import SNNModule, fit, predict
-from spaic_train.training.checkpoint import ResumableRandomSampler
+from spaic_train.training.resume import ResumableRandomSampler
 
 QUIET = dict(enable_progress_bar=False, logger=False, accelerator="cpu", devices=1)
 

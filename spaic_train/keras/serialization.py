@@ -27,6 +27,8 @@ from typing import Any, Optional
 
 import torch
 
+from ..io import atomic_torch_save, load_checkpoint_safely
+
 __all__ = ["save_model", "load_model", "FORMAT", "VERSION"]
 
 FORMAT = "spaic_train.keras"
@@ -72,8 +74,6 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
     payload = {"format": FORMAT, "version": VERSION, "class_name": class_name, "config": config,
                "compile": compile_json, "state_dict": state,
                "optimizer": _to_cpu(optimizer) if optimizer is not None else None}
-    from ..training.checkpoint import atomic_torch_save
-
     atomic_torch_save(payload, path)
 
 
@@ -106,7 +106,6 @@ def load_model(path, compile: bool = True, map_location: Any = "cpu"):
             :func:`~spaic_train.training.checkpoint.load_checkpoint_safely`).
         ValueError: a PyTorch file that is not a saved model, or from a newer spaic_train.
     """
-    from ..training.checkpoint import load_checkpoint_safely
     from .models import Model, Sequential
 
     payload = load_checkpoint_safely(path, map_location=map_location, kind="model file",

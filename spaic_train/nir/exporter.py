@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..assembly import NeuronGroup
+from ..io import atomic_write_bytes
 from ..network import Encoder, Network
 from .convert import LINK_TO_NIR, NEURON_TO_NIR, SYNAPSE_TO_NIR, Affine, lookup, seconds_per_step
 
@@ -104,8 +105,6 @@ def export(model_or_network: Network, sample_input: Optional[torch.Tensor] = Non
 def write(graph: nir.NIRGraph, path) -> None:
     """``nir.write(path, graph)`` that never leaves a partially written file at ``path`` (temporary file, fsync,
     rename)."""
-    from ..training.checkpoint import atomic_write_bytes
-
     buf = io.BytesIO()
     nir.write(buf, graph)
     atomic_write_bytes(buf.getbuffer(), path)

@@ -41,6 +41,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 from .losses import check_class_indices
+from .resume import ResumableRandomSampler
 
 __all__ = [
     "FitData",
@@ -186,12 +187,10 @@ def make_loader(dataset: Dataset, batch_size: int = 32, shuffle: bool = False, n
                 seed: Optional[int] = None, **kwargs: Any) -> DataLoader:
     """A DataLoader over ``dataset``.
 
-    Shuffling uses a :class:`~spaic_train.training.checkpoint.ResumableRandomSampler`: the order of epoch ``e``
+    Shuffling uses a :class:`~spaic_train.training.resume.ResumableRandomSampler`: the order of epoch ``e``
     depends only on ``(seed, e)`` (``seed=None``: a seed drawn from torch's global RNG), so a fit resumed from a
     mid-epoch checkpoint sees the same batches.  The loader's own generator (worker seeds) is seeded too.
     """
-    from .checkpoint import ResumableRandomSampler
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:

@@ -33,7 +33,7 @@ from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcess
 from torch import Tensor, nn
 from torch.utils.data import IterableDataset
 
-from .checkpoint import AtomicCheckpointIO, ResumableRandomSampler, ResumeState, check_checkpoint
+from .checkpoint import AtomicCheckpointIO, check_checkpoint
 from .data import DataLike, as_target_tensor, class_index_labels, prepare_eval_data, prepare_fit_data, unpack_batch
 from .distributed import gather_objects
 from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
@@ -41,6 +41,7 @@ from .history import History
 from .losses import check_class_indices
 from .module import SNNModule
 from .progress import EpochProgress, quiet_lightning
+from .resume import ResumableRandomSampler, ResumeState
 
 __all__ = ["evaluate", "fit", "predict"]
 
