@@ -24,9 +24,10 @@ tag                                 value
 
 Losses, accuracies (``train_loss``, ``val_loss``, ``train_accuracy``, ``val_accuracy``, ...) and the learning
 rate (``lr``) are logged by :class:`~spaic_train.training.SNNModule` itself.  Only the global-zero process
-logs.  Works with any :class:`~spaic_train.Network` (a Keras ``Model`` included) wrapped in an
-``SNNModule`` (or any LightningModule with a ``network`` attribute), and any logger whose ``experiment`` is a
-``SummaryWriter`` (``TensorBoardLogger``); without one it does nothing.
+logs.  Works with any :class:`~spaic_train.training.protocols.SpikingNetwork` (every
+:class:`~spaic_train.Network`, a Keras ``Model`` included) wrapped in an ``SNNModule`` (or any LightningModule
+with a ``network`` attribute: :class:`~spaic_train.training.protocols.NetworkHolder`), and any logger whose
+``experiment`` is a ``SummaryWriter`` (``TensorBoardLogger``); without one it does nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
+
+from ..training.data import unpack_batch
+from ..training.protocols import SpikingNetwork, network_of
 
 __all__ = ["TensorBoardMonitor", "raster_image", "spike_statistics"]
 
@@ -137,36 +141,29 @@ class TensorBoardMonitor(pl.Callback):
 
     # -------------------------------------------------------------------------------------------- sample
     @staticmethod
-    def _network(pl_module: pl.LightningModule) -> Any:
-        net = getattr(pl_module, "network", pl_module)
-        if not hasattr(net, "record"):
+    def _network(pl_module: pl.LightningModule) -> SpikingNetwork:
+        net = network_of(pl_module)
+        if not isinstance(net, SpikingNetwork):
             raise TypeError(f"TensorBoardMonitor needs a spaic_train Network (with .record), got {type(net).__name__}")
         return net
 
     @staticmethod
-    def _input_ndim(net: Any) -> Optional[int]:
-        encoders = getattr(net, "encoders", None)
-        if encoders:
-            shape = getattr(encoders[0], "shape", None)
-            if shape is not None:
-                return len(tuple(shape))
-        return None
+    def _input_ndim(net: SpikingNetwork) -> Optional[int]:
+        return len(net.encoders[0].shape) if net.encoders else None
 
-    def _is_time_first(self, x: Tensor, net: Any, trainer: pl.Trainer) -> bool:
+    def _is_time_first(self, x: Tensor, net: SpikingNetwork, trainer: pl.Trainer) -> bool:
         dm = getattr(trainer, "datamodule", None)
         if dm is not None and getattr(dm, "is_sequence", False):
             return bool(getattr(dm, "time_first", True))
         nd = self._input_ndim(net)
         return nd is not None and x.dim() == nd + 2
 
-    def _collect(self, trainer: pl.Trainer, net: Any) -> Optional[Tensor]:
+    def _collect(self, trainer: pl.Trainer, net: SpikingNetwork) -> Optional[Tensor]:
         """Gather (once) the fixed monitoring batch from the validation (else training) data."""
         if self.sample is not None:
             x = self.sample
             self._time_first = self._is_time_first(x, net, trainer) if self._time_first is None else self._time_first
             return x
-        from spaic_train.training import unpack_batch
-
         loaders = []
         dm = getattr(trainer, "datamodule", None)
         for name in ("val_dataloader", "train_dataloader"):
@@ -240,7 +237,7 @@ class TensorBoardMonitor(pl.Callback):
                     net(x.to(pl_module.device))
         finally:
             net.train(was_training)
-        groups = {g.name for g in getattr(net, "groups", [])}
+        groups = {g.name for g in net.groups}
         for name, vars_ in rec.items():
             if groups and name not in groups:
                 continue  # encoders: their "spikes" are the input
@@ -269,17 +266,17 @@ class TensorBoardMonitor(pl.Callback):
             flush()
 
     @staticmethod
-    def _log_weights(writer: Any, net: Any, step: int) -> None:
-        conns = list(getattr(net, "connections", []) or [])
+    def _log_weights(writer: Any, net: SpikingNetwork, step: int) -> None:
+        conns = list(net.connections)
         if conns:
             for c in conns:
-                name = getattr(c, "name", None) or type(c).__name__
+                name = c.name or type(c).__name__
                 for pname, tag in (("weight", f"weights/{name}"), ("bias", f"weights/{name}/bias"),
                                    ("delay", f"delays/{name}")):
                     p = getattr(c, pname, None)
                     if isinstance(p, Tensor) and p.numel():
                         writer.add_histogram(tag, p.detach().float().cpu(), step)
-                if getattr(c, "learn_delay", False):
+                if c.learn_delay:
                     writer.add_scalar(f"delays/sigma/{name}", c.sigma_ms(), step)
             return
         for pname, p in net.named_parameters():

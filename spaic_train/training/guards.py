@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import unpack_batch
+from .protocols import SpikingNetwork, network_of
 
 __all__ = ["NAN_POLICIES", "DeadNetworkMonitor", "NonFiniteError", "NonFiniteGuard", "find_nonfinite"]
 
@@ -63,10 +64,9 @@ def find_nonfinite(module: nn.Module, x: Any) -> Optional[str]:
     recorded: dict = {}
     try:
         with torch.no_grad():
-            net = getattr(module, "network", module)
-            rec = getattr(net, "record", None)
-            if callable(rec) and hasattr(net, "groups"):
-                with rec(("O", "V")) as recorded:
+            net = network_of(module)
+            if isinstance(net, SpikingNetwork):
+                with net.record(("O", "V")) as recorded:
                     module(x)
                 recorded = dict(recorded)
             else:
@@ -176,8 +176,8 @@ _SPIKE_CODINGS = ("spike_counts", "spike_rate", "sequence")
 class DeadNetworkMonitor(pl.Callback):
     """Warn when every output neuron stayed silent during a whole training epoch (spike decoders only).
 
-    Works with networks that expose ``decoders`` (each with ``coding`` and ``target``), i.e. every
-    :class:`~spaic_train.Network` and keras ``Model``; other modules are not monitored.
+    Works with every :class:`~.protocols.SpikingNetwork` (every :class:`~spaic_train.Network` and keras
+    ``Model``); other modules are not monitored.
     """
 
     def __init__(self) -> None:
@@ -188,15 +188,11 @@ class DeadNetworkMonitor(pl.Callback):
         self.warned: list[str] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        net = getattr(pl_module, "network", pl_module)
-        decoders = list(getattr(net, "decoders", None) or [])
-        if not decoders or not isinstance(net, nn.Module):
+        net = network_of(pl_module)
+        if not isinstance(net, SpikingNetwork) or not isinstance(net, nn.Module) or not net.decoders:
             return
-        self._outputs = []
-        for i, d in enumerate(decoders):
-            if getattr(d, "coding", None) in _SPIKE_CODINGS:
-                target = getattr(d, "target", None)
-                self._outputs.append((i, getattr(target, "label", repr(target))))
+        decoders = list(net.decoders)
+        self._outputs = [(i, d.target.label) for i, d in enumerate(decoders) if d.coding in _SPIKE_CODINGS]
         if not self._outputs:
             return
         n = len(decoders)

@@ -41,6 +41,7 @@ from .history import History
 from .losses import check_class_indices
 from .module import SNNModule
 from .progress import EpochProgress, quiet_lightning
+from .protocols import network_of
 from .resume import ResumableRandomSampler, ResumeState
 
 __all__ = ["evaluate", "fit", "predict"]
@@ -91,7 +92,7 @@ def _resolve_resume(resume: Optional[str], checkpoint_dir: Optional[str]) -> Opt
 def output_size(module: pl.LightningModule) -> Optional[int]:
     """Number of classes of the first decoder's target group when the network declares one (1-D group), else
     ``None``."""
-    net = getattr(module, "network", module)
+    net = network_of(module)
     decoders = getattr(net, "decoders", None) or []
     if not decoders:
         return None
@@ -122,13 +123,13 @@ def _array_labels(module: pl.LightningModule, y: Any, what: str) -> Any:
     bad dtype is reported naming the model; Datasets, DataLoaders and ``None`` pass through."""
     if y is None or isinstance(y, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
         return y
-    net = getattr(module, "network", module)
+    net = network_of(module)
     return class_index_labels(as_target_tensor(y, what), f"{getattr(net, 'label', type(net).__name__)}: {what}")
 
 
 def _check_input_shape(module: pl.LightningModule, data: Any) -> None:
     """At fit start: array / TensorDataset samples must match the shape of the network's single encoder."""
-    net = getattr(module, "network", module)
+    net = network_of(module)
     encoders = list(getattr(net, "encoders", None) or [])
     if len(encoders) != 1:
         return
@@ -162,7 +163,7 @@ def _check_label_range(module: pl.LightningModule, data: Any) -> None:
         try:
             check_class_indices(as_target_tensor(y), n)
         except ValueError as e:
-            net = getattr(module, "network", module)
+            net = network_of(module)
             label = getattr(net.decoders[0].target, "label", "the output group")
             raise ValueError(f"{what}: {e} (output {label} has {n} neurons)") from None
 
