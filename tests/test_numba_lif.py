@@ -168,6 +168,18 @@ def test_pool_env_var_is_checked(monkeypatch):
     assert buffers._pool_limit() == 1 << 19
 
 
+def test_public_pool_path_is_the_pool_the_kernels_use():
+    # README: spaic_train.neurons.buffers.OUTPUT_BUFFERS (.empty_cache() frees the idle part of the kernels' pool)
+    import spaic_train.neurons.buffers as public
+
+    assert public.OUTPUT_BUFFERS is numba_lif.OUTPUT_BUFFERS and public.BufferPool is BufferPool
+    I = torch.randn(64, 16, 2048)  # 8 MiB of spikes: pooled
+    O, _, _ = build_neuron("lif").run_sequence(I)
+    assert public.OUTPUT_BUFFERS.pooled_bytes >= O.numel() * 4
+    del O
+    assert public.OUTPUT_BUFFERS.empty_cache() >= I.numel() * 4  # the spikes' block, idle once O is gone
+
+
 def test_training_outputs_survive_the_next_iteration():
     # pooled spikes must not be recycled while the caller still holds them
     model = build_neuron("lif")
