@@ -151,14 +151,11 @@ class Runner:
     def _run_batched(self, v: int, records: Records, finals: Records, carry, T: int) -> None:
         plan = self.plan
         group = plan.nodes[v]
-        isyn = vkick = None
+        inputs: dict[str, Optional[torch.Tensor]] = {"Isyn": None, "V": None}
         for k in plan.incoming[v]:
-            out = self._conn_input(k, records, carry)
-            if plan.conns[k].post_var_name == "V":
-                vkick = out if vkick is None else vkick + out
-            else:
-                isyn = out if isyn is None else isyn + out
-        total = _add(isyn, vkick)
+            _sum_into(inputs, plan.conns[k].post_var_name, self._conn_input(k, records, carry))
+        isyn = inputs["Isyn"]
+        total = _add(isyn, inputs["V"])
         if total is None:
             some = next(iter(records.values()))["O"]
             total = some.new_zeros((T, some.shape[1], *group.shape))
@@ -176,10 +173,7 @@ class Runner:
         plan, keep, B = self.plan, self.keep, self.batch
         external: dict[int, dict[str, Optional[torch.Tensor]]] = {v: {"Isyn": None, "V": None} for v in stage.nodes}
         for k in stage.external:
-            b = plan.edges[k][1]
-            var = plan.conns[k].post_var_name
-            out = self._conn_input(k, records, carry)
-            external[b][var] = out if external[b][var] is None else external[b][var] + out
+            _sum_into(external[plan.edges[k][1]], plan.conns[k].post_var_name, self._conn_input(k, records, carry))
         groups = [v for v in stage.nodes if v not in records]  # encoders are already encoded
         steps: dict[int, dict[str, list[torch.Tensor]]] = {v: {var: [] for var in keep[v]} for v in stage.nodes}
         for v in stage.nodes:
@@ -196,16 +190,12 @@ class Runner:
         for t in range(T):
             for v in groups:
                 group = plan.nodes[v]
-                isyn = None if external[v]["Isyn"] is None else external[v]["Isyn"][t]
-                vkick = None if external[v]["V"] is None else external[v]["V"][t]
+                inputs = {var: None if seq is None else seq[t] for var, seq in external[v].items()}
                 for k in internal_into[v]:
                     zeros = ref.new_zeros((B, *plan.nodes[plan.edges[k][0]].shape))
-                    out = self._conn_step(k, steps, carry, t, zeros)
-                    if plan.conns[k].post_var_name == "V":
-                        vkick = out if vkick is None else vkick + out
-                    else:
-                        isyn = out if isyn is None else isyn + out
-                total = _add(isyn, vkick)
+                    _sum_into(inputs, plan.conns[k].post_var_name, self._conn_step(k, steps, carry, t, zeros))
+                isyn = inputs["Isyn"]
+                total = _add(isyn, inputs["V"])
                 if total is None:
                     total = ref.new_zeros((B, *group.shape))
                 o, states[v] = group.neuron.step(total, states[v])
@@ -239,6 +229,11 @@ def _initial_state(group: NeuronGroup, v: int, carry, like: torch.Tensor) -> dic
     if carry is not None and carry[v]["state"]:
         return carry[v]["state"]
     return group.neuron.initial_state(like)
+
+
+def _sum_into(inputs: dict[str, Optional[torch.Tensor]], var: str, out: torch.Tensor) -> None:
+    """Add one connection's output to the input ``var`` (``'Isyn'`` or ``'V'``) of its post group."""
+    inputs[var] = out if inputs[var] is None else inputs[var] + out
 
 
 def _add(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
