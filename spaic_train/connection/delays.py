@@ -264,7 +264,7 @@ class DelayLine:
             raise ValueError(f"{owner}: max_delay must be >= 0 ms, got {max_delay!r}")
         self.max_delay = max_delay
         self.learn = learn = learn_delay_flag(owner, learn, delay_learnable)
-        self._initial: dict[str, Optional[torch.Tensor]] = {"delay": None, "delay_sigma": None}
+        self._initial: Optional[dict[str, Optional[torch.Tensor]]] = {"delay": None, "delay_sigma": None}
         if max_delay == 0:
             if delay is not None or min_delay is not None:
                 raise ValueError(f"{owner}: delay/min_delay given but max_delay=0; set max_delay (ms) > 0 to enable "
@@ -315,8 +315,11 @@ class DelayLine:
         return d.to(torch.get_default_dtype())
 
     def register_tensors(self, module: nn.Module) -> None:
-        """Register ``delay`` and ``delay_sigma`` on ``module`` (once, right after construction)."""
-        initial, self._initial = self._initial, {}
+        """Register ``delay`` and ``delay_sigma`` on ``module`` (once, right after construction; the line keeps no
+        reference to them)."""
+        initial, self._initial = self._initial, None
+        if initial is None:
+            raise RuntimeError(f"{self.owner}: the delay tensors are already registered on a module")
         delay = initial["delay"]
         if isinstance(delay, nn.Parameter):
             module.register_parameter("delay", delay)
