@@ -158,7 +158,7 @@ def test_feedback_connection_keeps_delays_of_at_least_one_step():
     net.ba = Connection(net.b, net.a, max_delay=3.0, delay=0.0, learn_delay=True, delay_sigma=1.0)
     net(torch.rand(5, 2, 3))
     fb = net.ba
-    assert fb.min_delay_steps == 1 and fb._tap_range() == (1, 3)  # no tap reads the same step
+    assert fb.min_delay_steps == 1 and fb.delay_line.tap_range() == (1, 3)  # no tap reads the same step
     fb.apply_constraints()
     assert fb.delay.min().item() == 1.0 and fb.delay_bounds() == (1.0, 3.0)
     x = torch.rand(6, 2, 4)

@@ -5,6 +5,7 @@ See :class:`Connection`; link types live in :data:`LINKS`, synapse ops in :data:
 
 from .connection import CONNECTION_PARAMS, POST_VAR_NAMES, PRE_VAR_NAMES, Connection
 from .delays import (
+    DelayLine,
     check_delays,
     delay_steps,
     delayed_weight_op,
@@ -13,7 +14,17 @@ from .delays import (
     integer_taps,
     with_history,
 )
-from .links import LINKS, ConvLink, FullLink, Link, OneToOneLink, OneToOneSparseLink, RandomLink, SparseLink
+from .links import (
+    LINKS,
+    ConvLink,
+    FullLink,
+    Link,
+    LinkContext,
+    OneToOneLink,
+    OneToOneSparseLink,
+    RandomLink,
+    SparseLink,
+)
 from .synapses import (
     SYNAPSES,
     AvgPool,
@@ -29,8 +40,10 @@ from .synapses import (
 
 __all__ = [
     "Connection", "CONNECTION_PARAMS", "PRE_VAR_NAMES", "POST_VAR_NAMES",
-    "LINKS", "Link", "FullLink", "SparseLink", "RandomLink", "OneToOneLink", "OneToOneSparseLink", "ConvLink",
+    "LINKS", "Link", "LinkContext", "FullLink", "SparseLink", "RandomLink", "OneToOneLink", "OneToOneSparseLink",
+    "ConvLink",
     "SYNAPSES", "Synapse", "BasicSynapse", "ConvSynapse", "MaxPool", "AvgPool", "SumPool", "Dropout", "Flatten",
     "BatchNorm",
-    "delay_steps", "draw_delays", "check_delays", "with_history", "delayed_weight_op", "integer_taps", "gaussian_taps",
+    "DelayLine", "delay_steps", "draw_delays", "check_delays", "with_history", "delayed_weight_op", "integer_taps",
+    "gaussian_taps",
 ]

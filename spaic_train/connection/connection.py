@@ -12,17 +12,9 @@ import torch
 from torch import nn
 
 from ..init import Initializer
-from .delays import (
-    check_delays,
-    delay_steps,
-    delayed_weight_op,
-    draw_delays,
-    gaussian_taps,
-    integer_taps,
-    whole_steps,
-    with_history,
-)
-from .links import LINKS, Link
+from .checks import real_number, real_tensor
+from .delays import DelayLine, with_history
+from .links import LINKS, Link, LinkContext
 from .synapses import SYNAPSES, Synapse
 
 __all__ = ["Connection", "PRE_VAR_NAMES", "POST_VAR_NAMES", "CONNECTION_PARAMS"]
@@ -41,43 +33,6 @@ def _group_name(g) -> str:
     if name:
         return str(name)
     return getattr(g, "label", type(g).__name__)
-
-
-def _number(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {value!r} of type {type(value).__name__}")
-    return float(value)
-
-
-def _as_tensor(owner: str, name: str, value) -> torch.Tensor:
-    try:
-        t = torch.as_tensor(value)
-    except Exception as e:  # noqa: BLE001 - re-raised with context
-        raise TypeError(f"{owner}: {name} must be a tensor, an array, a number or an Initializer, got "
-                        f"{type(value).__name__}") from e
-    if not (torch.is_floating_point(t) or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
-                                                       torch.uint8, torch.bool)):
-        raise TypeError(f"{owner}: {name} must be real-valued, got dtype {t.dtype}")
-    return t.detach().to(torch.get_default_dtype()).clone()
-
-
-def _learn_delay_flag(owner: str, kwargs: dict) -> bool:
-    """``learn_delay`` (canonical) or its alias ``delay_learnable``: a bool; both given must agree."""
-    given = {k: kwargs[k] for k in ("learn_delay", "delay_learnable") if kwargs.get(k) is not None}
-    for k, v in given.items():
-        if not isinstance(v, bool):
-            raise TypeError(f"{owner}: {k} must be True or False, got {v!r}")
-    if len(set(given.values())) > 1:
-        raise ValueError(f"{owner}: learn_delay={given['learn_delay']!r} and its alias "
-                         f"delay_learnable={given['delay_learnable']!r} disagree; give one of them")
-    return any(given.values())
-
-
-def _check_sigma(owner: str, sigma: float) -> float:
-    if not sigma >= 0 or math.isinf(sigma):
-        raise ValueError(f"{owner}: delay_sigma must be a finite number of ms >= 0 (0: exact integer delays), "
-                         f"got {sigma!r}")
-    return sigma
 
 
 class Connection(nn.Module):
@@ -136,9 +91,13 @@ class Connection(nn.Module):
         learn_delay: whether the delays are learnable.
         delay_sigma: 0-dim float buffer, the relaxation width in ms (``None`` without ``learn_delay``); change it
             with :meth:`set_delay_sigma`.
+        delay_line: the :class:`~spaic_train.connection.delays.DelayLine` that owns the delay bounds, the
+            relaxation, the taps and the history they need (``delay``/``delay_sigma`` are registered here, on the
+            connection, so that saved state dicts keep their keys).
         min_delay: lower bound (ms) learnable delays are clamped to.
         link: the :class:`~spaic_train.connection.links.Link` object (shapes and op).
         synapses: ``nn.ModuleList`` of the synapse ops, in ``syn_type`` order.
+        weight_index: position of the weight op (``'basic'``/``'conv'``) in :attr:`synapses`.
         dt: step in ms (default 1.0; the network sets it).
         min_delay_steps: lower bound of every effective delay in steps (the network sets 1 on
             feedback connections); without per-synapse delays it is a plain time shift.
@@ -157,21 +116,34 @@ class Connection(nn.Module):
                                 f"{type(g).__name__}")
         self._groups = (pre, post)  # plain tuple: not registered as submodules
         self.name = name
-        self.dt = 1.0
-        self.min_delay_steps = 0
-        owner = self.label
+        self._set_variables(pre_var_name, post_var_name)
+        link_cls, syn_classes = self._resolve_types(link_type, syn_type)
+        params = self._merged_params(link_cls, syn_classes, kwargs, syn_kwargs)
+        self._build_chain(link_cls, syn_classes, params)
+        trainable = kwargs.get("is_parameter", True)
+        if not isinstance(trainable, bool):
+            raise TypeError(f"{self.label}: is_parameter must be True or False, got {trainable!r}")
+        self._init_weight(kwargs, sparse_with_mask, trainable)
+        self._init_bias(kwargs.get("bias"), trainable)
+        self._init_delays(max_delay, kwargs)
 
-        # ---- variables -------------------------------------------------------------------
+    # ---- construction steps ------------------------------------------------------------------
+    def _set_variables(self, pre_var_name: str, post_var_name: str) -> None:
+        """Check and set the variables read from pre and written to post."""
+        owner = self.label
         if pre_var_name not in PRE_VAR_NAMES:
             raise ValueError(f"{owner}: pre_var_name={pre_var_name!r} is not allowed; use one of {PRE_VAR_NAMES}")
         if post_var_name not in POST_VAR_NAMES:
             raise ValueError(f"{owner}: post_var_name={post_var_name!r} is not allowed; use one of {POST_VAR_NAMES}")
         self.pre_var_name = pre_var_name
         self.post_var_name = post_var_name
+        pre = self.pre
         if not pre.shape_known:
             raise ValueError(f"{owner}: the pre group {pre.label if hasattr(pre, 'label') else pre} has no shape")
 
-        # ---- types and parameters ----------------------------------------------------------
+    def _resolve_types(self, link_type: str, syn_type) -> tuple[type[Link], list[type[Synapse]]]:
+        """Look up the link class and the synapse op classes; exactly one op must be the weight op."""
+        owner = self.label
         link_cls = LINKS.get(link_type, owner=owner)
         self.link_type = LINKS.canonical(link_type)
         if isinstance(syn_type, str):
@@ -186,6 +158,12 @@ class Connection(nn.Module):
         if n_weight_ops != 1:
             raise ValueError(f"{owner}: syn_type={syn_type!r} must contain exactly one weight op ('basic', or "
                              f"'conv' for a conv link), found {n_weight_ops}")
+        return link_cls, syn_classes
+
+    def _merged_params(self, link_cls: type[Link], syn_classes: list[type[Synapse]], kwargs: dict,
+                       syn_kwargs: Optional[dict]) -> dict:
+        """``kwargs`` merged with ``syn_kwargs`` (which wins), after checking that every key is read by someone."""
+        owner = self.label
         if syn_kwargs is None:
             syn_kwargs = {}
         if not isinstance(syn_kwargs, dict):
@@ -201,23 +179,28 @@ class Connection(nn.Module):
                     hint = f" Did you mean {close[0]!r}?" if close else ""
                     raise TypeError(f"{owner}: unknown {source} key {k!r} for link_type={self.link_type!r} with "
                                     f"syn_type={self.syn_type}; accepted: {', '.join(sorted(allowed))}.{hint}")
-        params = {**kwargs, **syn_kwargs}
+        return {**kwargs, **syn_kwargs}
 
-        # ---- shape chain ---------------------------------------------------------------------
+    def _build_chain(self, link_cls: type[Link], syn_classes: list[type[Synapse]], params: dict) -> None:
+        """Build the link and the synapse ops along the shape chain; check (or set) the post shape."""
+        owner = self.label
+        pre, post = self.pre, self.post
         shape = tuple(pre.shape)
         ops = []
-        self.link: Link = None  # type: ignore[assignment]
         for cls in syn_classes:
             if cls.is_weight_op:
                 self.in_shape: tuple[int, ...] = shape
-                self.link = link_cls(self, shape, params)
+                ctx = LinkContext(owner=owner, name=self.link_type, post_label=post.label,
+                                  post_shape=tuple(post.shape) if post.shape_known else None,
+                                  self_loop=pre is post)
+                self.link: Link = link_cls(ctx, shape, params)
                 op = cls(owner, shape, params, link=self.link)
             else:
                 op = cls(owner, shape, params)
             ops.append(op)
             shape = tuple(op.output_shape(shape))
         self.synapses = nn.ModuleList(ops)
-        self._weight_index = next(i for i, c in enumerate(syn_classes) if c.is_weight_op)
+        self.weight_index = next(i for i, c in enumerate(syn_classes) if c.is_weight_op)
         self.output_shape: tuple[int, ...] = shape
         if post.shape_known:
             ok = shape == tuple(post.shape) or (len(post.shape) == 1 and math.prod(shape) == post.num)
@@ -226,19 +209,21 @@ class Connection(nn.Module):
                                  f"group {post.label} has shape {tuple(post.shape)}")
         else:
             post.shape = shape
-        link = self.link
 
-        # ---- weight --------------------------------------------------------------------------
+    def _init_weight(self, kwargs: dict, sparse_with_mask: bool, trainable: bool) -> None:
+        """The weight (given, drawn by an Initializer or by the link's default), clamped and masked; the mask and
+        the link's buffers."""
+        owner, link = self.label, self.link
         w_min = kwargs.get("w_min")
         w_max = kwargs.get("w_max")
-        self.w_min = None if w_min is None else _number(owner, "w_min", w_min)
-        self.w_max = None if w_max is None else _number(owner, "w_max", w_max)
+        self.w_min = None if w_min is None else real_number(owner, "w_min", w_min)
+        self.w_max = None if w_max is None else real_number(owner, "w_max", w_max)
         if self.w_min is not None and self.w_max is not None and self.w_min > self.w_max:
             raise ValueError(f"{owner}: w_min={w_min!r} is larger than w_max={w_max!r}")
-        w_mean = _number(owner, "w_mean", kwargs.get("w_mean", link.w_mean))
+        w_mean = real_number(owner, "w_mean", kwargs.get("w_mean", link.w_mean))
         w_std = kwargs.get("w_std", link.w_std)
         if w_std is not None:
-            w_std = _number(owner, "w_std", w_std)
+            w_std = real_number(owner, "w_std", w_std)
             if w_std < 0:
                 raise ValueError(f"{owner}: w_std must be >= 0, got {w_std!r}")
         weight = kwargs.get("weight")
@@ -248,7 +233,7 @@ class Connection(nn.Module):
         elif isinstance(weight, Initializer):
             w = weight(link.weight_shape, fan_in=link.fan_in, fan_out=link.fan_out)
         else:
-            w = link.coerce_weight(_as_tensor(owner, "weight", weight))
+            w = link.coerce_weight(real_tensor(owner, "weight", weight))
         w = w.to(torch.get_default_dtype())
         if self.w_min is not None or self.w_max is not None:
             w = w.clamp(self.w_min, self.w_max)
@@ -262,16 +247,16 @@ class Connection(nn.Module):
         if mask is not None:
             w = w * mask
         self.sparse_with_mask = bool(sparse_with_mask)
-        trainable = kwargs.get("is_parameter", True)
-        if not isinstance(trainable, bool):
-            raise TypeError(f"{owner}: is_parameter must be True or False, got {trainable!r}")
         self.weight = nn.Parameter(w, requires_grad=trainable)
         self.register_buffer("mask", mask)
-        for bname, buf in link.extra_buffers().items():
+        buffers = link.extra_buffers()
+        for bname, buf in buffers.items():
             self.register_buffer(bname, buf)
+        self._link_buffer_names = tuple(buffers)
 
-        # ---- bias ----------------------------------------------------------------------------
-        bias = kwargs.get("bias")
+    def _init_bias(self, bias, trainable: bool) -> None:
+        """No bias (``None``/``False``), PyTorch's default (``True``), a number, a tensor or an Initializer."""
+        link = self.link
         if bias is None or bias is False:
             b = None
         elif bias is True:
@@ -282,69 +267,21 @@ class Connection(nn.Module):
         elif isinstance(bias, numbers.Real):
             b = torch.full(link.bias_shape, float(bias))
         else:
-            b = _as_tensor(owner, "bias", bias)
+            b = real_tensor(self.label, "bias", bias)
             if tuple(b.shape) != tuple(link.bias_shape):
-                raise ValueError(f"{owner}: bias has shape {tuple(b.shape)}, but link type {self.link_type!r} needs "
-                                 f"{tuple(link.bias_shape)}")
+                raise ValueError(f"{self.label}: bias has shape {tuple(b.shape)}, but link type {self.link_type!r} "
+                                 f"needs {tuple(link.bias_shape)}")
         self.bias = None if b is None else nn.Parameter(b.to(torch.get_default_dtype()), requires_grad=trainable)
 
-        # ---- delays --------------------------------------------------------------------------
-        max_delay = _number(owner, "max_delay", max_delay)
-        if max_delay < 0:
-            raise ValueError(f"{owner}: max_delay must be >= 0 ms, got {max_delay!r}")
-        self.max_delay = max_delay
-        delay = kwargs.get("delay")
-        min_delay = kwargs.get("min_delay")
-        self.learn_delay = _learn_delay_flag(owner, kwargs)
-        sigma = kwargs.get("delay_sigma")
-        if max_delay == 0:
-            if delay is not None or min_delay is not None:
-                raise ValueError(f"{owner}: delay/min_delay given but max_delay=0; set max_delay (ms) > 0 to enable "
-                                 "per-synapse delays")
-            if self.learn_delay or sigma is not None:
-                raise ValueError(f"{owner}: learn_delay=True / delay_sigma given but max_delay=0; learnable delays "
-                                 "need max_delay (ms) > 0, the largest delay they may reach")
-            self.register_buffer("delay", None)
-            self.min_delay = 0.0
-        else:
-            if min_delay is not None:
-                min_delay = _number(owner, "min_delay", min_delay)
-                if not 0 <= min_delay <= max_delay:
-                    raise ValueError(f"{owner}: min_delay={min_delay!r} ms must lie in "
-                                     f"[0, max_delay={max_delay!r}] ms")
-            if delay is None:
-                lo = self.dt if min_delay is None else min_delay
-                try:
-                    d = draw_delays(link.delay_shape, lo, max_delay, self.dt)
-                except ValueError as e:
-                    raise ValueError(f"{owner}: cannot draw delays: {e}; give min_delay= or delay=") from None
-            elif isinstance(delay, Initializer):
-                d = delay(link.delay_shape, fan_in=link.fan_in, fan_out=link.fan_out)
-            elif isinstance(delay, numbers.Real) and not isinstance(delay, bool):
-                d = torch.full(link.delay_shape, float(delay))
-            else:
-                d = _as_tensor(owner, "delay", delay)
-                if tuple(d.shape) != tuple(link.delay_shape):
-                    raise ValueError(f"{owner}: delay has shape {tuple(d.shape)}, but link type {self.link_type!r} "
-                                     f"needs {tuple(link.delay_shape)} (one delay per synapse, in ms)")
-            d = d.to(torch.get_default_dtype())
-            check_delays(owner, d, max_delay)
-            self.min_delay = 0.0 if min_delay is None else min_delay
-            if self.learn_delay:
-                if d.numel() and float(d.min()) < self.min_delay:
-                    raise ValueError(f"{owner}: learnable delay {float(d.min())!r} ms is below min_delay="
-                                     f"{self.min_delay!r} ms; learnable delays stay in [min_delay, max_delay]")
-                sigma = max_delay / 2 if sigma is None else _number(owner, "delay_sigma", sigma)
-                self.delay = nn.Parameter(d)
-                self.register_buffer("delay_sigma", torch.tensor(_check_sigma(owner, sigma)))
-                self._sigma_positive = sigma > 0
-            else:
-                if sigma is not None:
-                    raise ValueError(f"{owner}: delay_sigma is the width of learnable delays; it needs "
-                                     "learn_delay=True")
-                self.register_buffer("delay", d)
-        if not self.learn_delay:
-            self.register_buffer("delay_sigma", None)
+    def _init_delays(self, max_delay: float, kwargs: dict) -> None:
+        """The delay line, and its ``delay``/``delay_sigma`` tensors registered on this module."""
+        owner, link = self.label, self.link
+        self.delay_line = DelayLine(owner, link.delay_shape, max_delay, delay=kwargs.get("delay"),
+                                    min_delay=kwargs.get("min_delay"), learn=kwargs.get("learn_delay"),
+                                    delay_learnable=kwargs.get("delay_learnable"), sigma=kwargs.get("delay_sigma"),
+                                    fan_in=link.fan_in, fan_out=link.fan_out,
+                                    shape_from=f"link type {self.link_type!r}")
+        self.delay_line.register_tensors(self)
 
     # ---- identity ----------------------------------------------------------------------------
     @property
@@ -390,97 +327,82 @@ class Connection(nn.Module):
             self.weight.clamp_(self.w_min, self.w_max)
         if self.mask is not None:
             self.weight.mul_(self.mask)
-        if self.learn_delay:
-            lo, hi = self.delay_bounds()
-            if not self._sigma_positive:
-                self.delay.copy_(delay_steps(self.delay, self.dt).to(self.delay.dtype) * self.dt)
-            self.delay.clamp_(lo, hi)
+        self.delay_line.constrain_(self.delay)
 
     def reset_state(self) -> None:
         """Forget per-run state (dropout masks)."""
         for op in self.synapses:
             op.reset_state()
 
-    # ---- delays --------------------------------------------------------------------------------
+    # ---- delays (the delay line's settings and views of this connection's delay tensors) ------------------
+    @property
+    def dt(self) -> float:
+        """Step in ms (default 1.0; the network sets it before each run)."""
+        return self.delay_line.dt
+
+    @dt.setter
+    def dt(self, value: float) -> None:
+        self.delay_line.dt = value
+
+    @property
+    def min_delay_steps(self) -> int:
+        """Lower bound of every effective delay in steps (the network sets 1 on feedback connections)."""
+        return self.delay_line.min_steps
+
+    @min_delay_steps.setter
+    def min_delay_steps(self, value: int) -> None:
+        self.delay_line.min_steps = value
+
+    @property
+    def max_delay(self) -> float:
+        """Largest delay in ms (0: no per-synapse delays)."""
+        return self.delay_line.max_delay
+
+    @property
+    def min_delay(self) -> float:
+        """Lower bound (ms) learnable delays are clamped to."""
+        return self.delay_line.min_delay
+
+    @property
+    def learn_delay(self) -> bool:
+        """Whether the delays are learnable."""
+        return self.delay_line.learn
+
     def sigma_ms(self) -> float:
         """The current relaxation width of learnable delays in ms (``delay_sigma`` as a float; 0 without)."""
         return 0.0 if self.delay_sigma is None else float(self.delay_sigma)
 
-    @torch.no_grad()
     def set_delay_sigma(self, sigma_ms: float) -> None:
         """Set the relaxation width (ms, ``>= 0``) of the learnable delays; 0 gives exact integer delays.
 
         (Change ``delay_sigma`` only through this method or ``load_state_dict``: the forward keeps a Python
         flag ``σ > 0`` next to the buffer, so that it never reads the tensor back.)
         """
-        if not self.learn_delay:
-            raise ValueError(f"{self.label}: set_delay_sigma needs learnable delays (learn_delay=True)")
-        sigma = _check_sigma(self.label, _number(self.label, "delay_sigma", sigma_ms))
-        self.delay_sigma.fill_(sigma)
-        self._sigma_positive = sigma > 0
+        self.delay_line.set_sigma(self.delay_sigma, sigma_ms)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        if self.learn_delay:
-            self._sigma_positive = self.sigma_ms() > 0
+        self.delay_line.sigma_loaded(self.delay_sigma)
 
     def delay_bounds(self) -> tuple[float, float]:
         """``(lo, hi)`` in ms that learnable delays are clamped to: ``[min_delay, max_delay]``, raised to one
         step on feedback connections (``min_delay_steps``)."""
-        lo = max(self.min_delay, int(self.min_delay_steps) * self.dt)
-        return min(lo, self.max_delay), self.max_delay
-
-    def _relaxed(self) -> bool:
-        """Whether the forward uses the Gaussian relaxation (learnable delays, training mode, ``σ > 0``)."""
-        return self.learn_delay and self.training and self._sigma_positive
-
-    def _tap_range(self) -> tuple[int, int]:
-        """Smallest and largest tap (steps) of the relaxed delays."""
-        lo = max(whole_steps(self.min_delay, self.dt), int(self.min_delay_steps))
-        return lo, max(lo, whole_steps(self.max_delay, self.dt))
-
-    def _taps(self, dtype: torch.dtype):
-        """The ``(k, g_k)`` taps of :func:`~spaic_train.connection.delays.delayed_weight_op` (``None``: no
-        per-synapse delays)."""
-        if self.delay is None:
-            return None
-        if self._relaxed():
-            lo, hi = self._tap_range()
-            return zip(range(lo, hi + 1), gaussian_taps(self.delay, self.delay_sigma, self.dt, lo, hi).unbind(0))
-        steps, values = self._delay_plan()
-        return integer_taps(steps, values, dtype)
+        return self.delay_line.bounds()
 
     def delay_steps(self) -> Optional[torch.Tensor]:
         """Effective per-synapse delays in steps (``max(round(delay/dt), min_delay_steps)``), or ``None``."""
-        plan = self._delay_plan()
-        return None if plan is None else plan[0]
+        return self.delay_line.steps(self.delay)
 
-    def _delay_plan(self) -> Optional[tuple[torch.Tensor, list[int]]]:
-        """``(steps, distinct step values)`` of the effective delays, or ``None`` without per-synapse delays.
-
-        Cached until the delay buffer (its storage or an in-place write), ``dt`` or ``min_delay_steps``
-        changes, so the step-by-step schedule does not recompute it every step.
-        """
-        if self.delay is None:
-            return None
-        key = (self.delay.data_ptr(), self.delay._version, float(self.dt), int(self.min_delay_steps))
-        cached = self.__dict__.get("_delay_cache")
-        if cached is None or cached[0] != key:
-            steps = delay_steps(self.delay, self.dt).clamp_(min=int(self.min_delay_steps))
-            cached = (key, steps, torch.unique(steps).tolist())
-            self.__dict__["_delay_cache"] = cached
-        return cached[1], cached[2]
+    def integer_delay_taps(self, dtype: Optional[torch.dtype] = None) -> list[tuple[int, Optional[torch.Tensor]]]:
+        """The taps of the integer-delay path (what ``eval()`` runs): ``(k, [delay_steps() == k])`` per distinct
+        delay ``k`` in steps, 0/1 in ``dtype`` (default the weight's); without per-synapse delays one tap
+        ``(min_delay_steps, None)``."""
+        return self.delay_line.integer_taps(self.delay, self.weight.dtype if dtype is None else dtype)
 
     @property
     def history_steps(self) -> int:
         """Number of past presynaptic steps :meth:`forward` needs (the largest effective delay)."""
-        m = int(self.min_delay_steps)
-        if self._relaxed():
-            return max(m, self._tap_range()[1])
-        plan = self._delay_plan()
-        if plan is None or not plan[1]:
-            return m
-        return max(m, plan[1][-1])
+        return self.delay_line.history_steps(self.delay, self.training)
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, history: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -517,26 +439,21 @@ class Connection(nn.Module):
                 raise ValueError(f"{self.label}: history of shape {tuple(history.shape)} does not match "
                                  f"[H, {x.shape[1]}, *{pre_shape}]")
         T, B = x.shape[0], x.shape[1]
-        depth = self.history_steps
-        z = with_history(x, history, depth)
-        wi = self._weight_index
+        z = with_history(x, history, self.history_steps)
+        wi = self.weight_index
         for op in self.synapses[:wi]:
             z = op(z)
         link = self.link
+        weight_op = self.synapses[wi]
+        buffers = {name: getattr(self, name) for name in self._link_buffer_names}
 
         def seq_op(inp: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            y = link.op(inp.reshape(T * B, *inp.shape[2:]), w)
-            return y.reshape(T, B, *y.shape[1:])
+            # .forward, not the module call: the op runs once per delay tap, inside this connection's own call
+            # (which hooks see), and must not fire forward hooks per tap
+            return weight_op.forward(inp, w, **buffers)
 
-        weight = self.effective_weight()
-        if self.learn_delay and self.training and torch.is_grad_enabled() and not self._relaxed():
-            # σ = 0: the integer path does not use the delays; a zero-valued term keeps them in the graph
-            # (zero gradient) so DistributedDataParallel finds a gradient for every parameter
-            weight = weight + link.expand_delay(self.delay) * 0.0
-        if depth == 0:
-            y = seq_op(z, weight)
-        else:
-            y = delayed_weight_op(seq_op, z, depth, T, weight, self._taps(weight.dtype), link.expand_delay)
+        y = self.delay_line.apply(seq_op, z, T, self.effective_weight(), self.delay, self.delay_sigma, self.training,
+                                  link.expand_delay)
         if self.bias is not None:
             y = link.add_bias(y.reshape(T * B, *y.shape[2:]), self.bias).reshape(y.shape)
         for op in self.synapses[wi + 1:]:

@@ -1,8 +1,10 @@
 """Link types: the topology of a connection (what weight tensor exists, its shape, mask and op).
 
-A link is a plain object (not a module) owned by its :class:`~spaic_train.connection.Connection`;
-the connection holds the tensors (``weight`` parameter, ``mask``/``indices``/``delay`` buffers) and
-passes the effective weight to :meth:`Link.op`.  Register a new link type with::
+A link is a plain object (not a module) owned by its :class:`~spaic_train.connection.Connection`,
+built from a :class:`LinkContext` (the owner's label, the post group's label and shape): it keeps no
+reference to the connection or the groups.  The connection holds the tensors (``weight`` parameter,
+``mask``/``indices``/``delay`` buffers) and passes the effective weight and the link's own buffers
+(:meth:`Link.extra_buffers`, by name) to :meth:`Link.op`.  Register a new link type with::
 
     @LINKS.register("my_link", "alias")
     class MyLink(Link): ...
@@ -25,18 +27,17 @@ link type                     weight (parameter)                op: ``[N, *in_sh
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from ..registry import Registry
+from .checks import fraction, int_pair, is_int
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .connection import Connection
-
-__all__ = ["LINKS", "Link", "FullLink", "SparseLink", "RandomLink", "OneToOneLink", "OneToOneSparseLink",
-           "ConvLink", "POOL_PARAMS"]
+__all__ = ["LINKS", "LinkContext", "Link", "FullLink", "SparseLink", "RandomLink", "OneToOneLink",
+           "OneToOneSparseLink", "ConvLink", "POOL_PARAMS"]
 
 #: registry of link types (``Connection(link_type=...)``)
 LINKS: Registry = Registry("link type")
@@ -45,22 +46,23 @@ LINKS: Registry = Registry("link type")
 POOL_PARAMS = {"pool_kernel_size": [2, 2], "pool_stride": None, "pool_padding": 0}
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+@dataclass(frozen=True)
+class LinkContext:
+    """What a link knows of its connection and the groups it joins.
 
+    Attributes:
+        owner: label of the owning connection (for error messages).
+        name: the canonical link type name.
+        post_label: label of the post group (for error messages).
+        post_shape: shape of the post group, ``None`` while unknown (only ``conv`` infers it).
+        self_loop: whether pre and post are the same group.
+    """
 
-def _pair(owner: str, name: str, value, allow_zero: bool = False) -> tuple[int, int]:
-    """An int or a pair of ints → ``(a, b)``; raises ``ValueError`` naming ``owner`` and ``name``."""
-    vals = (value, value) if _is_int(value) else value
-    try:
-        vals = tuple(vals)
-    except TypeError:
-        vals = ()
-    low = 0 if allow_zero else 1
-    if len(vals) != 2 or not all(_is_int(v) for v in vals) or any(v < low for v in vals):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{owner}: {name} must be a {kind} int or a pair of them, got {value!r}")
-    return vals
+    owner: str
+    name: str
+    post_label: str
+    post_shape: Optional[tuple[int, ...]]
+    self_loop: bool = False
 
 
 class Link:
@@ -70,7 +72,7 @@ class Link:
     (default init ``normal(w_mean, w_std)``) and implement the shape/op methods.
 
     Args:
-        conn: the owning connection (gives ``label``, ``pre``, ``post``, ``dt``, and its buffers).
+        ctx: the owner's label, the link type name, and the post group's label and shape.
         in_shape: shape of one sample reaching the weight op.
         params: the connection's kwargs merged with ``syn_kwargs``.
     """
@@ -82,10 +84,9 @@ class Link:
     w_mean: float = 0.005
     w_std: Optional[float] = 0.05
 
-    def __init__(self, conn: Connection, in_shape: tuple[int, ...], params: dict):
-        self.conn = conn
-        self.owner = conn.label
-        self.name = conn.link_type
+    def __init__(self, ctx: LinkContext, in_shape: tuple[int, ...], params: dict):
+        self.owner = ctx.owner
+        self.name = ctx.name
         self.in_shape = tuple(in_shape)
         self.in_num = math.prod(self.in_shape)
 
@@ -124,12 +125,14 @@ class Link:
         return None
 
     def extra_buffers(self) -> dict[str, torch.Tensor]:
-        """Buffers the connection registers for this link (e.g. COO ``indices``)."""
+        """Buffers the connection registers for this link (e.g. COO ``indices``); :meth:`op` gets them back as
+        keyword arguments of the same names."""
         return {}
 
     # ---- compute -------------------------------------------------------------------------
-    def op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """``[N, *in_shape]`` → ``[N, *output_shape]``, linear in ``weight``."""
+    def op(self, x: torch.Tensor, weight: torch.Tensor, **buffers: torch.Tensor) -> torch.Tensor:
+        """``[N, *in_shape]`` → ``[N, *output_shape]``, linear in ``weight`` (``buffers``: the connection's
+        current copies of :meth:`extra_buffers`)."""
         raise NotImplementedError
 
     def add_bias(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -147,13 +150,12 @@ class Link:
 class _DenseLink(Link):
     """A ``(post_num, in_num)`` weight matrix; ``out = x @ W.T``."""
 
-    def __init__(self, conn, in_shape, params):
-        super().__init__(conn, in_shape, params)
-        post = conn.post
-        if not post.shape_known:
-            raise ValueError(f"{self.owner}: the post group {post.label} has no shape; link type {self.name!r} "
+    def __init__(self, ctx, in_shape, params):
+        super().__init__(ctx, in_shape, params)
+        if ctx.post_shape is None:
+            raise ValueError(f"{self.owner}: the post group {ctx.post_label} has no shape; link type {self.name!r} "
                              "cannot infer it (give num= or shape=; only 'conv' infers the post shape)")
-        self.post_shape = tuple(post.shape)
+        self.post_shape = tuple(ctx.post_shape)
         self.post_num = math.prod(self.post_shape)
         self.weight_shape = (self.post_num, self.in_num)
         self.bias_shape = (self.post_num,)
@@ -166,12 +168,6 @@ class _DenseLink(Link):
     def op(self, x, weight):
         y = F.linear(x.reshape(x.shape[0], -1), weight)
         return y.reshape(x.shape[0], *self.post_shape)
-
-
-def _check_fraction(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value <= 1.0):
-        raise ValueError(f"{owner}: {name} must be a number in (0, 1], got {value!r}")
-    return float(value)
 
 
 @LINKS.register("full", "full_connection")
@@ -194,9 +190,10 @@ class SparseLink(_DenseLink):
     params = {"density": 0.1}
     _prob_key = "density"
 
-    def __init__(self, conn, in_shape, params):
-        super().__init__(conn, in_shape, params)
-        self.prob = _check_fraction(self.owner, self._prob_key, params.get(self._prob_key, self.params[self._prob_key]))
+    def __init__(self, ctx, in_shape, params):
+        super().__init__(ctx, in_shape, params)
+        self.self_loop = ctx.self_loop
+        self.prob = fraction(self.owner, self._prob_key, params.get(self._prob_key, self.params[self._prob_key]))
 
     def _draw(self) -> torch.Tensor:
         return torch.rand(self.weight_shape) < self.prob
@@ -222,7 +219,7 @@ class RandomLink(SparseLink):
 
     def _draw(self):
         mask = super()._draw()
-        if self.conn.pre is self.conn.post and self.weight_shape[0] == self.weight_shape[1]:
+        if self.self_loop and self.weight_shape[0] == self.weight_shape[1]:
             mask.fill_diagonal_(False)
         return mask
 
@@ -231,13 +228,12 @@ class _OneToOneBase(Link):
     w_mean = 0.05
     w_std = None  # SPAIC: w_mean on the diagonal; pass w_std to draw normal(w_mean, w_std) instead
 
-    def __init__(self, conn, in_shape, params):
-        super().__init__(conn, in_shape, params)
-        post = conn.post
-        if not post.shape_known:
-            raise ValueError(f"{self.owner}: the post group {post.label} has no shape; link type {self.name!r} "
+    def __init__(self, ctx, in_shape, params):
+        super().__init__(ctx, in_shape, params)
+        if ctx.post_shape is None:
+            raise ValueError(f"{self.owner}: the post group {ctx.post_label} has no shape; link type {self.name!r} "
                              "needs it (give num= or shape=)")
-        self.post_shape = tuple(post.shape)
+        self.post_shape = tuple(ctx.post_shape)
         self.post_num = math.prod(self.post_shape)
         if self.post_num != self.in_num:
             raise ValueError(f"{self.owner}: link type {self.name!r} needs pre and post of equal size, got "
@@ -295,9 +291,9 @@ class OneToOneSparseLink(_OneToOneBase):
         idx = torch.arange(self.post_num)
         return {"indices": torch.stack([idx, idx])}
 
-    def op(self, x, weight):
+    def op(self, x, weight, indices):
         n = x.shape[0]
-        idx = self.conn.indices
+        idx = indices
         vals = x.reshape(n, -1).index_select(1, idx[1]) * weight
         out = vals.new_zeros((n, self.post_num)).index_add_(1, idx[0], vals)
         return out.reshape(n, *self.post_shape)
@@ -321,16 +317,16 @@ class ConvLink(Link):
     w_mean = 0.05
     w_std = 0.05
 
-    def __init__(self, conn, in_shape, params):
-        super().__init__(conn, in_shape, params)
+    def __init__(self, ctx, in_shape, params):
+        super().__init__(ctx, in_shape, params)
         o = self.owner
         if len(self.in_shape) != 3:
             raise ValueError(f"{o}: link type 'conv' needs an input of shape (channels, height, width), got "
                              f"{self.in_shape}; give the pre group shape=(C, H, W)")
         p = {k: params.get(k, d) for k, d in self.params.items()}
-        self.kernel_size = _pair(o, "kernel_size", p["kernel_size"])
-        self.stride = _pair(o, "stride", p["stride"])
-        self.dilation = _pair(o, "dilation", p["dilation"])
+        self.kernel_size = int_pair(o, "kernel_size", p["kernel_size"])
+        self.stride = int_pair(o, "stride", p["stride"])
+        self.dilation = int_pair(o, "dilation", p["dilation"])
         pad = p["padding"]
         if isinstance(pad, str):
             if pad not in ("same", "valid"):
@@ -339,9 +335,9 @@ class ConvLink(Link):
                 raise ValueError(f"{o}: padding='same' needs stride=1, got stride={p['stride']!r}")
             self.padding = pad
         else:
-            self.padding = _pair(o, "padding", pad, allow_zero=True)
+            self.padding = int_pair(o, "padding", pad, allow_zero=True)
         groups = p["groups"]
-        if not _is_int(groups) or groups < 1:
+        if not is_int(groups) or groups < 1:
             raise ValueError(f"{o}: groups must be a positive int, got {groups!r}")
         self.groups = groups
         up = p["upscale"]
@@ -359,15 +355,14 @@ class ConvLink(Link):
                              f"(channels {c_in})")
         self.in_channels = c_in
         out_channels = p["out_channels"]
-        post = conn.post
+        post_shape = ctx.post_shape
         if out_channels is None:
-            if post.shape_known and len(post.shape) == 3:
-                out_channels = post.shape[0]
+            if post_shape is not None and len(post_shape) == 3:
+                out_channels = post_shape[0]
             else:
-                shape = post.shape if post.shape_known else None
-                raise ValueError(f"{o}: out_channels cannot be inferred from the post group {post.label} "
-                                 f"(shape {shape}); give out_channels= or a post shape (C, H, W)")
-        if not _is_int(out_channels) or out_channels < 1:
+                raise ValueError(f"{o}: out_channels cannot be inferred from the post group {ctx.post_label} "
+                                 f"(shape {post_shape}); give out_channels= or a post shape (C, H, W)")
+        if not is_int(out_channels) or out_channels < 1:
             raise ValueError(f"{o}: out_channels must be a positive int, got {out_channels!r}")
         self.out_channels = out_channels
         if c_in % groups or out_channels % groups:

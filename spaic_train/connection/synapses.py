@@ -2,7 +2,7 @@
 
 Every op is an ``nn.Module`` taking and returning time-first tensors ``[T, B, *shape]``; stateless
 ops fold ``T`` into the batch.  Exactly one op of the chain is the *weight op* (``'basic'`` or
-``'conv'``), which the connection runs itself because of delays and bias; ops listed before it see
+``'conv'``), whose op the connection calls once per delay tap, then adds the bias; ops listed before it see
 the presynaptic values, ops after it see the synaptic input.  Register a new op with::
 
     @SYNAPSES.register("my_op")
@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
-from .links import POOL_PARAMS, ConvLink, Link, _pair
+from .checks import int_pair
+from .links import POOL_PARAMS, ConvLink, Link
 
 __all__ = ["SYNAPSES", "Synapse", "BasicSynapse", "ConvSynapse", "MaxPool", "AvgPool", "SumPool", "Dropout",
            "Flatten", "BatchNorm"]
@@ -88,7 +89,7 @@ class Synapse(nn.Module):
 
 @SYNAPSES.register("basic")
 class BasicSynapse(Synapse):
-    """The link's weight op; the connection applies it (with delays and bias) itself."""
+    """The link's weight op; the connection calls it once per delay tap (with the tap's weight) and adds the bias."""
 
     is_weight_op = True
 
@@ -103,9 +104,10 @@ class BasicSynapse(Synapse):
     def output_shape(self, in_shape):
         return self.link.output_shape(in_shape)
 
-    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Undelayed weight op without bias, ``[T, B, *in] → [T, B, *out]``."""
-        return _unfold(self.link.op(_fold(x), weight), x.shape[0])
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, **buffers: torch.Tensor) -> torch.Tensor:
+        """Undelayed weight op without bias, ``[T, B, *in] → [T, B, *out]`` (``buffers``: the link's extra buffers,
+        see :meth:`~spaic_train.connection.links.Link.op`)."""
+        return _unfold(self.link.op(_fold(x), weight, **buffers), x.shape[0])
 
 
 @SYNAPSES.register("conv", "conv2d")
@@ -129,10 +131,10 @@ class _Pool(Synapse):
         kind = type(self).__name__
         if len(self.in_shape) != 3:
             raise ValueError(f"{owner}: {kind} needs an input of shape (channels, height, width), got {self.in_shape}")
-        self.kernel_size = _pair(owner, "pool_kernel_size", params.get("pool_kernel_size", [2, 2]))
+        self.kernel_size = int_pair(owner, "pool_kernel_size", params.get("pool_kernel_size", [2, 2]))
         stride = params.get("pool_stride", None)
-        self.stride = self.kernel_size if stride is None else _pair(owner, "pool_stride", stride)
-        self.padding = _pair(owner, "pool_padding", params.get("pool_padding", 0), allow_zero=True)
+        self.stride = self.kernel_size if stride is None else int_pair(owner, "pool_stride", stride)
+        self.padding = int_pair(owner, "pool_padding", params.get("pool_padding", 0), allow_zero=True)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{owner}: pool_padding={self.padding} must be at most half of "
                              f"pool_kernel_size={self.kernel_size}")

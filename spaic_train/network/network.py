@@ -1,4 +1,8 @@
-"""``Network``: SPAIC-style declarative container that compiles and runs a spiking network."""
+"""``Network``: SPAIC-style declarative container that compiles and runs a spiking network.
+
+The container registers elements and compiles them into a :class:`~spaic_train.network.plan.Plan`; the time
+loops that run a plan live in :mod:`spaic_train.network.runner`.
+"""
 
 from __future__ import annotations
 
@@ -7,67 +11,17 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..assembly import Assembly, NeuronGroup
 from ..connection import Connection
 from .decoders import Decoder
 from .encoders import Encoder
 from .monitors import StateMonitor
-from .schedule import Stage, build_schedule
+from .plan import Plan
+from .runner import Runner, encode_inputs
 
 _ELEMENT_TYPES = (Assembly, Connection, Decoder, StateMonitor)
 _MODES = ("auto", "step")
-
-
-class _Plan:
-    """A compiled network: nodes, connections, schedule stages and which variables to record."""
-
-    def __init__(self, net: Network, force_stepped: bool):
-        self.nodes: list[Assembly] = [e for e in net._elements if isinstance(e, Assembly)]
-        self.conns: list[Connection] = [e for e in net._elements if isinstance(e, Connection)]
-        self.decoders: list[Decoder] = [e for e in net._elements if isinstance(e, Decoder)]
-        self.monitors: list[StateMonitor] = [e for e in net._elements if isinstance(e, StateMonitor)]
-        self.encoders: list[Encoder] = [n for n in self.nodes if isinstance(n, Encoder)]
-        index = {id(n): i for i, n in enumerate(self.nodes)}
-        self.index = index
-
-        def node_of(obj: Assembly, owner: str, role: str) -> int:
-            if id(obj) not in index:
-                raise ValueError(f"{net.label}: {owner} uses {role} {obj.label}, which is not part of the network; "
-                                 "assign it as an attribute (or net.add it) first")
-            return index[id(obj)]
-
-        if not self.encoders:
-            raise ValueError(f"{net.label}: the network has no Encoder to feed its input into; add "
-                             "spaic_train.Encoder(shape=..., coding=...) first")
-        edges = []
-        for c in self.conns:
-            a = node_of(c.pre, f"connection {c.label}", "pre")
-            b = node_of(c.post, f"connection {c.label}", "post")
-            if isinstance(c.post, Encoder):
-                raise ValueError(f"{net.label}: connection {c.label} targets the encoder {c.post.label}; "
-                                 "encoders take no input from connections")
-            if c.pre_var_name not in c.pre.var_names:
-                raise ValueError(f"{net.label}: connection {c.label} reads {c.pre_var_name!r} from {c.pre.label}, "
-                                 f"which only has {', '.join(c.pre.var_names)}")
-            c.min_delay_steps = 1 if a >= b else 0  # feedback: read the previous step at the earliest
-            edges.append((a, b))
-        self.edges = edges
-        for d in self.decoders:
-            node_of(d.target, repr(d), "target")
-        for m in self.monitors:
-            node_of(m.target, repr(m), "target")
-        self.stages: list[Stage] = build_schedule(len(self.nodes), edges, force_stepped)
-        # variables to keep per node beyond the spikes
-        self.keep: dict[int, set] = {i: {"O"} for i in range(len(self.nodes))}
-        for c, (a, _) in zip(self.conns, edges):
-            self.keep[a].add(c.pre_var_name)
-        for obj in [*self.decoders, *self.monitors]:
-            self.keep[index[id(obj.target)]].add(obj.var_name)
-        self.incoming: dict[int, list[int]] = {i: [] for i in range(len(self.nodes))}
-        for k, (_, b) in enumerate(edges):
-            self.incoming[b].append(k)
 
 
 class Network(nn.Module):
@@ -198,12 +152,12 @@ class Network(nn.Module):
     def monitors(self) -> list[StateMonitor]:
         return [e for e in self._elements if isinstance(e, StateMonitor)]
 
-    def compile_plan(self, mode: str = "auto") -> _Plan:
+    def compile_plan(self, mode: str = "auto") -> Plan:
         """The compiled schedule (cached until an element is added)."""
         if mode not in _MODES:
             raise ValueError(f"{self.label}: mode must be one of {_MODES}, got {mode!r}")
         if mode not in self._plans:
-            self._plans[mode] = _Plan(self, force_stepped=mode == "step")
+            self._plans[mode] = Plan(self.label, self._elements, force_stepped=mode == "step")
         return self._plans[mode]
 
     def apply_constraints(self) -> None:
@@ -247,11 +201,8 @@ class Network(nn.Module):
                 g.neuron.dt = dt
         for c in plan.conns:
             c.dt = dt
-        need_hist = [0] * len(plan.nodes)
-        for c, (a, _) in zip(plan.conns, plan.edges):
-            need_hist[a] = max(need_hist[a], c.history_steps)
 
-        encoded = self._encode_inputs(plan, x, T_default)
+        encoded = encode_inputs(self.label, plan, x, T_default, dt)
         T, B = next(iter(encoded.values())).shape[:2]
         carry = None if reset else self._carry
         if reset or carry is None:
@@ -264,10 +215,12 @@ class Network(nn.Module):
         if self._recording is not None:
             extra = set(self._recording[0])
             keep = {v: plan.keep[v] | (extra & set(n.var_names)) for v, n in enumerate(plan.nodes)}
+        runner = Runner(plan, keep, B)
         if K is not None and T > K and torch.is_grad_enabled():
-            records, new_carry = self._run_checkpointed(plan, keep, encoded, carry, T, B, K, need_hist)
+            records, new_carry = runner.run_checkpointed(encoded, carry, K, self._exported(plan, keep),
+                                                         self._training_batchnorms())
         else:
-            records, new_carry = self._run_span(plan, keep, encoded, carry, T, B, need_hist)
+            records, new_carry = runner.run(encoded, carry)
         self.__dict__["_carry"] = new_carry
 
         if self._recording is not None:
@@ -278,238 +231,26 @@ class Network(nn.Module):
         for m in plan.monitors:
             m.record(records[plan.index[id(m.target)]][m.var_name], dt)
         if not plan.decoders:
-            last = max(i for i, n in enumerate(plan.nodes) if isinstance(n, NeuronGroup)) if self.groups else 0
-            return records[last]["O"]
+            return records[plan.output_node()]["O"]
         outs = tuple(d.decode(records[plan.index[id(d.target)]], dt) for d in plan.decoders)
         return outs[0] if len(outs) == 1 else outs
 
-    def _run_span(self, plan: _Plan, keep: dict[int, set], encoded: dict[int, torch.Tensor], carry, T: int, B: int,
-                  need_hist: list[int]):
-        """Run the schedule over the ``T`` steps of ``encoded`` from ``carry`` (``None``: initial state).
-
-        Returns ``(records, new_carry)``: ``{node: {var: [T, B, *shape]}}`` and the state / delay-line
-        history a ``reset=False`` continuation (or the next checkpoint chunk) starts from.
-        """
-        records: dict[int, dict[str, torch.Tensor]] = {}
-        finals: dict[int, dict[str, torch.Tensor]] = {}
-        for i, seq in encoded.items():
-            records[i] = {"O": seq}
-        for stage in plan.stages:
-            if stage.stepped:
-                self._run_stepped(plan, keep, stage, records, finals, carry, T, B)
-            else:
-                (v,) = stage.nodes
-                if v not in records:
-                    self._run_batched(plan, keep, v, records, finals, carry, T)
-
-        new_carry = {"batch": B}
-        for v in range(len(plan.nodes)):
-            hist = {}
-            if need_hist[v]:
-                for var, seq in records[v].items():
-                    prev = None if carry is None else carry[v]["history"].get(var)
-                    full = seq if prev is None else torch.cat([prev, seq])
-                    hist[var] = full[-need_hist[v]:]
-            new_carry[v] = {"state": finals.get(v, {}), "history": hist}
-        return records, new_carry
-
-    def _run_checkpointed(self, plan: _Plan, keep: dict[int, set], encoded: dict[int, torch.Tensor], carry, T: int,
-                          B: int, K: int, need_hist: list[int]):
-        """:meth:`_run_span` over chunks of ``K`` steps, each under a non-reentrant activation checkpoint.
-
-        A chunk returns only what is used after the run (decoder / monitor / recorded variables) and
-        the carry into the next chunk, so nothing else of it is kept for backward.
-        """
+    def _exported(self, plan: Plan, keep: dict[int, set]) -> dict[int, set]:
+        """Per node, the variables used after a run: by decoders, monitors, the output and :meth:`record`."""
         export: dict[int, set] = {v: set() for v in range(len(plan.nodes))}
         for obj in [*plan.decoders, *plan.monitors]:
             export[plan.index[id(obj.target)]].add(obj.var_name)
         if not plan.decoders:
-            groups = [i for i, n in enumerate(plan.nodes) if isinstance(n, NeuronGroup)]
-            export[max(groups) if groups else 0].add("O")
+            export[plan.output_node()].add("O")
         if self._recording is not None:
             for v in export:
                 export[v] |= keep[v]
-        bns = [m for m in self.modules()
-               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+        return export
 
-        def make_chunk():
-            calls = [0]
-
-            def chunk(enc, carry_in):
-                calls[0] += 1
-                # a second call is the recomputation in backward: batch norm must not update its running
-                # statistics again
-                frozen = [_frozen_stats(m) for m in bns] if calls[0] > 1 else []
-                try:
-                    steps = next(iter(enc.values())).shape[0]
-                    recs, new_carry = self._run_span(plan, keep, enc, carry_in, steps, B, need_hist)
-                finally:
-                    for restore in frozen:
-                        restore()
-                out = {v: {var: recs[v][var] for var in vs if var in recs[v]} for v, vs in export.items() if vs}
-                return out, new_carry
-
-            return chunk
-
-        parts: list[dict[int, dict[str, torch.Tensor]]] = []
-        for t0 in range(0, T, K):
-            enc = {i: seq[t0:t0 + K] for i, seq in encoded.items()}
-            out, carry = _checkpoint(make_chunk(), enc, carry, use_reentrant=False)
-            parts.append(out)
-        records = {v: {var: torch.cat([p[v][var] for p in parts]) for var in parts[0][v]} for v in parts[0]}
-        return records, carry
-
-    def _encode_inputs(self, plan: _Plan, x, T: Optional[int]) -> dict[int, torch.Tensor]:
-        encs = plan.encoders
-        if isinstance(x, dict):
-            names = {e.name for e in encs}
-            unknown = set(x) - names
-            if unknown or len(x) != len(encs):
-                raise ValueError(f"{self.label}: input dict keys {sorted(x)} must name each encoder exactly once: "
-                                 f"{sorted(names)}")
-            xs = [x[e.name] for e in encs]
-        elif isinstance(x, (tuple, list)):
-            xs = list(x)
-        else:
-            xs = [x]
-        if len(xs) != len(encs):
-            raise ValueError(f"{self.label}: got {len(xs)} input(s) for {len(encs)} encoder(s) "
-                             f"({', '.join(e.label for e in encs)})")
-        out = {}
-        for e, xi in zip(encs, xs):
-            seq = e.encode(xi, T, self.dt)
-            if not torch.is_floating_point(seq):
-                seq = seq.float()
-            out[plan.index[id(e)]] = seq
-        shapes = {tuple(s.shape[:2]) for s in out.values()}
-        if len(shapes) > 1:
-            raise ValueError(f"{self.label}: encoders disagree on (time steps, batch): {sorted(shapes)}")
-        return out
-
-    def _history(self, carry, v: int, var: str) -> Optional[torch.Tensor]:
-        return None if carry is None else carry[v]["history"].get(var)
-
-    def _conn_input(self, plan: _Plan, k: int, records, carry) -> torch.Tensor:
-        c = plan.conns[k]
-        a = plan.edges[k][0]
-        return c(records[a][c.pre_var_name], history=self._history(carry, a, c.pre_var_name))
-
-    def _initial_state(self, group: NeuronGroup, v: int, carry, like: torch.Tensor) -> dict[str, torch.Tensor]:
-        if carry is not None and carry[v]["state"]:
-            return carry[v]["state"]
-        return group.neuron.initial_state(like)
-
-    def _run_batched(self, plan: _Plan, keep: dict[int, set], v: int, records, finals, carry, T: int) -> None:
-        group = plan.nodes[v]
-        isyn = vkick = None
-        for k in plan.incoming[v]:
-            out = self._conn_input(plan, k, records, carry)
-            if plan.conns[k].post_var_name == "V":
-                vkick = out if vkick is None else vkick + out
-            else:
-                isyn = out if isyn is None else isyn + out
-        total = _add(isyn, vkick)
-        if total is None:
-            some = next(iter(records.values()))["O"]
-            total = some.new_zeros((T, some.shape[1], *group.shape))
-        state = self._initial_state(group, v, carry, total[0])
-        O, final, vseq = group.neuron.run_sequence(total, state, return_v="V" in keep[v])
-        rec = {"O": O}
-        if vseq is not None:
-            rec["V"] = vseq
-        if "Isyn" in keep[v]:
-            rec["Isyn"] = isyn if isyn is not None else torch.zeros_like(total)
-        records[v] = rec
-        finals[v] = final
-
-    def _run_stepped(self, plan: _Plan, keep: dict[int, set], stage: Stage, records, finals, carry, T: int,
-                     B: int) -> None:
-        external: dict[int, dict[str, Optional[torch.Tensor]]] = {v: {"Isyn": None, "V": None} for v in stage.nodes}
-        for k in stage.external:
-            b = plan.edges[k][1]
-            var = plan.conns[k].post_var_name
-            out = self._conn_input(plan, k, records, carry)
-            external[b][var] = out if external[b][var] is None else external[b][var] + out
-        groups = [v for v in stage.nodes if v not in records]  # encoders are already encoded
-        steps: dict[int, dict[str, list[torch.Tensor]]] = {v: {var: [] for var in keep[v]} for v in stage.nodes}
-        for v in stage.nodes:
-            if v in records:
-                steps[v]["O"] = list(records[v]["O"].unbind(0))
-        ref = next(iter(records.values()))["O"]
-        states = {}
-        for v in groups:
-            like = ref.new_zeros((B, *plan.nodes[v].shape))
-            states[v] = self._initial_state(plan.nodes[v], v, carry, like)
-        internal_into: dict[int, list[int]] = {v: [] for v in stage.nodes}
-        for k in stage.internal:
-            internal_into[plan.edges[k][1]].append(k)
-        for t in range(T):
-            for v in groups:
-                group = plan.nodes[v]
-                isyn = None if external[v]["Isyn"] is None else external[v]["Isyn"][t]
-                vkick = None if external[v]["V"] is None else external[v]["V"][t]
-                for k in internal_into[v]:
-                    zeros = ref.new_zeros((B, *plan.nodes[plan.edges[k][0]].shape))
-                    out = self._conn_step(plan, k, steps, carry, t, zeros)
-                    if plan.conns[k].post_var_name == "V":
-                        vkick = out if vkick is None else vkick + out
-                    else:
-                        isyn = out if isyn is None else isyn + out
-                total = _add(isyn, vkick)
-                if total is None:
-                    total = ref.new_zeros((B, *group.shape))
-                o, states[v] = group.neuron.step(total, states[v])
-                rec = steps[v]
-                rec["O"].append(o)
-                if "V" in rec:
-                    rec["V"].append(states[v]["V"])
-                if "Isyn" in rec:
-                    rec["Isyn"].append(isyn if isyn is not None else torch.zeros_like(total))
-        for v in groups:
-            records[v] = {var: torch.stack(seq) for var, seq in steps[v].items()}
-            finals[v] = states[v]
-
-    def _conn_step(self, plan: _Plan, k: int, steps, carry, t: int, zeros: torch.Tensor) -> torch.Tensor:
-        """Input of connection ``k`` at step ``t`` inside a stepped stage (``zeros`` shaped like one pre step)."""
-        c = plan.conns[k]
-        a = plan.edges[k][0]
-        var = c.pre_var_name
-        done = steps[a][var]
-        h = c.history_steps
-        # pre not computed yet this step: a feedback edge (delay >= 1) never reads it
-        x_t = done[t] if len(done) > t else zeros
-        history = None
-        if h:
-            past = done[max(0, t - h):t]
-            if len(past) < h:
-                prev = self._history(carry, a, var)
-                if prev is not None:
-                    past = list(prev.unbind(0))[-(h - len(past)):] + past
-            if past:
-                history = torch.stack(past)
-                if history.shape[0] < h:
-                    pad = zeros.unsqueeze(0).expand(h - history.shape[0], *zeros.shape)
-                    history = torch.cat([pad, history])
-        return c(x_t.unsqueeze(0), history=history)[0]
-
-
-def _add(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    if a is None:
-        return b
-    return a if b is None else a + b
-
-
-def _frozen_stats(bn: nn.Module):
-    """Snapshot a batch norm's running statistics; returns the function that restores them."""
-    saved = {k: b.detach().clone() for k, b in bn.named_buffers(recurse=False) if b is not None}
-
-    def restore() -> None:
-        with torch.no_grad():
-            for k, b in bn.named_buffers(recurse=False):
-                if k in saved:
-                    b.copy_(saved[k])
-
-    return restore
+    def _training_batchnorms(self) -> list[nn.Module]:
+        """The batch norms that update running statistics in this run."""
+        return [m for m in self.modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
 
 
 def _check_checkpoint_steps(owner: str, value) -> Optional[int]:

@@ -12,6 +12,7 @@ import torch
 from ..assembly import NeuronGroup
 from ..io import atomic_write_bytes
 from ..network import Encoder, Network
+from . import importer
 from .convert import LINK_TO_NIR, NEURON_TO_NIR, SYNAPSE_TO_NIR, Affine, lookup, seconds_per_step
 
 
@@ -116,7 +117,7 @@ def _export_connection(b: _Builder, conn, names: dict[int, str], lag: int, dt_s:
         raise ValueError(f"{owner}: reads {conn.pre_var_name!r} of {conn.pre.label}; NIR edges carry a node's output "
                          "(spikes), so only pre_var_name='O' can be exported")
     ops = list(conn.synapses)
-    wi = conn._weight_index
+    wi = conn.weight_index
     src, shape = names[id(conn.pre)], tuple(conn.pre.shape)
     for op, op_name in zip(ops[:wi], conn.syn_type[:wi]):
         node = lookup(SYNAPSE_TO_NIR, "synapse op", op_name, owner)(op, shape, None, owner)
@@ -137,22 +138,19 @@ def _export_connection(b: _Builder, conn, names: dict[int, str], lag: int, dt_s:
     targets.append(names[id(conn.post)])
     b.edges.extend(zip(targets, targets[1:]))
     # one weight node per distinct delay d (in steps): W ⊙ [delay == d], behind a Delay node of d − lag steps
-    steps = conn.delay_steps()
-    values = [int(conn.min_delay_steps)] if steps is None else torch.unique(steps).tolist()
-    for i, d in enumerate(values):
-        w = affine.weight if steps is None else affine.weight * conn.link.expand_delay((steps == d).to(affine.weight))
+    taps = conn.integer_delay_taps(affine.weight.dtype)
+    for i, (d, g) in enumerate(taps):
+        w = affine.weight if g is None else affine.weight * conn.link.expand_delay(g)
         s = src
         if d > lag:
             s = b.chain(s, f"{conn.name}_delay{d}", nir.Delay(np.full(link.shape, (d - lag) * dt_s)))
-        name = conn.name if len(values) == 1 else f"{conn.name}_d{d}"
+        name = conn.name if len(taps) == 1 else f"{conn.name}_d{d}"
         b.edges.append((b.chain(s, name, link.node(w, affine.bias if i == 0 else None)), targets[0]))
 
 
 def _check_reproduces(net: Network, graph: nir.NIRGraph, x: torch.Tensor) -> None:
     """Load ``graph`` back, run it and ``net`` on ``x`` (eval mode, same seed) and compare every group's spikes."""
-    from .importer import load, node_attribute
-
-    twin = load(graph)
+    twin = importer.load(graph)
     was_training = net.training
     net.eval()
     runs = []
@@ -166,7 +164,7 @@ def _check_reproduces(net: Network, graph: nir.NIRGraph, x: torch.Tensor) -> Non
         net.train(was_training)
     mine, theirs = runs
     for group in net.groups:
-        a, b = mine[group.name]["O"], theirs[node_attribute(group.name)]["O"]
+        a, b = mine[group.name]["O"], theirs[importer.node_attribute(group.name)]["O"]
         if not torch.equal(a, b):
             n = int((a != b).sum())
             raise RuntimeError(f"{net.label}: the exported graph does not reproduce {group.label} on sample_input: "

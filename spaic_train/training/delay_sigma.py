@@ -1,8 +1,9 @@
 """Training support for learnable delays: the annealing schedule of their relaxation width ``σ``.
 
 A connection with ``learn_delay=True`` trains its delays through a Gaussian relaxation of width ``σ``
-(``Connection.delay_sigma``, ms); evaluation runs the exact integer delays.  Annealing ``σ`` to 0 during
-training makes the two agree at the end::
+(``Connection.delay_sigma``, ms; the connection's :class:`~spaic_train.connection.delays.DelayLine` owns it);
+evaluation runs the exact integer delays.  Training only chooses ``σ`` per epoch and the delays' learning rate.
+Annealing ``σ`` to 0 during training makes the two agree at the end::
 
     SNNModule(net, delay_sigma={"start": 2.0, "end": 0.0, "epochs": 20})       # or DelaySigmaSchedule(2.0, 0.0, 20)
     model.compile(..., delay_sigma={"start": 2.0, "epochs": 20})                 # Keras
@@ -18,7 +19,10 @@ from typing import Any, Optional, Union
 
 from torch import nn
 
-__all__ = ["DelaySigmaSchedule", "as_delay_sigma_schedule", "learnable_delay_connections"]
+from ..connection import Connection
+
+__all__ = ["DelaySigmaSchedule", "as_delay_sigma_schedule", "learnable_delay_connections", "learnable_delays",
+           "set_delay_sigma"]
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,17 @@ def as_delay_sigma_schedule(value: Union[None, dict, DelaySigmaSchedule]) -> Opt
                     f"{type(value).__name__}")
 
 
-def learnable_delay_connections(module: nn.Module) -> list:
+def learnable_delay_connections(module: nn.Module) -> list[Connection]:
     """The :class:`~spaic_train.Connection` modules with ``learn_delay=True`` inside ``module``."""
-    from ..connection import Connection
-
     return [m for m in module.modules() if isinstance(m, Connection) and m.learn_delay]
+
+
+def learnable_delays(module: nn.Module) -> list[nn.Parameter]:
+    """The learnable delay parameters (ms) inside ``module``, one per learnable-delay connection."""
+    return [c.delay for c in learnable_delay_connections(module)]
+
+
+def set_delay_sigma(module: nn.Module, sigma_ms: float) -> None:
+    """Set the relaxation width ``σ`` (ms) of every learnable-delay connection inside ``module``."""
+    for conn in learnable_delay_connections(module):
+        conn.set_delay_sigma(sigma_ms)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import unpack_batch
-from .delay_sigma import DelaySigmaSchedule, as_delay_sigma_schedule, learnable_delay_connections
+from .delay_sigma import DelaySigmaSchedule, as_delay_sigma_schedule, learnable_delays, set_delay_sigma
 from .distributed import WeightedMean, flatten_loaders, loader_sampler, unpadded_shard_length
 from .losses import LossLike, check_class_indices, get_loss, is_sequence
 from .metrics import MetricLike, get_metric, metric_name
@@ -292,13 +292,11 @@ class SNNModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         """Set the ``delay_sigma`` of this epoch on every learnable-delay connection (when a schedule is given)."""
         if self.delay_sigma is not None:
-            sigma = self.delay_sigma(self.current_epoch)
-            for conn in learnable_delay_connections(self.network):
-                conn.set_delay_sigma(sigma)
+            set_delay_sigma(self.network, self.delay_sigma(self.current_epoch))
 
     def _param_groups(self) -> Any:
         """All parameters; learnable delays in a group of their own (``delay_lr``, no weight decay)."""
-        delays = [c.delay for c in learnable_delay_connections(self.network)]
+        delays = learnable_delays(self.network)
         if not delays:
             return self.parameters()
         ids = {id(d) for d in delays}
