@@ -25,7 +25,8 @@ from typing import Any, Optional, Union
 import torch
 
 from ..network import DECODINGS, Decoder, Network
-from .layers import LAYERS, Feedback, Input, Layer, SymbolicTensor, _fmt_shape
+from .layers import LAYERS, Feedback, Input, Layer, SymbolicTensor
+from .layers.base import format_shape
 
 __all__ = ["Model", "Sequential"]
 
@@ -204,7 +205,7 @@ class Model(Network):
         """
         rows = [("Layer (type)", "Output shape", "Neuron", "Params", "Delays", "Connected to")]
         for layer in self.layers:
-            rows.append((f"{layer.name} ({type(layer).__name__})", _fmt_shape(layer.output_shape),
+            rows.append((f"{layer.name} ({type(layer).__name__})", format_shape(layer.output_shape),
                          layer.neuron_description(), f"{layer.count_params():,}", layer.delay_description(),
                          ", ".join(t.layer.name for t in layer.inbound) or "-"))
         for fb in self.feedbacks:
@@ -354,7 +355,7 @@ class Model(Network):
             return
         dims = ", ".join(str(s) for s in want)
         raise ValueError(f"{self.label}: {what} has shape {list(got)}, but the model's input {inp.label} expects "
-                         f"samples of shape {_fmt_shape(want)}, i.e. {what} of shape [N, {dims}]")
+                         f"samples of shape {format_shape(want)}, i.e. {what} of shape [N, {dims}]")
 
     def _check_y(self, y, what: str = "y") -> None:
         if y is None or not (isinstance(y, (torch.Tensor, list, tuple)) or type(y).__module__ == "numpy"):
@@ -367,7 +368,7 @@ class Model(Network):
             check_labels(y, self.num_classes)
         except ValueError as e:
             raise ValueError(f"{self.label}: {what}: {e} (output layer {self.output_layers[0].label}, "
-                             f"shape {_fmt_shape(self.output_layers[0].output_shape)})") from None
+                             f"shape {format_shape(self.output_layers[0].output_shape)})") from None
 
     def _check_data(self, x, y, validation_data=None) -> None:
         self._check_x(x)
