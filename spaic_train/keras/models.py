@@ -22,8 +22,10 @@ import math
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
+import lightning.pytorch as pl
 import torch
 
+from .. import training
 from ..network import DECODINGS, Decoder, Network
 from .layers import LAYERS, Feedback, Input, Layer, SymbolicTensor
 from .layers.base import format_shape
@@ -288,15 +290,13 @@ class Model(Network):
                 epochs) or a :class:`~spaic_train.training.DelaySigmaSchedule` (see
                 :class:`~spaic_train.training.SNNModule`).
         """
-        from ..training import SNNModule
-
         if len(self.output_layers) != 1:
             raise ValueError(f"{self.label}: compile/fit need a single-output model, this one has "
                              f"{len(self.output_layers)} outputs")
         if len(self.input_layers) != 1:
             raise ValueError(f"{self.label}: compile/fit need a single-input model (the training loop feeds one "
                              f"tensor), this one has {len(self.input_layers)} inputs")
-        module = SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
+        module = training.SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
                            scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics, delay_lr=delay_lr,
                            delay_sigma=delay_sigma)
         self.__dict__["_module"] = module
@@ -339,96 +339,41 @@ class Model(Network):
         """Number of output units (the size labels are checked against)."""
         return math.prod(self.output_layers[0].output_shape)
 
-    def _check_x(self, x, what: str = "x") -> None:
-        """Raise a ``ValueError`` when array-like ``x`` does not match the input shape."""
-        shape = getattr(x, "shape", None)
-        if shape is None or not (isinstance(x, torch.Tensor) or type(x).__module__ == "numpy"):
-            return
-        inp = self.input_layers[0]
-        want = tuple(inp.shape)
-        got = tuple(shape)
-        n = len(want)
-        if (len(got) == n + 1 and got[1:] == want) or (len(got) == n + 2 and got[2:] == want):
-            if len(got) == n + 1 and self.time_steps is None:
-                raise ValueError(f"{self.label}: static input {what} of shape {list(got)} needs time_steps; build "
-                                 "the model with time_steps=T")
-            return
-        dims = ", ".join(str(s) for s in want)
-        raise ValueError(f"{self.label}: {what} has shape {list(got)}, but the model's input {inp.label} expects "
-                         f"samples of shape {format_shape(want)}, i.e. {what} of shape [N, {dims}]")
+    def fit(self, x, y=None, **kwargs):
+        """Train with :func:`spaic_train.training.fit` and return its ``History``.
 
-    def _check_y(self, y, what: str = "y") -> None:
-        if y is None or not (isinstance(y, (torch.Tensor, list, tuple)) or type(y).__module__ == "numpy"):
-            return
-        if self.decoder_codings[0] in ("mean_voltage", "max_voltage", "first_spike"):
-            return
-        from ..training import check_labels
-
-        try:
-            check_labels(y, self.num_classes)
-        except ValueError as e:
-            raise ValueError(f"{self.label}: {what}: {e} (output layer {self.output_layers[0].label}, "
-                             f"shape {format_shape(self.output_layers[0].output_shape)})") from None
-
-    def _check_data(self, x, y, validation_data=None) -> None:
-        self._check_x(x)
-        self._check_y(y)
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-            self._check_x(validation_data[0], "validation_data[0]")
-            self._check_y(validation_data[1], "validation_data[1]")
-
-    def fit(self, x, y=None, epochs: int = 1, batch_size: int = 32, validation_data=None,
-            validation_split: float = 0.0, callbacks=None, devices: Any = "auto", accelerator: str = "auto",
-            strategy: Any = "auto", precision: Any = "32-true", logger: Any = True, log_dir: str = "runs",
-            checkpoint_dir: Optional[str] = None, resume: Optional[str] = None, seed: Optional[int] = None,
-            **kwargs):
-        """Train with :func:`spaic_train.training.fit` (same arguments) and return its ``History``.
-
+        Takes the arguments of :func:`~spaic_train.training.fit` (``epochs``, ``batch_size``, ``validation_data``,
+        ``validation_split``, ``callbacks``, ``devices``, ``logger``, ``checkpoint_dir``, ``resume``, ``seed``,
+        ``on_nan``, any ``lightning.Trainer`` option, ...), with the same defaults, and passes them on unchanged:
         ``x`` ``[N, *input_shape]`` (tensor/array) with labels ``y`` ``[N]`` (class indices) or ``[N, C]``, or a
-        Dataset / DataLoader / LightningDataModule.  Input shapes and label ranges are checked before the
-        trainer starts.  An optimizer state restored by ``load_model`` is loaded into the new optimizer.
-        Extra keywords (``enable_progress_bar``, ``num_workers``, ``shuffle``, any ``lightning.Trainer``
-        option) are passed on.  The model is put in ``train()`` mode first (dropout on, batch norm updating).
+        Dataset / DataLoader / LightningDataModule; input shapes and labels are checked there, before the trainer
+        starts.  Besides, an optimizer state restored by ``load_model`` is loaded into the new optimizer, and the
+        model is put in ``train()`` mode first (dropout on, batch norm updating).
         """
-        from ..training import fit as _fit
-
         module = self._require_module("fit")
-        self._check_data(x, y, validation_data)
         self.train()  # Lightning keeps the current mode: a model loaded (eval) or just evaluated must train
-        cbs = list(callbacks or [])
-        if self._pending_optimizer_state is not None and resume is None:
-            cbs.append(_RestoreOptimizer(self, self._pending_optimizer_state))
-        history = _fit(module, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                       validation_split=validation_split, callbacks=cbs, devices=devices, accelerator=accelerator,
-                       strategy=strategy, precision=precision, logger=logger, log_dir=log_dir,
-                       checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, **kwargs)
+        if self._pending_optimizer_state is not None and kwargs.get("resume") is None:
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []),
+                                   _RestoreOptimizer(self, self._pending_optimizer_state)]
+        history = training.fit(module, x, y, **kwargs)
         self.__dict__["_last_trainer"] = history.trainer
         self.__dict__["_pending_optimizer_state"] = None
         return history
 
-    def evaluate(self, x, y=None, batch_size: int = 32, **kwargs) -> dict[str, float]:
-        """Loss and metrics on ``(x, y)`` (:func:`spaic_train.training.evaluate`): ``{"loss": .., "accuracy": ..}``.
+    def evaluate(self, x, y=None, **kwargs) -> dict[str, float]:
+        """Loss and metrics on ``(x, y)``: :func:`spaic_train.training.evaluate` (same arguments and checks),
+        ``{"loss": .., "accuracy": ..}``."""
+        return training.evaluate(self._require_module("evaluate"), x, y, **kwargs)
 
-        Same data forms and checks as :meth:`fit`; extra keywords go to ``evaluate``.
-        """
-        from ..training import evaluate as _evaluate
-
-        module = self._require_module("evaluate")
-        self._check_data(x, y)
-        return _evaluate(module, x, y, batch_size=batch_size, **kwargs)
-
-    def predict(self, x, batch_size: int = 32, **kwargs) -> torch.Tensor:
-        """Decoded outputs for ``x`` (:func:`spaic_train.training.predict`): ``[N, *output_shape]`` on the CPU
-        (``[T, N, ...]`` for the ``'sequence'`` decoder).  Works without :meth:`compile` (in eval mode)."""
+    def predict(self, x, **kwargs) -> torch.Tensor:
+        """Decoded outputs for ``x``: :func:`spaic_train.training.predict` (same arguments and checks),
+        ``[N, *output_shape]`` on the CPU (``[T, N, ...]`` for the ``'sequence'`` decoder).  Works without
+        :meth:`compile` (in eval mode)."""
         if len(self.output_layers) != 1 or len(self.input_layers) != 1:
             raise ValueError(f"{self.label}: predict needs a single-input, single-output model; call the model "
                              "itself, model(x), for several inputs/outputs")
-        self._check_x(x)
-        from ..training import SNNModule
-        from ..training import predict as _predict
-
-        module = self._module if self._module is not None else SNNModule(self, metrics=())
-        return _predict(module, x, batch_size=batch_size, **kwargs)
+        module = self._module if self._module is not None else training.SNNModule(self, metrics=())
+        return training.predict(module, x, **kwargs)
 
     # ---------------------------------------------------------------------------------------------- saving
     def to_nir(self, path=None, dt: Optional[float] = None, sample_input: Optional[torch.Tensor] = None):
@@ -540,15 +485,15 @@ class Sequential(Model):
                    name=config.get("name"))
 
 
-def _RestoreOptimizer(model: Model, state: dict):
-    """A Lightning callback that loads a saved optimizer state into the optimizer a fit created (once)."""
-    import lightning.pytorch as pl
+class _RestoreOptimizer(pl.Callback):
+    """Loads a saved optimizer state into the optimizer a fit created (once)."""
 
-    class RestoreOptimizerState(pl.Callback):
-        def on_fit_start(self, trainer, pl_module):
-            opts = trainer.optimizers
-            if opts:
-                opts[0].load_state_dict(state)
-            model.__dict__["_pending_optimizer_state"] = None
+    def __init__(self, model: Model, state: dict):
+        self.model = model
+        self.state = state
 
-    return RestoreOptimizerState()
+    def on_fit_start(self, trainer, pl_module):
+        opts = trainer.optimizers
+        if opts:
+            opts[0].load_state_dict(self.state)
+        self.model.__dict__["_pending_optimizer_state"] = None
