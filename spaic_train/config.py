@@ -57,6 +57,7 @@ __all__ = [
     "OptimizerConfig",
     "PathsConfig",
     "TrainerConfig",
+    "trainer_fit_args",
     "data_schema",
     "data_schemas",
     "register_configs",
@@ -159,6 +160,23 @@ class OptimizerConfig:
     delay_sigma: DelaySigmaConfig = field(default_factory=DelaySigmaConfig)
 
 
+def _passed_to_fit(name: Optional[str] = None) -> dict:
+    """Field metadata: the key is passed to ``fit`` as the argument ``name`` (default: the key's own name)."""
+    return {"fit": name}
+
+
+#: field metadata: the key is passed to ``fit`` as a ``lightning.Trainer`` option of the same name (when not null)
+_LIGHTNING_OPTION = {"fit": None, "lightning": True}
+
+
+def trainer_fit_args() -> dict[str, tuple[str, bool]]:
+    """``trainer.*`` keys passed on to ``fit`` as they are: key → (``fit`` argument, whether it is a
+    ``lightning.Trainer`` option left out when null) — read from the metadata of :class:`TrainerConfig`'s fields,
+    the one place that lists them."""
+    return {f.name: (f.metadata["fit"] or f.name, bool(f.metadata.get("lightning")))
+            for f in dataclasses.fields(TrainerConfig) if "fit" in f.metadata}
+
+
 @dataclass
 class TrainerConfig:
     """``fit`` / ``lightning.Trainer`` options.
@@ -183,25 +201,25 @@ class TrainerConfig:
         num_threads: ``torch.set_num_threads`` (``null``: PyTorch's default).
     """
 
-    max_epochs: int = 10
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    limit_train_batches: Any = None
-    limit_val_batches: Any = None
-    limit_test_batches: Any = None
-    num_sanity_val_steps: Optional[int] = None
-    gradient_clip_val: Optional[float] = None
-    accumulate_grad_batches: int = 1
-    log_every_n_steps: Optional[int] = None
-    deterministic: Optional[bool] = None
-    benchmark: Optional[bool] = None
+    max_epochs: int = field(default=10, metadata=_passed_to_fit("epochs"))
+    accelerator: str = field(default="auto", metadata=_passed_to_fit())
+    devices: Any = "auto"  # resolved for the CPU first (cli.resolve_devices)
+    num_nodes: int = field(default=1, metadata=_LIGHTNING_OPTION)
+    strategy: str = field(default="auto", metadata=_passed_to_fit())
+    precision: str = field(default="32-true", metadata=_passed_to_fit())
+    limit_train_batches: Any = field(default=None, metadata=_LIGHTNING_OPTION)
+    limit_val_batches: Any = field(default=None, metadata=_LIGHTNING_OPTION)
+    limit_test_batches: Any = field(default=None, metadata=_LIGHTNING_OPTION)
+    num_sanity_val_steps: Optional[int] = field(default=None, metadata=_LIGHTNING_OPTION)
+    gradient_clip_val: Optional[float] = field(default=None, metadata=_LIGHTNING_OPTION)
+    accumulate_grad_batches: int = field(default=1, metadata=_LIGHTNING_OPTION)
+    log_every_n_steps: Optional[int] = field(default=None, metadata=_LIGHTNING_OPTION)
+    deterministic: Optional[bool] = field(default=None, metadata=_LIGHTNING_OPTION)
+    benchmark: Optional[bool] = field(default=None, metadata=_LIGHTNING_OPTION)
     enable_progress_bar: bool = True
     logger: str = "tensorboard"
     checkpoint: bool = True
-    resume: Optional[str] = None
+    resume: Optional[str] = field(default=None, metadata=_passed_to_fit())
     test: bool = True
     num_threads: Optional[int] = None
 

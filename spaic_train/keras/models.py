@@ -19,7 +19,8 @@ Training goes through :class:`~spaic_train.training.SNNModule` and the Lightning
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
@@ -28,7 +29,7 @@ import torch
 from .. import training
 from ..network import DECODINGS, Decoder, Network
 from .layers import LAYERS, Feedback, Input, Layer, SymbolicTensor
-from .layers.base import format_shape
+from .layers.base import format_shape, reraise_with_prefix
 
 __all__ = ["Model", "Sequential"]
 
@@ -249,20 +250,37 @@ class Model(Network):
                 "feedback": [fb.get_config() for fb in self.feedbacks]}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Model:
-        """Rebuild a model (fresh weights) from :meth:`get_config` output."""
-        outputs_by_name: dict[str, SymbolicTensor] = {}
-        for entry in config["layers"]:
-            layer = LAYERS.get(entry["class_name"], owner="load").from_config(entry["config"])
-            if isinstance(layer, Input):
-                out = layer.output
-            else:
-                out = layer([outputs_by_name[n] for n in entry["inbound"]])
-            outputs_by_name[layer.name] = out
-        return cls([outputs_by_name[n] for n in config["inputs"]], [outputs_by_name[n] for n in config["outputs"]],
-                   time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
-                   dt=config.get("dt", 1.0), feedback=[Feedback.from_config(f) for f in config.get("feedback", [])],
-                   name=config.get("name"))
+    def from_config(cls, config: dict[str, Any], entry_name: Optional[EntryNamer] = None) -> Model:
+        """Build a model (fresh weights) from :meth:`get_config` output.
+
+        ``config["layers"]`` lists ``{"class_name", "config", "inbound"}`` entries, every layer after the ones it
+        reads; an entry without ``"inbound"`` reads the previous entry, and without ``"outputs"`` the model's output
+        is the last layer (so a config written by hand need not name every layer).  An error raised while building
+        names the entry: ``entry_name(kind, index)`` (default ``layers[i]`` / ``feedback[i]``) and its class.
+        """
+        namer = entry_name or _default_entry_name
+        layers: list[Layer] = []
+        outputs: list[SymbolicTensor] = []
+        by_name: dict[str, SymbolicTensor] = {}
+        for i, entry in enumerate(config["layers"]):
+            with _naming_errors(namer("layers", i), entry.get("class_name")):
+                layer = LAYERS.get(entry["class_name"], owner="load").from_config(entry["config"])
+                if isinstance(layer, Input):
+                    out = layer.output
+                else:
+                    inbound = entry.get("inbound")
+                    out = layer([outputs[-1]] if inbound is None else [by_name[n] for n in inbound])
+            layers.append(layer)
+            outputs.append(out)
+            if layer.name is not None:
+                by_name[layer.name] = out
+        inputs = [by_name[n] for n in config["inputs"]] if "inputs" in config else \
+            [t for t in outputs if isinstance(t.layer, Input)]
+        outs = [by_name[n] for n in config["outputs"]] if "outputs" in config else [outputs[-1]]
+        feedback = _feedback_from_config(config, namer)
+        with _naming_layer_errors(layers, namer):
+            return cls(inputs, outs, time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
+                       dt=config.get("dt", 1.0), feedback=feedback, name=config.get("name"))
 
     # ---------------------------------------------------------------------------------------------- training
     def compile(self, optimizer: Any = "adam", lr: float = 1e-3, loss: Any = "ce_rate",
@@ -478,11 +496,56 @@ class Sequential(Model):
         return cfg
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Sequential:
-        layers = [LAYERS.get(e["class_name"], owner="load").from_config(e["config"]) for e in config["layers"]]
-        return cls(layers, time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
-                   dt=config.get("dt", 1.0), feedback=[Feedback.from_config(f) for f in config.get("feedback", [])],
-                   name=config.get("name"))
+    def from_config(cls, config: dict[str, Any], entry_name: Optional[EntryNamer] = None) -> Sequential:
+        """Build a model (fresh weights) from :meth:`get_config` output; errors name the entry (see
+        :meth:`Model.from_config`)."""
+        namer = entry_name or _default_entry_name
+        layers = []
+        for i, entry in enumerate(config["layers"]):
+            with _naming_errors(namer("layers", i), entry.get("class_name")):
+                layers.append(LAYERS.get(entry["class_name"], owner="load").from_config(entry["config"]))
+        feedback = _feedback_from_config(config, namer)
+        with _naming_layer_errors(layers, namer):
+            return cls(layers, time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
+                       dt=config.get("dt", 1.0), feedback=feedback, name=config.get("name"))
+
+
+#: ``(kind, index) -> name`` of a config entry in error messages (kind: ``'layers'`` or ``'feedback'``)
+EntryNamer = Callable[[str, int], str]
+
+
+def _default_entry_name(kind: str, index: int) -> str:
+    return f"{kind}[{index}]"
+
+
+@contextmanager
+def _naming_errors(where: str, class_name: Optional[str]):
+    """Re-raise a ``ValueError`` / ``TypeError`` with the config entry that caused it in front."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        reraise_with_prefix(e, f"{where} ({class_name})" if class_name else where)
+
+
+@contextmanager
+def _naming_layer_errors(layers: Sequence[Layer], namer: EntryNamer):
+    """An error of the model build that starts with a layer's label is reported for that layer's entry."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        for i, layer in enumerate(layers):
+            if layer.name and msg.startswith(layer.label):
+                reraise_with_prefix(e, f"{namer('layers', i)} ({type(layer).__name__})")
+        raise
+
+
+def _feedback_from_config(config: dict[str, Any], namer: EntryNamer) -> list[Feedback]:
+    feedback = []
+    for i, entry in enumerate(config.get("feedback", [])):
+        with _naming_errors(namer("feedback", i), None):
+            feedback.append(Feedback.from_config(entry))
+    return feedback
 
 
 class _RestoreOptimizer(pl.Callback):
