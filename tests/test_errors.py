@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from layer_cases import LAYER_CASES
 
 import spaic_train as spaic
 from spaic_train.training import SNNModule, fit, predict
@@ -556,6 +557,7 @@ CASES = [
     ("config-unknown-inbound", config_unknown_inbound, ValueError,
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
 ]
+CASES += LAYER_CASES  # every layer argument family (tests/layer_cases.py; per family: test_layer_validation.py)
 
 
 class _Stream(torch.utils.data.IterableDataset):

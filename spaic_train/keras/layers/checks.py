@@ -70,21 +70,24 @@ def check_int_pair(owner: str, what: str, value, minimum: int = 1):
     except TypeError:
         pair = ()
     if len(pair) != 2 or not all(_is_int(v) and v >= minimum for v in pair):
-        kind = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{owner}: {what} must be an int {kind} or a pair of them, got {value!r}")
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{owner}: {what} must be {kind} or a pair of them, got {value!r}")
     return value
 
 
 def check_padding(owner: str, padding, stride):
     """Conv padding: an int ``>= 0``, a pair of them, ``'valid'``, or ``'same'`` (which needs ``stride=1``)."""
-    if isinstance(padding, str):
-        if padding not in ("same", "valid"):
-            raise ValueError(f"{owner}: padding must be an int >= 0, a pair of them, 'same' or 'valid', "
-                             f"got {padding!r}")
-        if padding == "same" and stride not in (1, (1, 1), [1, 1]):
+    if padding == "same":
+        if stride not in (1, (1, 1), [1, 1]):
             raise ValueError(f"{owner}: padding='same' needs stride=1, got stride={stride!r}")
         return padding
-    return check_int_pair(owner, "padding", padding, minimum=0)
+    if padding == "valid":
+        return padding
+    try:
+        return check_int_pair(owner, "padding", padding, minimum=0)
+    except ValueError:
+        raise ValueError(f"{owner}: padding must be an int >= 0, a pair of them, 'same' or 'valid', "
+                         f"got {padding!r}") from None
 
 
 def check_pool_padding(owner: str, what: str, padding, size):
@@ -181,10 +184,12 @@ def check_delays(owner: str, max_delay, delay, kwargs: dict[str, Any]) -> None:
 
 
 def check_connection_kwargs(owner: str, kwargs: dict[str, Any], link_type: str, ops: Iterable[str],
-                            reserved: Iterable[str] = ()) -> None:
+                            reserved: Iterable[str] = (), own_args: Iterable[str] = ()) -> None:
     """Keywords a layer passes on to its ``Connection``: the connection's own (``weight``, ``bias``, delays, ...)
     and those of its link type and synapse ops; ``reserved`` ones are set by the layer itself; anything else is
-    an unknown keyword, reported now."""
+    an unknown keyword, reported now (with the closest of ``own_args``, the layer's own arguments, and the
+    connection keywords)."""
+    reserved = tuple(reserved)
     for key in reserved:
         if key in kwargs:
             raise TypeError(f"{owner}: {key}= is set by the layer itself")
@@ -192,9 +197,11 @@ def check_connection_kwargs(owner: str, kwargs: dict[str, Any], link_type: str, 
     for op in ops:
         accepted |= set(SYNAPSES.get(op, owner=owner).params)
     accepted |= {"pre_var_name", "post_var_name", "sparse_with_mask", "syn_type", "syn_kwargs"} - set(reserved)
+    own = [a for a in own_args if a not in ("self", "connection_kwargs")]
     for key in kwargs:
         if key not in accepted:
-            close = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(key, own + sorted(accepted), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(f"{owner}: unknown keyword argument {key!r} (passed on to its connection, "
-                            f"link_type={link_type!r}){hint}; accepted: {', '.join(sorted(accepted))}")
+            takes = f"its arguments are {', '.join(own)}; " if own else ""
+            raise TypeError(f"{owner}: unknown keyword argument {key!r}{hint} ({takes}other keywords go to its "
+                            f"connection, link_type={link_type!r}, accepted: {', '.join(sorted(accepted))})")

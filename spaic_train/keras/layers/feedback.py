@@ -50,7 +50,8 @@ class Feedback:
             raise TypeError(f"{owner}: link_type must be a link type name such as 'full', got {link_type!r}")
         syn_type = connection_kwargs.get("syn_type", ("basic",))
         ops = [syn_type] if isinstance(syn_type, str) else list(syn_type)
-        check_connection_kwargs(owner, connection_kwargs, link_type, [op for op in ops if isinstance(op, str)])
+        check_connection_kwargs(owner, connection_kwargs, link_type, [op for op in ops if isinstance(op, str)],
+                                own_args=("source", "target", "link_type", "max_delay", "delay", "name"))
         check_delays(owner, max_delay, delay, connection_kwargs)
         self.link_type = link_type
         self.max_delay = max_delay

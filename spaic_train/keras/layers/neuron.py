@@ -4,6 +4,7 @@ connection's chain in front of its weight op."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -61,7 +62,8 @@ class NeuronLayer(Layer):
         check_neuron(self.label, neuron, neuron_kwargs, surrogate)
         check_delays(self.label, max_delay, delay, connection_kwargs)
         check_connection_kwargs(self.label, connection_kwargs, self.link_type, [self._weight_op()],
-                                reserved=RESERVED_CONNECTION_KWARGS)
+                                reserved=RESERVED_CONNECTION_KWARGS,
+                                own_args=inspect.signature(type(self).__init__).parameters)
         self.neuron = neuron
         self.neuron_kwargs = dict(neuron_kwargs or {})
         self.surrogate = surrogate
