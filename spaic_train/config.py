@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
     "Config",
@@ -305,7 +306,7 @@ def _omegaconf_type(tp: Any) -> Any:
 def data_schema(name: str) -> type:
     """The structured-config dataclass of dataset ``name``: a ``name`` field plus one field per argument of
     the datamodule's ``__init__`` (same names, types and defaults)."""
-    from spaic_train.data import DATASETS
+    from spaic_train.data import DATASETS  # imports torch: not at import time, which --help must not wait for
 
     canonical = DATASETS.canonical(name)
     cls = DATASETS.get(canonical, owner="data.name")
@@ -328,7 +329,7 @@ def data_schema(name: str) -> type:
 
 def data_schemas() -> dict[str, type]:
     """``{dataset name: schema}`` for every registered dataset."""
-    from spaic_train.data import DATASETS
+    from spaic_train.data import DATASETS  # imports torch (see data_schema)
 
     return {n: data_schema(n) for n in DATASETS.names()}
 
@@ -361,8 +362,6 @@ def validate_config(cfg: Any) -> None:
         ConfigError: an unknown key (naming it, the closest valid key and the valid ones) or a value of the
             wrong type.
     """
-    from omegaconf.errors import OmegaConfBaseException
-
     plain = OmegaConf.to_container(cfg, resolve=False)
     data = plain.pop("data", None)
     try:
@@ -407,7 +406,7 @@ def register_configs() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    from hydra.core.config_store import ConfigStore
+    from hydra.core.config_store import ConfigStore  # hydra: not at import time, which --help must not wait for
 
     for name, fn in RESOLVERS.items():
         if not OmegaConf.has_resolver(name):

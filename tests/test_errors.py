@@ -284,7 +284,7 @@ def nir_load(graph, **kw):
 
 def nir_mixed_links():
     nir = _nir()
-    from spaic_train.nir import load_model
+    from spaic_train.keras.nir_models import from_nir as load_model
 
     graph = nir.NIRGraph(nodes={"x": nir.Input(np.array([3])), "a": nir.Linear(np.ones((3, 3))),
                                 "s": nir.Scale(np.ones(3)), "h": nir_lif(3), "y": nir.Output(np.array([3]))},

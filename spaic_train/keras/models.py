@@ -401,7 +401,7 @@ class Model(Network):
         ``sample_input`` check) and, given ``path``, writes it there atomically; ``spaic_train.from_nir(path)``
         rebuilds the model, other frameworks read it with their NIR importers.
         """
-        from ..nir import export, write
+        from ..nir import export, write  # needs the optional nir package: imported only when used
 
         graph = export(self, sample_input=sample_input, dt=dt)
         if path is not None:
@@ -412,7 +412,7 @@ class Model(Network):
         """Write architecture (JSON config), weights and buffers (masks, delays, batch-norm statistics),
         the compile settings and the optimizer state to ``path`` atomically.  See
         :func:`spaic_train.keras.serialization.save_model`."""
-        from .serialization import save_model
+        from .serialization import save_model  # the lazy delegate (serialization imports this module)
 
         save_model(self, path, include_optimizer=include_optimizer)
 

@@ -27,6 +27,9 @@ from typing import Any, Optional
 
 import torch
 
+from ..training.checkpoint import atomic_torch_save, load_checkpoint_safely
+from .models import Model, Sequential
+
 __all__ = ["save_model", "load_model", "FORMAT", "VERSION"]
 
 FORMAT = "spaic_train.keras"
@@ -57,8 +60,6 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
         TypeError: a layer argument or class that cannot be described in JSON (e.g. an unregistered
             layer class).
     """
-    from .models import Model, Sequential
-
     if not isinstance(model, Model):
         raise TypeError(f"save_model expects a spaic_train.keras Model or Sequential, got {type(model).__name__}")
     class_name = "Sequential" if isinstance(model, Sequential) else "Model"
@@ -72,8 +73,6 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
     payload = {"format": FORMAT, "version": VERSION, "class_name": class_name, "config": config,
                "compile": compile_json, "state_dict": state,
                "optimizer": _to_cpu(optimizer) if optimizer is not None else None}
-    from ..training.checkpoint import atomic_torch_save
-
     atomic_torch_save(payload, path)
 
 
@@ -106,9 +105,6 @@ def load_model(path, compile: bool = True, map_location: Any = "cpu"):
             :func:`~spaic_train.training.checkpoint.load_checkpoint_safely`).
         ValueError: a PyTorch file that is not a saved model, or from a newer spaic_train.
     """
-    from ..training.checkpoint import load_checkpoint_safely
-    from .models import Model, Sequential
-
     payload = load_checkpoint_safely(path, map_location=map_location, kind="model file",
                                      remedy="load a file written by model.save / spaic_train.save_model")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
