@@ -24,52 +24,20 @@ import sys
 from collections.abc import Mapping
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from spaic_train.config import ConfigError, register_configs
 from spaic_train.console import route_to_root
 
-if TYPE_CHECKING:  # served lazily by __getattr__ below
-    from spaic_train.recipe import (
-        build_callbacks,
-        build_datamodule_from_config,
-        build_logger,
-        build_model,
-        compile_kwargs,
-        fit_kwargs,
-        load_data,
-        model_config,
-        plain_config,
-        resolve_devices,
-        resolve_initializers,
-        run,
-    )
-
-__all__ = [
-    "CONFIG_DIR",
-    "ConfigError",
-    "build_callbacks",
-    "build_datamodule_from_config",
-    "build_logger",
-    "build_model",
-    "compile_kwargs",
-    "fit_kwargs",
-    "help_text",
-    "load_data",
-    "main",
-    "model_config",
-    "plain_config",
-    "resolve_devices",
-    "resolve_initializers",
-    "run",
-]
+#: names of :mod:`spaic_train.recipe` served from here (imported on first use, see :func:`__getattr__`)
+_RECIPE_NAMES = ("build_callbacks", "build_datamodule_from_config", "build_logger", "build_model", "compile_kwargs",
+                 "fit_kwargs", "load_data", "model_config", "plain_config", "resolve_devices", "resolve_initializers",
+                 "run")
+__all__ = ["CONFIG_DIR", "ConfigError", "help_text", "main", *_RECIPE_NAMES]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
-
-#: names of :mod:`spaic_train.recipe` served from here
-_RECIPE_NAMES = frozenset(__all__) - {"CONFIG_DIR", "ConfigError", "help_text", "main"}
 
 
 def _recipe():
