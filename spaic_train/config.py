@@ -182,7 +182,9 @@ def trainer_fit_args() -> dict[str, tuple[str, bool]]:
 class TrainerConfig:
     """``fit`` / ``lightning.Trainer`` options.
 
-    Lightning options keep their ``lightning.Trainer`` names; ``null`` leaves Lightning's default.
+    Lightning options keep their ``lightning.Trainer`` names; ``null`` leaves Lightning's default.  The keys that
+    go to ``fit`` as they are carry that in their field metadata (:func:`trainer_fit_args`, which ``cli.fit_kwargs``
+    reads); the others are turned into objects first (``devices``, ``logger``, ``checkpoint``, ...).
 
     Attributes:
         max_epochs: epochs (→ ``fit(epochs=...)``).
