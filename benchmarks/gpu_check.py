@@ -107,13 +107,13 @@ def bench_lif(device, size: dict) -> dict:
 
 # ============================================================================================ epochs
 def bench_epoch(recipe: str, device, size: dict) -> dict:
-    from spaic_train.cli import _plain, build_model
+    from spaic_train.recipe import build_model, plain_config
     from spaic_train.training import get_loss
 
     cfg = compose(recipe, list(size["overrides"].get(recipe, [])))
     torch.manual_seed(0)
     model = build_model(cfg.model, (3, 32, 32)).to(device)
-    m, opt_cfg = _plain(cfg.model), _plain(cfg.optimizer)
+    m, opt_cfg = plain_config(cfg.model), plain_config(cfg.optimizer)
     loss_fn = get_loss(m["loss"], **(m.get("loss_kwargs") or {}))
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=opt_cfg["lr"],
                           **(opt_cfg.get("kwargs") or {}))

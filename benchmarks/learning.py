@@ -163,21 +163,21 @@ class Trainee:
 
 def build_ours(spec: dict, epochs: int, recipe: str = "cifar_snn", model_vars: dict | None = None):
     """The recipe's model (``model.vars`` overridden) and its loss / optimizer settings."""
-    from spaic_train.cli import _plain, build_model
+    from spaic_train.recipe import build_model, plain_config
     from spaic_train.training import get_loss
 
     mv = dict(model_vars or {})
     overrides = [f"model.vars.{k}={v}" for k, v in mv.items()] + [f"model.time_steps={spec['T']}"]
     cfg = compose(recipe, overrides)
     model = build_model(cfg.model, (3, 32, 32))
-    m = _plain(cfg.model)
+    m = plain_config(cfg.model)
     loss = get_loss(m["loss"], **(m.get("loss_kwargs") or {}))
     if m["decoder"] == "sequence":
         output = model
     else:  # a per-sample decoder: give the evaluation a length-1 "sequence"
         def output(x):
             return model(x).unsqueeze(0)
-    return Trainee(OURS, model, output, loss, _plain(cfg.optimizer), epochs, model.apply_constraints), cfg
+    return Trainee(OURS, model, output, loss, plain_config(cfg.optimizer), epochs, model.apply_constraints), cfg
 
 
 def parity_overrides(spec: dict) -> dict:
@@ -190,7 +190,7 @@ def build_spikingjelly(ours: Trainee, cfg, spec: dict, epochs: int) -> Trainee:
     from spikingjelly.activation_based import functional, layer, neuron, surrogate
     from torch import nn
 
-    from spaic_train.cli import _plain
+    from spaic_train.recipe import plain_config
 
     w, h, p = spec["width"], spec["hidden"], float(cfg.model.vars.dropout)
 
@@ -215,7 +215,7 @@ def build_spikingjelly(ours: Trainee, cfg, spec: dict, epochs: int) -> Trainee:
         functional.reset_net(net)
         return net(x.unsqueeze(0).repeat(T, 1, 1, 1, 1))
 
-    return Trainee(SJ, net, output, ours.loss, _plain(cfg.optimizer), epochs)
+    return Trainee(SJ, net, output, ours.loss, plain_config(cfg.optimizer), epochs)
 
 
 def copy_weights(model, sj_net) -> None:

@@ -83,11 +83,12 @@ def __getattr__(name: str):
 
 
 def from_nir(graph_or_path, dt=None, time_steps=None, decoder=None):
-    """A Keras ``Model`` from a NIR graph or ``.nir`` file: :func:`spaic_train.nir.load_model` (same arguments;
-    ``dt`` in seconds per step).  Needs ``pip install 'spaic_train[nir]'``; ``nir`` is imported only here."""
-    from .nir import load_model as _load_nir_model
+    """A Keras ``Model`` from a NIR graph or ``.nir`` file: :func:`spaic_train.keras.nir_models.from_nir` (the
+    arguments of :func:`spaic_train.nir.load`; ``dt`` in seconds per step).  Needs ``pip install
+    'spaic_train[nir]'``; ``nir`` is imported only here (an optional package: ``import spaic_train`` never needs it)."""
+    from .keras.nir_models import from_nir as _from_nir
 
-    return _load_nir_model(graph_or_path, dt=dt, time_steps=time_steps, decoder=decoder)
+    return _from_nir(graph_or_path, dt=dt, time_steps=time_steps, decoder=decoder)
 
 
 def __dir__() -> list:

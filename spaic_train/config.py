@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
     "Config",
@@ -57,6 +58,7 @@ __all__ = [
     "OptimizerConfig",
     "PathsConfig",
     "TrainerConfig",
+    "trainer_fit_args",
     "data_schema",
     "data_schemas",
     "register_configs",
@@ -159,11 +161,30 @@ class OptimizerConfig:
     delay_sigma: DelaySigmaConfig = field(default_factory=DelaySigmaConfig)
 
 
+def _passed_to_fit(name: Optional[str] = None) -> dict:
+    """Field metadata: the key is passed to ``fit`` as the argument ``name`` (default: the key's own name)."""
+    return {"fit": name}
+
+
+#: field metadata: the key is passed to ``fit`` as a ``lightning.Trainer`` option of the same name (when not null)
+_LIGHTNING_OPTION = {"fit": None, "lightning": True}
+
+
+def trainer_fit_args() -> dict[str, tuple[str, bool]]:
+    """``trainer.*`` keys passed on to ``fit`` as they are: key → (``fit`` argument, whether it is a
+    ``lightning.Trainer`` option left out when null) — read from the metadata of :class:`TrainerConfig`'s fields,
+    the one place that lists them."""
+    return {f.name: (f.metadata["fit"] or f.name, bool(f.metadata.get("lightning")))
+            for f in dataclasses.fields(TrainerConfig) if "fit" in f.metadata}
+
+
 @dataclass
 class TrainerConfig:
     """``fit`` / ``lightning.Trainer`` options.
 
-    Lightning options keep their ``lightning.Trainer`` names; ``null`` leaves Lightning's default.
+    Lightning options keep their ``lightning.Trainer`` names; ``null`` leaves Lightning's default.  The keys that
+    go to ``fit`` as they are carry that in their field metadata (:func:`trainer_fit_args`, which ``cli.fit_kwargs``
+    reads); the others are turned into objects first (``devices``, ``logger``, ``checkpoint``, ...).
 
     Attributes:
         max_epochs: epochs (→ ``fit(epochs=...)``).
@@ -183,25 +204,25 @@ class TrainerConfig:
         num_threads: ``torch.set_num_threads`` (``null``: PyTorch's default).
     """
 
-    max_epochs: int = 10
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    limit_train_batches: Any = None
-    limit_val_batches: Any = None
-    limit_test_batches: Any = None
-    num_sanity_val_steps: Optional[int] = None
-    gradient_clip_val: Optional[float] = None
-    accumulate_grad_batches: int = 1
-    log_every_n_steps: Optional[int] = None
-    deterministic: Optional[bool] = None
-    benchmark: Optional[bool] = None
+    max_epochs: int = field(default=10, metadata=_passed_to_fit("epochs"))
+    accelerator: str = field(default="auto", metadata=_passed_to_fit())
+    devices: Any = "auto"  # resolved for the CPU first (cli.resolve_devices)
+    num_nodes: int = field(default=1, metadata=_LIGHTNING_OPTION)
+    strategy: str = field(default="auto", metadata=_passed_to_fit())
+    precision: str = field(default="32-true", metadata=_passed_to_fit())
+    limit_train_batches: Any = field(default=None, metadata=_LIGHTNING_OPTION)
+    limit_val_batches: Any = field(default=None, metadata=_LIGHTNING_OPTION)
+    limit_test_batches: Any = field(default=None, metadata=_LIGHTNING_OPTION)
+    num_sanity_val_steps: Optional[int] = field(default=None, metadata=_LIGHTNING_OPTION)
+    gradient_clip_val: Optional[float] = field(default=None, metadata=_LIGHTNING_OPTION)
+    accumulate_grad_batches: int = field(default=1, metadata=_LIGHTNING_OPTION)
+    log_every_n_steps: Optional[int] = field(default=None, metadata=_LIGHTNING_OPTION)
+    deterministic: Optional[bool] = field(default=None, metadata=_LIGHTNING_OPTION)
+    benchmark: Optional[bool] = field(default=None, metadata=_LIGHTNING_OPTION)
     enable_progress_bar: bool = True
     logger: str = "tensorboard"
     checkpoint: bool = True
-    resume: Optional[str] = None
+    resume: Optional[str] = field(default=None, metadata=_passed_to_fit())
     test: bool = True
     num_threads: Optional[int] = None
 
@@ -287,7 +308,7 @@ def _omegaconf_type(tp: Any) -> Any:
 def data_schema(name: str) -> type:
     """The structured-config dataclass of dataset ``name``: a ``name`` field plus one field per argument of
     the datamodule's ``__init__`` (same names, types and defaults)."""
-    from spaic_train.data import DATASETS
+    from spaic_train.data import DATASETS  # imports torch: not at import time, which --help must not wait for
 
     canonical = DATASETS.canonical(name)
     cls = DATASETS.get(canonical, owner="data.name")
@@ -310,7 +331,7 @@ def data_schema(name: str) -> type:
 
 def data_schemas() -> dict[str, type]:
     """``{dataset name: schema}`` for every registered dataset."""
-    from spaic_train.data import DATASETS
+    from spaic_train.data import DATASETS  # imports torch (see data_schema)
 
     return {n: data_schema(n) for n in DATASETS.names()}
 
@@ -343,8 +364,6 @@ def validate_config(cfg: Any) -> None:
         ConfigError: an unknown key (naming it, the closest valid key and the valid ones) or a value of the
             wrong type.
     """
-    from omegaconf.errors import OmegaConfBaseException
-
     plain = OmegaConf.to_container(cfg, resolve=False)
     data = plain.pop("data", None)
     try:
@@ -389,7 +408,7 @@ def register_configs() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    from hydra.core.config_store import ConfigStore
+    from hydra.core.config_store import ConfigStore  # hydra: not at import time, which --help must not wait for
 
     for name, fn in RESOLVERS.items():
         if not OmegaConf.has_resolver(name):

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from layer_cases import LAYER_CASES
 
 import spaic_train as spaic
 from spaic_train.training import SNNModule, fit, predict
@@ -283,7 +284,7 @@ def nir_load(graph, **kw):
 
 def nir_mixed_links():
     nir = _nir()
-    from spaic_train.nir import load_model
+    from spaic_train.keras.nir_models import from_nir as load_model
 
     graph = nir.NIRGraph(nodes={"x": nir.Input(np.array([3])), "a": nir.Linear(np.ones((3, 3))),
                                 "s": nir.Scale(np.ones(3)), "h": nir_lif(3), "y": nir.Output(np.array([3]))},
@@ -556,6 +557,7 @@ CASES = [
     ("config-unknown-inbound", config_unknown_inbound, ValueError,
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
 ]
+CASES += LAYER_CASES  # every layer argument family (tests/layer_cases.py; per family: test_layer_validation.py)
 
 
 class _Stream(torch.utils.data.IterableDataset):

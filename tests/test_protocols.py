@@ -29,6 +29,7 @@ class ScratchNet(nn.Module):
         self.fc = nn.Linear(8, 3)
         self.poisoned = poisoned
         self.label = "ScratchNet('s')"
+        self.time_steps = 3  # static inputs are run for 3 steps (CheckedNetwork)
         out = SimpleNamespace(name="out", label="Group('out')", shape=(3,))
         self.encoders = [SimpleNamespace(label="Input('x')", shape=(8,))]
         self.decoders = [SimpleNamespace(coding="spike_counts", target=out)]
@@ -83,7 +84,7 @@ def test_network_of_unwraps_the_module_that_trains_it():
 def test_a_scratch_network_gets_the_label_check_and_the_dead_output_warning():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(16, 8, generator=g)
-    with pytest.raises(ValueError, match=r"y: .*5.*output Group\('out'\) has 3 neurons"):
+    with pytest.raises(ValueError, match=r"y: .*5.*output layer Group\('out'\) has 3 neurons"):
         fit(SNNModule(ScratchNet(), loss="ce_count"), x, torch.full((16,), 5), epochs=1, **QUIET)
     with pytest.warns(UserWarning, match=r"dead network: every neuron of the output Group\('out'\)"):
         fit(SNNModule(ScratchNet(), loss="ce_count"), x, torch.randint(0, 3, (16,), generator=g), epochs=1,

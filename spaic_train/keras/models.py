@@ -19,13 +19,17 @@ Training goes through :class:`~spaic_train.training.SNNModule` and the Lightning
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from typing import Any, Optional, Union
 
+import lightning.pytorch as pl
 import torch
 
+from .. import training
 from ..network import DECODINGS, Decoder, Network
-from .layers import LAYERS, Feedback, Input, Layer, SymbolicTensor, _fmt_shape
+from .layers import LAYERS, Feedback, Input, Layer, SymbolicTensor
+from .layers.base import format_shape, reraise_with_prefix
 
 __all__ = ["Model", "Sequential"]
 
@@ -204,7 +208,7 @@ class Model(Network):
         """
         rows = [("Layer (type)", "Output shape", "Neuron", "Params", "Delays", "Connected to")]
         for layer in self.layers:
-            rows.append((f"{layer.name} ({type(layer).__name__})", _fmt_shape(layer.output_shape),
+            rows.append((f"{layer.name} ({type(layer).__name__})", format_shape(layer.output_shape),
                          layer.neuron_description(), f"{layer.count_params():,}", layer.delay_description(),
                          ", ".join(t.layer.name for t in layer.inbound) or "-"))
         for fb in self.feedbacks:
@@ -246,20 +250,37 @@ class Model(Network):
                 "feedback": [fb.get_config() for fb in self.feedbacks]}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Model:
-        """Rebuild a model (fresh weights) from :meth:`get_config` output."""
-        outputs_by_name: dict[str, SymbolicTensor] = {}
-        for entry in config["layers"]:
-            layer = LAYERS.get(entry["class_name"], owner="load").from_config(entry["config"])
-            if isinstance(layer, Input):
-                out = layer.output
-            else:
-                out = layer([outputs_by_name[n] for n in entry["inbound"]])
-            outputs_by_name[layer.name] = out
-        return cls([outputs_by_name[n] for n in config["inputs"]], [outputs_by_name[n] for n in config["outputs"]],
-                   time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
-                   dt=config.get("dt", 1.0), feedback=[Feedback.from_config(f) for f in config.get("feedback", [])],
-                   name=config.get("name"))
+    def from_config(cls, config: dict[str, Any], entry_name: Optional[EntryNamer] = None) -> Model:
+        """Build a model (fresh weights) from :meth:`get_config` output.
+
+        ``config["layers"]`` lists ``{"class_name", "config", "inbound"}`` entries, every layer after the ones it
+        reads; an entry without ``"inbound"`` reads the previous entry, and without ``"outputs"`` the model's output
+        is the last layer (so a config written by hand need not name every layer).  An error raised while building
+        names the entry: ``entry_name(kind, index)`` (default ``layers[i]`` / ``feedback[i]``) and its class.
+        """
+        namer = entry_name or _default_entry_name
+        layers: list[Layer] = []
+        outputs: list[SymbolicTensor] = []
+        by_name: dict[str, SymbolicTensor] = {}
+        for i, entry in enumerate(config["layers"]):
+            with _naming_errors(namer("layers", i), entry.get("class_name")):
+                layer = LAYERS.get(entry["class_name"], owner="load").from_config(entry["config"])
+                if isinstance(layer, Input):
+                    out = layer.output
+                else:
+                    inbound = entry.get("inbound")
+                    out = layer([outputs[-1]] if inbound is None else [by_name[n] for n in inbound])
+            layers.append(layer)
+            outputs.append(out)
+            if layer.name is not None:
+                by_name[layer.name] = out
+        inputs = [by_name[n] for n in config["inputs"]] if "inputs" in config else \
+            [t for t in outputs if isinstance(t.layer, Input)]
+        outs = [by_name[n] for n in config["outputs"]] if "outputs" in config else [outputs[-1]]
+        feedback = _feedback_from_config(config, namer)
+        with _naming_layer_errors(layers, namer):
+            return cls(inputs, outs, time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
+                       dt=config.get("dt", 1.0), feedback=feedback, name=config.get("name"))
 
     # ---------------------------------------------------------------------------------------------- training
     def compile(self, optimizer: Any = "adam", lr: float = 1e-3, loss: Any = "ce_rate",
@@ -287,15 +308,13 @@ class Model(Network):
                 epochs) or a :class:`~spaic_train.training.DelaySigmaSchedule` (see
                 :class:`~spaic_train.training.SNNModule`).
         """
-        from ..training import SNNModule
-
         if len(self.output_layers) != 1:
             raise ValueError(f"{self.label}: compile/fit need a single-output model, this one has "
                              f"{len(self.output_layers)} outputs")
         if len(self.input_layers) != 1:
             raise ValueError(f"{self.label}: compile/fit need a single-input model (the training loop feeds one "
                              f"tensor), this one has {len(self.input_layers)} inputs")
-        module = SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
+        module = training.SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
                            scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics, delay_lr=delay_lr,
                            delay_sigma=delay_sigma)
         self.__dict__["_module"] = module
@@ -338,96 +357,41 @@ class Model(Network):
         """Number of output units (the size labels are checked against)."""
         return math.prod(self.output_layers[0].output_shape)
 
-    def _check_x(self, x, what: str = "x") -> None:
-        """Raise a ``ValueError`` when array-like ``x`` does not match the input shape."""
-        shape = getattr(x, "shape", None)
-        if shape is None or not (isinstance(x, torch.Tensor) or type(x).__module__ == "numpy"):
-            return
-        inp = self.input_layers[0]
-        want = tuple(inp.shape)
-        got = tuple(shape)
-        n = len(want)
-        if (len(got) == n + 1 and got[1:] == want) or (len(got) == n + 2 and got[2:] == want):
-            if len(got) == n + 1 and self.time_steps is None:
-                raise ValueError(f"{self.label}: static input {what} of shape {list(got)} needs time_steps; build "
-                                 "the model with time_steps=T")
-            return
-        dims = ", ".join(str(s) for s in want)
-        raise ValueError(f"{self.label}: {what} has shape {list(got)}, but the model's input {inp.label} expects "
-                         f"samples of shape {_fmt_shape(want)}, i.e. {what} of shape [N, {dims}]")
+    def fit(self, x, y=None, **kwargs):
+        """Train with :func:`spaic_train.training.fit` and return its ``History``.
 
-    def _check_y(self, y, what: str = "y") -> None:
-        if y is None or not (isinstance(y, (torch.Tensor, list, tuple)) or type(y).__module__ == "numpy"):
-            return
-        if self.decoder_codings[0] in ("mean_voltage", "max_voltage", "first_spike"):
-            return
-        from ..training import check_labels
-
-        try:
-            check_labels(y, self.num_classes)
-        except ValueError as e:
-            raise ValueError(f"{self.label}: {what}: {e} (output layer {self.output_layers[0].label}, "
-                             f"shape {_fmt_shape(self.output_layers[0].output_shape)})") from None
-
-    def _check_data(self, x, y, validation_data=None) -> None:
-        self._check_x(x)
-        self._check_y(y)
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-            self._check_x(validation_data[0], "validation_data[0]")
-            self._check_y(validation_data[1], "validation_data[1]")
-
-    def fit(self, x, y=None, epochs: int = 1, batch_size: int = 32, validation_data=None,
-            validation_split: float = 0.0, callbacks=None, devices: Any = "auto", accelerator: str = "auto",
-            strategy: Any = "auto", precision: Any = "32-true", logger: Any = True, log_dir: str = "runs",
-            checkpoint_dir: Optional[str] = None, resume: Optional[str] = None, seed: Optional[int] = None,
-            **kwargs):
-        """Train with :func:`spaic_train.training.fit` (same arguments) and return its ``History``.
-
+        Takes the arguments of :func:`~spaic_train.training.fit` (``epochs``, ``batch_size``, ``validation_data``,
+        ``validation_split``, ``callbacks``, ``devices``, ``logger``, ``checkpoint_dir``, ``resume``, ``seed``,
+        ``on_nan``, any ``lightning.Trainer`` option, ...), with the same defaults, and passes them on unchanged:
         ``x`` ``[N, *input_shape]`` (tensor/array) with labels ``y`` ``[N]`` (class indices) or ``[N, C]``, or a
-        Dataset / DataLoader / LightningDataModule.  Input shapes and label ranges are checked before the
-        trainer starts.  An optimizer state restored by ``load_model`` is loaded into the new optimizer.
-        Extra keywords (``enable_progress_bar``, ``num_workers``, ``shuffle``, any ``lightning.Trainer``
-        option) are passed on.  The model is put in ``train()`` mode first (dropout on, batch norm updating).
+        Dataset / DataLoader / LightningDataModule; input shapes and labels are checked there, before the trainer
+        starts.  Besides, an optimizer state restored by ``load_model`` is loaded into the new optimizer, and the
+        model is put in ``train()`` mode first (dropout on, batch norm updating).
         """
-        from ..training import fit as _fit
-
         module = self._require_module("fit")
-        self._check_data(x, y, validation_data)
         self.train()  # Lightning keeps the current mode: a model loaded (eval) or just evaluated must train
-        cbs = list(callbacks or [])
-        if self._pending_optimizer_state is not None and resume is None:
-            cbs.append(_RestoreOptimizer(self, self._pending_optimizer_state))
-        history = _fit(module, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                       validation_split=validation_split, callbacks=cbs, devices=devices, accelerator=accelerator,
-                       strategy=strategy, precision=precision, logger=logger, log_dir=log_dir,
-                       checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, **kwargs)
+        if self._pending_optimizer_state is not None and kwargs.get("resume") is None:
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []),
+                                   _RestoreOptimizer(self, self._pending_optimizer_state)]
+        history = training.fit(module, x, y, **kwargs)
         self.__dict__["_last_trainer"] = history.trainer
         self.__dict__["_pending_optimizer_state"] = None
         return history
 
-    def evaluate(self, x, y=None, batch_size: int = 32, **kwargs) -> dict[str, float]:
-        """Loss and metrics on ``(x, y)`` (:func:`spaic_train.training.evaluate`): ``{"loss": .., "accuracy": ..}``.
+    def evaluate(self, x, y=None, **kwargs) -> dict[str, float]:
+        """Loss and metrics on ``(x, y)``: :func:`spaic_train.training.evaluate` (same arguments and checks),
+        ``{"loss": .., "accuracy": ..}``."""
+        return training.evaluate(self._require_module("evaluate"), x, y, **kwargs)
 
-        Same data forms and checks as :meth:`fit`; extra keywords go to ``evaluate``.
-        """
-        from ..training import evaluate as _evaluate
-
-        module = self._require_module("evaluate")
-        self._check_data(x, y)
-        return _evaluate(module, x, y, batch_size=batch_size, **kwargs)
-
-    def predict(self, x, batch_size: int = 32, **kwargs) -> torch.Tensor:
-        """Decoded outputs for ``x`` (:func:`spaic_train.training.predict`): ``[N, *output_shape]`` on the CPU
-        (``[T, N, ...]`` for the ``'sequence'`` decoder).  Works without :meth:`compile` (in eval mode)."""
+    def predict(self, x, **kwargs) -> torch.Tensor:
+        """Decoded outputs for ``x``: :func:`spaic_train.training.predict` (same arguments and checks),
+        ``[N, *output_shape]`` on the CPU (``[T, N, ...]`` for the ``'sequence'`` decoder).  Works without
+        :meth:`compile` (in eval mode)."""
         if len(self.output_layers) != 1 or len(self.input_layers) != 1:
             raise ValueError(f"{self.label}: predict needs a single-input, single-output model; call the model "
                              "itself, model(x), for several inputs/outputs")
-        self._check_x(x)
-        from ..training import SNNModule
-        from ..training import predict as _predict
-
-        module = self._module if self._module is not None else SNNModule(self, metrics=())
-        return _predict(module, x, batch_size=batch_size, **kwargs)
+        module = self._module if self._module is not None else training.SNNModule(self, metrics=())
+        return training.predict(module, x, **kwargs)
 
     # ---------------------------------------------------------------------------------------------- saving
     def to_nir(self, path=None, dt: Optional[float] = None, sample_input: Optional[torch.Tensor] = None):
@@ -437,7 +401,7 @@ class Model(Network):
         ``sample_input`` check) and, given ``path``, writes it there atomically; ``spaic_train.from_nir(path)``
         rebuilds the model, other frameworks read it with their NIR importers.
         """
-        from ..nir import export, write
+        from ..nir import export, write  # needs the optional nir package: imported only when used
 
         graph = export(self, sample_input=sample_input, dt=dt)
         if path is not None:
@@ -448,7 +412,7 @@ class Model(Network):
         """Write architecture (JSON config), weights and buffers (masks, delays, batch-norm statistics),
         the compile settings and the optimizer state to ``path`` atomically.  See
         :func:`spaic_train.keras.serialization.save_model`."""
-        from .serialization import save_model
+        from .serialization import save_model  # the lazy delegate (serialization imports this module)
 
         save_model(self, path, include_optimizer=include_optimizer)
 
@@ -532,22 +496,67 @@ class Sequential(Model):
         return cfg
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Sequential:
-        layers = [LAYERS.get(e["class_name"], owner="load").from_config(e["config"]) for e in config["layers"]]
-        return cls(layers, time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
-                   dt=config.get("dt", 1.0), feedback=[Feedback.from_config(f) for f in config.get("feedback", [])],
-                   name=config.get("name"))
+    def from_config(cls, config: dict[str, Any], entry_name: Optional[EntryNamer] = None) -> Sequential:
+        """Build a model (fresh weights) from :meth:`get_config` output; errors name the entry (see
+        :meth:`Model.from_config`)."""
+        namer = entry_name or _default_entry_name
+        layers = []
+        for i, entry in enumerate(config["layers"]):
+            with _naming_errors(namer("layers", i), entry.get("class_name")):
+                layers.append(LAYERS.get(entry["class_name"], owner="load").from_config(entry["config"]))
+        feedback = _feedback_from_config(config, namer)
+        with _naming_layer_errors(layers, namer):
+            return cls(layers, time_steps=config.get("time_steps"), decoder=config.get("decoder", "spike_rate"),
+                       dt=config.get("dt", 1.0), feedback=feedback, name=config.get("name"))
 
 
-def _RestoreOptimizer(model: Model, state: dict):
-    """A Lightning callback that loads a saved optimizer state into the optimizer a fit created (once)."""
-    import lightning.pytorch as pl
+#: ``(kind, index) -> name`` of a config entry in error messages (kind: ``'layers'`` or ``'feedback'``)
+EntryNamer = Callable[[str, int], str]
 
-    class RestoreOptimizerState(pl.Callback):
-        def on_fit_start(self, trainer, pl_module):
-            opts = trainer.optimizers
-            if opts:
-                opts[0].load_state_dict(state)
-            model.__dict__["_pending_optimizer_state"] = None
 
-    return RestoreOptimizerState()
+def _default_entry_name(kind: str, index: int) -> str:
+    return f"{kind}[{index}]"
+
+
+@contextmanager
+def _naming_errors(where: str, class_name: Optional[str]):
+    """Re-raise a ``ValueError`` / ``TypeError`` with the config entry that caused it in front."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        reraise_with_prefix(e, f"{where} ({class_name})" if class_name else where)
+
+
+@contextmanager
+def _naming_layer_errors(layers: Sequence[Layer], namer: EntryNamer):
+    """An error of the model build that starts with a layer's label is reported for that layer's entry."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        for i, layer in enumerate(layers):
+            if layer.name and msg.startswith(layer.label):
+                reraise_with_prefix(e, f"{namer('layers', i)} ({type(layer).__name__})")
+        raise
+
+
+def _feedback_from_config(config: dict[str, Any], namer: EntryNamer) -> list[Feedback]:
+    feedback = []
+    for i, entry in enumerate(config.get("feedback", [])):
+        with _naming_errors(namer("feedback", i), None):
+            feedback.append(Feedback.from_config(entry))
+    return feedback
+
+
+class _RestoreOptimizer(pl.Callback):
+    """Loads a saved optimizer state into the optimizer a fit created (once)."""
+
+    def __init__(self, model: Model, state: dict):
+        self.model = model
+        self.state = state
+
+    def on_fit_start(self, trainer, pl_module):
+        opts = trainer.optimizers
+        if opts:
+            opts[0].load_state_dict(self.state)
+        self.model.__dict__["_pending_optimizer_state"] = None

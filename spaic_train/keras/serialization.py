@@ -28,6 +28,7 @@ from typing import Any, Optional
 import torch
 
 from ..io import atomic_torch_save, load_checkpoint_safely
+from .models import Model, Sequential
 
 __all__ = ["save_model", "load_model", "FORMAT", "VERSION"]
 
@@ -59,8 +60,6 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
         TypeError: a layer argument or class that cannot be described in JSON (e.g. an unregistered
             layer class).
     """
-    from .models import Model, Sequential
-
     if not isinstance(model, Model):
         raise TypeError(f"save_model expects a spaic_train.keras Model or Sequential, got {type(model).__name__}")
     class_name = "Sequential" if isinstance(model, Sequential) else "Model"
@@ -103,11 +102,9 @@ def load_model(path, compile: bool = True, map_location: Any = "cpu"):
     Raises:
         FileNotFoundError: no such file.  IsADirectoryError: ``path`` is a directory.
         CheckpointError: not a PyTorch file, truncated / corrupt, or unsafe to load (see
-            :func:`~spaic_train.training.checkpoint.load_checkpoint_safely`).
+            :func:`~spaic_train.io.load_checkpoint_safely`).
         ValueError: a PyTorch file that is not a saved model, or from a newer spaic_train.
     """
-    from .models import Model, Sequential
-
     payload = load_checkpoint_safely(path, map_location=map_location, kind="model file",
                                      remedy="load a file written by model.save / spaic_train.save_model")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -4,8 +4,8 @@ spaic_train[nir]``).  ``import spaic_train`` does not import ``nir``; this subpa
 * :func:`export` — a :class:`~spaic_train.Network` or Keras model → ``nir.NIRGraph``; :func:`write` saves it
   (atomically; ``nir.read`` reads it); ``model.to_nir(path)`` does both for Keras models.
 * :func:`load` — a graph or ``.nir`` file → core :class:`~spaic_train.Network`.
-* :func:`load_model` — the same as a Keras functional ``Model`` (``compile``/``fit``/``save``);
-  ``spaic_train.from_nir(path)``.
+* ``spaic_train.from_nir(path)`` — the same as a Keras functional ``Model`` (``compile``/``fit``/``save``), built
+  on the Keras side (:mod:`spaic_train.keras.nir_models`): this package never imports ``spaic_train.keras``.
 
 Mapping (one registry entry per part and direction, :mod:`spaic_train.nir.convert`):
 
@@ -62,6 +62,6 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("spaic_train.nir needs the 'nir' package: pip install 'spaic_train[nir]'") from e
 
 from .exporter import export, write
-from .importer import load, load_model
+from .importer import load
 
-__all__ = ["export", "load", "load_model", "write"]
+__all__ = ["export", "load", "write"]

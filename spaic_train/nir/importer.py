@@ -1,8 +1,10 @@
-"""Import a NIR graph as a core :class:`~spaic_train.Network` (:func:`load`) or a Keras ``Model`` (:func:`load_model`).
+"""Import a NIR graph as a core :class:`~spaic_train.Network` (:func:`load`).
 
-Both builders share :class:`GraphSpec`: the graph with its subgraphs inlined, every node converted to a part
+:class:`GraphSpec` is the graph with its subgraphs inlined, every node converted to a part
 (:mod:`spaic_train.nir.convert`), every path of non-neuron nodes between two assemblies turned into one
-connection, the groups ordered and the feedback edges found (the conventions are in :mod:`spaic_train.nir`).
+connection, the groups ordered and the feedback edges found (the conventions are in :mod:`spaic_train.nir`).  The
+Keras side builds a ``Model`` from the same spec (:mod:`spaic_train.keras.nir_models`, ``spaic_train.from_nir``):
+this package never imports ``spaic_train.keras``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from ..assembly import NeuronGroup
 from ..connection import Connection
 from ..network import Decoder, Encoder, Network
 from ..network.schedule import strongly_connected_components
-from ..registry import Registry
 from .convert import (
     NIR_TO_PART,
     Delay,
@@ -387,142 +388,3 @@ def _unused(net: Network, base: str) -> str:
     while name in net.__dict__ or name in net._modules:
         name, k = f"{base}_{k}", k + 1
     return name
-
-
-#: link type → ``fn(conn_spec, **layer_kwargs) -> Layer`` building the Keras layer of a neuron node
-LINK_TO_LAYER: Registry = Registry("link type with a Keras layer")
-
-
-def _no_post_ops(c: ConnSpec, layer: str) -> None:
-    if c.post:
-        raise ValueError(f"{c.label}: {', '.join(op.syn for op in c.post)} after the weight has no place in a Keras "
-                         f"{layer} layer; use spaic_train.nir.load for a core Network")
-
-
-@LINK_TO_LAYER.register("full")
-def _full_layer(c: ConnSpec, **kw):
-    from ..keras.layers import Full
-
-    _no_post_ops(c, "Full")
-    return Full(c.weight.weight.shape[0], **kw)
-
-
-@LINK_TO_LAYER.register("one_to_one")
-def _one_to_one_layer(c: ConnSpec, **kw):
-    from ..keras.layers import OneToOne
-
-    _no_post_ops(c, "OneToOne")
-    return OneToOne(**kw)
-
-
-@LINK_TO_LAYER.register("conv")
-def _conv_layer(c: ConnSpec, **kw):
-    from ..keras.layers import Conv2dSyn
-
-    pool = {}
-    if c.post:
-        (op, *rest) = c.post
-        if rest or op.syn not in ("avgpool", "sumpool") or any(op.kwargs["pool_padding"]):
-            raise ValueError(f"{c.label}: Conv2dSyn takes one unpadded avg or sum pool after the conv, got "
-                             f"{[p.syn for p in c.post]}; use spaic_train.nir.load for a core Network")
-        pool = {"pool": op.syn[:3], "pool_size": op.kwargs["pool_kernel_size"], "pool_stride": op.kwargs["pool_stride"]}
-    w = c.weight
-    return Conv2dSyn(w.weight.shape[0], **w.kwargs, **pool, **kw)
-
-
-def _fold_layer(op: Op):
-    from ..keras.layers import Flatten, Pool2d
-
-    if op.syn == "flatten":
-        return Flatten()
-    k = op.kwargs
-    return Pool2d(op.syn[:3], k["pool_kernel_size"], k["pool_stride"], k["pool_padding"])
-
-
-def _assign(conn: Connection, c: ConnSpec, spec: GraphSpec) -> None:
-    """Give a built connection the graph's tensors."""
-    with torch.no_grad():
-        conn.weight.copy_(c.weight.weight)
-        if c.weight.bias is not None:
-            conn.bias.copy_(c.weight.bias)
-        if conn.delay is not None:
-            conn.delay.copy_(spec.delay_ms(c))
-
-
-def load_model(graph_or_path: GraphLike, dt: Optional[float] = None, time_steps: Optional[int] = None,
-               decoder: Optional[str] = None):
-    """Build a Keras functional :class:`~spaic_train.keras.Model` from a NIR graph (``spaic_train.from_nir``).
-
-    Same arguments and conventions as :func:`load`; the result is the same network made of layers, so it can
-    be ``compile``-d, ``fit`` and ``save``-d: an ``Input`` per ``Input`` node, per neuron node one layer of
-    the link type of its inputs (``Full``, ``Conv2dSyn`` with an avg/sum ``pool``, ``OneToOne``) with
-    ``Flatten``/``Pool2d`` in front as the graph has them, and a ``Feedback`` per edge closing a cycle.
-
-    Raises:
-        ValueError: besides :func:`load`'s cases, a graph layers cannot express: a neuron node whose inputs
-            use different kinds of weights, ops after a ``Full``/``OneToOne`` weight, a group that leads to
-            no ``Output``.
-    """
-    from ..keras.layers import Feedback, Input
-    from ..keras.models import Model
-
-    spec = GraphSpec(read_graph(graph_or_path), dt)
-    tensors, layers, inputs = {}, {}, []
-    for name in spec.order:
-        part, attr = spec.parts[name], spec.attr[name]
-        if isinstance(part, Source):
-            inputs.append(Input(spec.shapes[name], encoder=part.coding, name=attr, **part.params))
-            tensors[name] = inputs[-1].output
-            continue
-        conns = spec.incoming(name, backward=False)
-        kinds = {c.weight.link_type for c in conns}
-        if len(kinds) != 1 or len({c.ops_signature()[1] for c in conns}) != 1:
-            raise ValueError(f"NIR node {name!r}: a Keras layer gives all its inputs one link type and the same ops "
-                             f"after the weight, but its inputs are {[c.label for c in conns]}; use "
-                             "spaic_train.nir.load for a core Network")
-        delayed = [float(spec.delay_ms(c).max()) for c in conns if c.delayed]
-        kw = {"neuron": part.model, "neuron_kwargs": part.params, "name": attr,
-              "max_delay": max(delayed, default=0.0), "delay": 0.0 if delayed else None,
-              "bias": 0.0 if any(c.weight.bias is not None for c in conns) else None}
-        layer = lookup(LINK_TO_LAYER, "link type", kinds.pop(), f"NIR node {name!r}")(conns[0], **kw)
-        ins = []
-        for c in conns:
-            t = tensors[c.src]
-            for op in c.pre:
-                t = _fold_layer(op)(t)
-            ins.append(t)
-        tensors[name] = layer(ins)
-        layers[name] = (layer, conns)
-    feedback = []
-    for c in [c for c in spec.conns if c.backward]:
-        delay = {"max_delay": float(spec.delay_ms(c).max()), "delay": 0.0} if c.delayed else {}
-        fb = Feedback(spec.attr[c.src], spec.attr[c.dst], link_type=c.weight.link_type, syn_type=c.syn_type,
-                      syn_kwargs=c.syn_kwargs(), bias=None if c.weight.bias is None else 0.0, **c.weight.kwargs,
-                      **delay)
-        feedback.append((fb, c))
-    reached = _reached(spec, [o for o, _ in spec.outputs])
-    for name in layers:
-        if name not in reached:
-            raise ValueError(f"NIR node {name!r} leads to no Output through forward edges; a Keras model consists of "
-                             "the layers its outputs depend on; use spaic_train.nir.load for a core Network")
-    model = Model(inputs, [tensors[o] for o, _ in spec.outputs],
-                  time_steps=time_steps if time_steps is not None else spec.time_steps,
-                  decoder=[decoder or coding or "sequence" for _, coding in spec.outputs], dt=spec.dt_ms,
-                  feedback=[fb for fb, _ in feedback])
-    for layer, conns in layers.values():
-        for conn, c in zip(layer.connections, conns):
-            _assign(conn, c, spec)
-    for fb, c in feedback:
-        _assign(fb.connection, c, spec)
-    return model
-
-
-def _reached(spec: GraphSpec, outputs: list[str]) -> set[str]:
-    """The assemblies the outputs depend on through forward connections."""
-    seen, todo = set(outputs), list(outputs)
-    while todo:
-        for c in spec.incoming(todo.pop(), backward=False):
-            if c.src not in seen:
-                seen.add(c.src)
-                todo.append(c.src)
-    return seen

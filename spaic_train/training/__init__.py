@@ -13,9 +13,9 @@ Typical use::
 ``SNNModule`` also works with a user-built ``lightning.Trainer``.
 """
 
+from .checks import check_labels
 from .data import (
     FitData,
-    check_labels,
     make_loader,
     prepare_eval_data,
     prepare_fit_data,

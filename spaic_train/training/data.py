@@ -40,7 +40,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
-from .losses import check_class_indices
 from .resume import ResumableRandomSampler
 
 __all__ = [
@@ -49,7 +48,6 @@ __all__ = [
     "as_target_tensor",
     "check_finite",
     "class_index_labels",
-    "check_labels",
     "make_loader",
     "prepare_eval_data",
     "prepare_fit_data",
@@ -333,13 +331,3 @@ def unpack_batch(batch: Any) -> tuple[Tensor, Optional[Tensor]]:
         y = class_index_labels(y, "batch labels")
     return x, y
 
-
-def check_labels(y: Any, num_classes: int) -> None:
-    """Raise a ``ValueError`` if class-index labels ``y`` are outside ``[0, num_classes)`` (float targets of
-    shape ``[N, C]`` must have ``C == num_classes``)."""
-    t = as_target_tensor(y)
-    if torch.is_floating_point(t):
-        if t.dim() >= 2 and t.shape[-1] != num_classes:
-            raise ValueError(f"float targets have {t.shape[-1]} classes but the output has {num_classes}")
-        return
-    check_class_indices(t, num_classes)

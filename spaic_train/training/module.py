@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .checks import check_labels
 from .data import unpack_batch
 from .delay_sigma import DelaySigmaSchedule, as_delay_sigma_schedule, learnable_delays, set_delay_sigma
 from .distributed import WeightedMean, flatten_loaders, loader_sampler, unpadded_shard_length
-from .losses import LossLike, check_class_indices, get_loss, is_sequence
+from .losses import LossLike, get_loss, is_sequence
 from .metrics import MetricLike, get_metric, metric_name
 from .optimizers import (
     OptimizerLike,
@@ -183,7 +184,7 @@ class SNNModule(pl.LightningModule):
                 f"the network returned shape {list(out.shape)} for targets of shape {list(y.shape)}"
             )
         if not (torch.is_floating_point(y) or torch.is_complex(y)) and out.dim() >= 2:
-            check_class_indices(y, out.shape[-1])
+            check_labels(y, out.shape[-1])  # streamed data (not checked whole at fit start): its first batch
 
     def _real_samples(self, stage: str, dataloader_idx: int, batch_size: int) -> int:
         """How many leading samples of this validation/test batch are not the ``DistributedSampler``'s padding

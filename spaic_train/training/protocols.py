@@ -10,6 +10,7 @@ protocol                    used by
 :class:`SpikingNetwork`     ``fit`` (input-shape and label-range checks, label in messages), ``NonFiniteGuard``
                             (recording the group that went non-finite), ``DeadNetworkMonitor`` (silent outputs),
                             ``TensorBoardMonitor`` (recording, groups, connections)
+:class:`CheckedNetwork`     the data checks at the start of ``fit`` / ``evaluate`` / ``predict`` (``checks.py``)
 :class:`NetworkHolder`      how a LightningModule exposes the network it trains (``SNNModule.network``)
 ==========================  =====================================================================================
 
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol, runtime_checkable
+from typing import Optional, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-__all__ = ["ConnectionView", "DecoderView", "EncoderView", "GroupView", "NetworkHolder", "SpikingNetwork",
-           "network_of"]
+__all__ = ["CheckedNetwork", "ConnectionView", "DecoderView", "EncoderView", "GroupView", "NetworkHolder",
+           "SpikingNetwork", "network_of"]
 
 
 class GroupView(Protocol):
@@ -100,6 +101,22 @@ class SpikingNetwork(Protocol):
 
     def apply_constraints(self) -> None:
         """Put weights and delays back within their bounds (called after every optimizer step)."""
+
+
+@runtime_checkable
+class CheckedNetwork(Protocol):
+    """What the data checks of ``fit`` / ``evaluate`` / ``predict`` (:mod:`spaic_train.training.checks`) read from a
+    network: its name, ``time_steps`` (``None``: inputs must be sequences), its encoders (the input shape) and its
+    decoders (the output size)."""
+
+    label: str
+    time_steps: Optional[int]
+
+    @property
+    def encoders(self) -> Sequence[EncoderView]: ...
+
+    @property
+    def decoders(self) -> Sequence[DecoderView]: ...
 
 
 @runtime_checkable

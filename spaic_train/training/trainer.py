@@ -34,14 +34,13 @@ from torch import Tensor, nn
 from torch.utils.data import IterableDataset
 
 from .checkpoint import AtomicCheckpointIO, check_checkpoint
-from .data import DataLike, as_target_tensor, class_index_labels, prepare_eval_data, prepare_fit_data, unpack_batch
+from .checks import array_labels, check_data
+from .data import DataLike, prepare_eval_data, prepare_fit_data, unpack_batch
 from .distributed import gather_objects
 from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
 from .history import History
-from .losses import check_class_indices
 from .module import SNNModule
 from .progress import EpochProgress, quiet_lightning
-from .protocols import network_of
 from .resume import ResumableRandomSampler, ResumeState
 
 __all__ = ["evaluate", "fit", "predict"]
@@ -87,85 +86,6 @@ def _resolve_resume(resume: Optional[str], checkpoint_dir: Optional[str]) -> Opt
             raise FileNotFoundError(f"resume checkpoint {path!r} does not exist")
     check_checkpoint(path)  # truncated / corrupt / unsafe → CheckpointError before anything is written
     return path
-
-
-def output_size(module: pl.LightningModule) -> Optional[int]:
-    """Number of classes of the first decoder's target group when the network declares one (1-D group), else
-    ``None``."""
-    net = network_of(module)
-    decoders = getattr(net, "decoders", None) or []
-    if not decoders:
-        return None
-    d = decoders[0]
-    if getattr(d, "coding", None) not in ("spike_counts", "spike_rate", "sequence"):
-        return None
-    target = getattr(d, "target", None)
-    try:
-        shape = tuple(target.shape)
-    except Exception:
-        return None
-    return shape[0] if len(shape) == 1 else None
-
-
-def _dataset_targets(loader: Any) -> Optional[Tensor]:
-    ds = getattr(loader, "dataset", None)
-    idx = None
-    if isinstance(ds, torch.utils.data.Subset):
-        idx, ds = list(ds.indices), ds.dataset
-    if isinstance(ds, torch.utils.data.TensorDataset) and len(ds.tensors) >= 2:
-        y = ds.tensors[1]
-        return y if idx is None else y[idx]
-    return None
-
-
-def _array_labels(module: pl.LightningModule, y: Any, what: str) -> Any:
-    """Array labels checked (and float class indices cast to ``int64``) before anything is built, so that a
-    bad dtype is reported naming the model; Datasets, DataLoaders and ``None`` pass through."""
-    if y is None or isinstance(y, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
-        return y
-    net = network_of(module)
-    return class_index_labels(as_target_tensor(y, what), f"{getattr(net, 'label', type(net).__name__)}: {what}")
-
-
-def _check_input_shape(module: pl.LightningModule, data: Any) -> None:
-    """At fit start: array / TensorDataset samples must match the shape of the network's single encoder."""
-    net = network_of(module)
-    encoders = list(getattr(net, "encoders", None) or [])
-    if len(encoders) != 1:
-        return
-    enc = encoders[0]
-    try:
-        want = tuple(enc.shape)
-    except Exception:
-        return
-    for loader, what in ((data.train, "x"), (data.val, "validation inputs")):
-        ds = getattr(loader, "dataset", None) if loader is not None else None
-        if isinstance(ds, torch.utils.data.Subset):
-            ds = ds.dataset
-        if not isinstance(ds, torch.utils.data.TensorDataset):
-            continue
-        got = tuple(ds.tensors[0].shape[1:])
-        if got == want or got[1:] == want:  # static [N, *shape] or per-sample sequences [N, T, *shape]
-            continue
-        raise ValueError(f"{what}: samples have shape {list(got)}, but the network's input {enc.label} expects "
-                         f"samples of shape {list(want)} (x of shape [N, {', '.join(map(str, want))}])")
-
-
-def _check_label_range(module: pl.LightningModule, data: Any) -> None:
-    """Whole-dataset label check at fit start (array / TensorDataset inputs, networks with a known output size)."""
-    n = output_size(module)
-    if n is None:
-        return
-    for loader, what in ((data.train, "y"), (data.val, "validation labels")):
-        y = _dataset_targets(loader) if loader is not None else None
-        if y is None or torch.is_floating_point(y):
-            continue
-        try:
-            check_class_indices(as_target_tensor(y), n)
-        except ValueError as e:
-            net = network_of(module)
-            label = getattr(net.decoders[0].target, "label", "the output group")
-            raise ValueError(f"{what}: {e} (output {label} has {n} neurons)") from None
 
 
 def _with_progress(callbacks: Sequence[pl.Callback], enable_progress_bar: bool) -> list[pl.Callback]:
@@ -277,13 +197,14 @@ def fit(
     if seed is not None:
         pl.seed_everything(int(seed), workers=True, verbose=False)
     module = _as_module(module)
-    y = _array_labels(module, y, "y")
+    y = array_labels(module, y, "y")
     if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-        validation_data = (validation_data[0], _array_labels(module, validation_data[1], "y_val"))
+        validation_data = (validation_data[0], array_labels(module, validation_data[1], "y_val"))
     data = prepare_fit_data(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
                             validation_split=validation_split, num_workers=num_workers, seed=seed)
-    _check_input_shape(module, data)
-    _check_label_range(module, data)
+    given_val = validation_data is not None
+    check_data(module, [(data.train, "x", "y"), (data.val, "validation_data[0]" if given_val else "x",
+                                                 "validation_data[1]" if given_val else "y")])
     if isinstance(module, SNNModule):
         module.nan_policy = on_nan
 
@@ -374,8 +295,9 @@ def evaluate(
         one process (each sample counted once; only the float summation order differs).
     """
     module = _as_module(module)
-    data = prepare_eval_data(x, _array_labels(module, y, "y"), batch_size=batch_size, num_workers=num_workers,
+    data = prepare_eval_data(x, array_labels(module, y, "y"), batch_size=batch_size, num_workers=num_workers,
                              need_targets=True)
+    check_data(module, [(data, "x", "y")])
     with quiet_lightning(*((_EXACT_EVAL,) if isinstance(module, SNNModule) else ())):
         trainer = _eval_trainer(accelerator, devices, precision, enable_progress_bar, trainer_kwargs)
         if isinstance(data, pl.LightningDataModule):
@@ -421,6 +343,7 @@ def predict(
     """
     module = _as_module(module)
     data = prepare_eval_data(x, None, batch_size=batch_size, num_workers=num_workers, need_targets=False)
+    check_data(module, [(data, "x", "y")])
     collected = _CollectPredictions()
     trainer_kwargs = dict(trainer_kwargs)
     trainer_kwargs["callbacks"] = [collected, *(trainer_kwargs.get("callbacks") or [])]

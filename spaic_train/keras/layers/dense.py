@@ -1,0 +1,108 @@
+"""Dense neuron layers: ``Full`` (all-to-all), ``SparseRandom`` (a fixed random mask) and ``OneToOne``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .base import register_layer
+from .checks import check_positive_int, check_probability
+from .neuron import NeuronLayer
+
+__all__ = ["Full", "OneToOne", "SparseRandom"]
+
+
+@register_layer
+class Full(NeuronLayer):
+    """Fully connected spiking layer: ``units`` neurons, each driven by every input unit.
+
+    Builds ``NeuronGroup(units, model=neuron)`` and, per input, ``Connection(link_type='full')`` with a
+    weight ``(units, prod(input_shape))`` (an input of any shape is flattened by the link).
+
+    Args:
+        units: number of neurons.
+        neuron, neuron_kwargs, surrogate, max_delay, delay, name: see the module docstring / ``NeuronLayer``.
+        **connection_kwargs: ``weight`` (default ``kaiming_uniform(a=sqrt(5))``, PyTorch's ``Linear``
+            init), ``bias`` (default none; ``True`` for PyTorch's default), ``w_min``/``w_max``, ...
+
+    Output shape ``(units,)``; parameters ``units·in_num`` (+ ``units`` with a bias).
+    """
+
+    default_name = "full"
+    link_type = "full"
+
+    def __init__(self, units: int, neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0,
+                 delay=None, name: Optional[str] = None, **connection_kwargs):
+        super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
+        self.units = check_positive_int(self.label, "units", units)
+
+    def _group_shape(self, inputs):
+        return (self.units,)
+
+    def get_config(self):
+        return {"units": self.units, **super().get_config()}
+
+
+@register_layer
+class SparseRandom(Full):
+    """Sparsely connected spiking layer: like :class:`Full` with a fixed random topology mask.
+
+    Args:
+        units: number of neurons.
+        density: probability in ``(0, 1]`` that a synapse exists → ``link_type='sparse_connect'``.
+        probability: the same for ``link_type='random'`` (which, pre == post, excludes self-synapses).
+            Give at most one of them; neither means ``density=0.1``.
+        (other arguments: see :class:`Full`)
+
+    The weight is dense ``(units, in_num)`` times a fixed 0/1 ``mask`` buffer (saved with the model);
+    the parameter count is the dense size.
+    """
+
+    default_name = "sparse"
+
+    def __init__(self, units: int, density: Optional[float] = None, probability: Optional[float] = None,
+                 neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0, delay=None,
+                 name: Optional[str] = None, **connection_kwargs):
+        self.link_type = "random" if probability is not None else "sparse_connect"  # before the keyword check
+        super().__init__(units, neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
+        if density is not None and probability is not None:
+            raise ValueError(f"{self.label}: give density= (sparse_connect) or probability= (random), not both")
+        for what, value in (("density", density), ("probability", probability)):
+            if value is not None:
+                check_probability(self.label, what, value)
+        self.density = density
+        self.probability = probability
+
+    def _link_kwargs(self):
+        if self.probability is not None:
+            return {"probability": self.probability}
+        return {"density": 0.1 if self.density is None else self.density}
+
+    def _connection_defaults(self):
+        return {}  # masked dense weights: keep the core's default init for sparse links
+
+    def get_config(self):
+        return {**super().get_config(), "density": self.density, "probability": self.probability}
+
+
+@register_layer
+class OneToOne(NeuronLayer):
+    """One neuron per input unit: neuron ``i`` is driven by input unit ``i`` with its own weight.
+
+    Builds ``Connection(link_type='one_to_one')`` (weight ``(num,)``, default every weight ``w_mean=0.05``
+    unless ``weight``/``w_mean``/``w_std`` are given).  Output shape = the input's shape; parameters ``num``.
+    """
+
+    default_name = "one_to_one"
+    link_type = "one_to_one"
+
+    def __init__(self, neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0, delay=None,
+                 name: Optional[str] = None, **connection_kwargs):
+        super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
+
+    def _group_shape(self, inputs):
+        return inputs[0].shape
+
+    def _connection_defaults(self):
+        return {}
+
+
