@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from extras import require
 from test_cli import assert_test_metrics_reproduced, composed
 from torch import nn
 
@@ -186,7 +187,7 @@ def test_resnet19_recipe_builds_the_papers_resnet19():
 
 
 def test_cifar_snn_recipe_builds_the_plif_papers_cifar10net():
-    sj_model = pytest.importorskip("spikingjelly.activation_based.model.parametric_lif_net")
+    sj_model = require("spikingjelly.activation_based.model.parametric_lif_net", "peers")
     from spikingjelly.activation_based import neuron
 
     cfg = composed("recipe=cifar_snn")

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from extras import require
 
 import spaic_train as spaic
 from spaic_train.training import SNNModule, fit, predict
@@ -213,7 +214,7 @@ def _omegaconf_errors():
 # ------------------------------------------------------------------------------------------------ NIR cases
 def _nir():
     """The nir package, or a skip of the case (it propagates through ``pytest.raises``)."""
-    return pytest.importorskip("nir", reason="the NIR cases need the 'nir' package")
+    return require("nir", "nir")
 
 
 def nir_export(net, **kw):
