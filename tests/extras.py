@@ -20,4 +20,4 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:  # ModuleNotFoundError included
-        pytest.skip(f"needs {module!r}: pip install 'spaic_train[{extra}]' ({e})", allow_module_level=True)
+        pytest.skip(f"could not import {module!r} (pip install 'spaic_train[{extra}]'): {e}", allow_module_level=True)
