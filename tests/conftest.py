@@ -31,3 +31,13 @@ def _library_logs_reach_caplog(monkeypatch):
     """spaic_train's log records propagate to the root logger, where ``caplog`` listens, whatever handler setup
     ``spaic_train.console`` found at import."""
     monkeypatch.setattr(logging.getLogger("spaic_train"), "propagate", True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_lif_kernels() -> None:
+    """Load the compiled LIF kernels once, before the first test: the one-time numba compile of a fresh checkout
+    (and the ~1 s load of the cached machine code in every later session) is charged to the session's set-up
+    instead of to whichever test first runs a LIF layer."""
+    from spaic_train.neurons import load_compiled_kernels
+
+    load_compiled_kernels()

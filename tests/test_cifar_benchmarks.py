@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from extras import require
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-learning = pytest.importorskip("learning", reason="benchmarks/learning.py needs SpikingJelly")
-pytest.importorskip("spikingjelly")
+require("spikingjelly", "peers")  # benchmarks/learning.py builds its peer networks with it
+learning = require("learning", "peers")
 
 TINY = dict(learning.QUICK, width=4, hidden=16, T=3)
 

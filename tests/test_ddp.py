@@ -335,3 +335,76 @@ def test_two_nodes_by_torchrun_equal_two_processes_on_one_node(tmp_path):
     wa = torch.load(tmp_path / "one" / "model.pt", weights_only=False)["state_dict"]
     wb = torch.load(node0 / "model.pt", weights_only=False)["state_dict"]
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+MIXED_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+    import spaic_train as st
+    from spaic_train.keras.layers import Full, Input
+
+    OUT = sys.argv[1]
+    d = load_digits()
+    x, y = (d.data[:301] / 16.0).astype(np.float32), d.target[:301].astype(np.int64)  # odd: padded DDP shards
+    torch.manual_seed(0)
+    inp = Input((64,))
+    model = st.keras.Model(inp, Full(10, name="out")(Full(32, name="h")(inp)), time_steps=4)
+    model.compile(optimizer="adam", lr=1e-2, loss="ce_count")
+    one = dict(batch_size=50, enable_progress_bar=False)
+    ddp = dict(one, devices=2, accelerator="cpu", strategy="ddp")
+    fit = dict(epochs=1, validation_data=(x, y), logger=False, seed=0)
+    res = {"fit": model.fit(x, y, **fit, **one).history}
+    res["eval"] = model.evaluate(x, y, **one)                 # metric states made under inference_mode ...
+    res["eval_ddp"] = model.evaluate(x, y, **ddp)             # ... updated under gloo's no_grad
+    res["fit_ddp"] = model.fit(x, y, **fit, **ddp).history
+    with torch.no_grad():  # weights on a 2^-6 grid, inputs on 2^-4: every sum is exact in any order
+        for p in model.parameters():
+            p.copy_(torch.round(p * 64) / 64)
+    res["eval_after"] = model.evaluate(x, y, **one)
+    res["eval_ddp_after"] = model.evaluate(x, y, **ddp)
+    rank = int(os.environ.get("LOCAL_RANK", 0))
+    torch.save({"pred_ddp": model.predict(x, **ddp), "pred": model.predict(x, **one)},
+               os.path.join(OUT, f"pred{rank}.pt"))
+    with open(os.path.join(OUT, f"mixed{rank}.json"), "w") as fh:
+        json.dump(res, fh)
+    """
+)
+
+
+def test_evaluation_metrics_made_under_inference_mode_update_under_no_grad():
+    """What DDP on CPU does to a module evaluated before in one process: Lightning evaluates under no_grad with
+    gloo, under inference_mode otherwise; the metric states the first evaluation made (inference tensors) must
+    take the second one's updates (issue 25, item 11), and both give the same numbers."""
+    x, y = _test_split()
+    torch.manual_seed(0)
+    module = SNNModule(TinySNN(), loss="ce_count")
+    first = evaluate(module, x, y, batch_size=50, accelerator="cpu")
+    again = evaluate(module, x, y, batch_size=50, accelerator="cpu", inference_mode=False)
+    assert again == first and 0.1 < first["accuracy"] < 1.0
+
+
+@pytest.mark.slow
+def test_fit_evaluate_predict_with_and_without_ddp_in_one_script(tmp_path):
+    """One script alternates one-process and two-process (gloo) fit / evaluate / predict (issue 25, item 11: the
+    second evaluate used to fail with "Inplace update to inference tensor outside InferenceMode"): every call
+    runs, and the two-process results equal the one-process ones on the same weights."""
+    script = tmp_path / "mixed.py"
+    script.write_text(MIXED_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=_clean_env(), cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "terminate called" not in proc.stderr
+    r0, r1 = (json.loads((tmp_path / f"mixed{r}.json").read_text()) for r in (0, 1))
+    for key in ("eval_ddp", "fit_ddp", "eval_ddp_after"):
+        assert r0[key] == r1[key], key  # synchronised across the processes
+    assert r0["fit"]["val_accuracy"][0] == pytest.approx(r0["eval"]["accuracy"])  # fit's last val = evaluate
+    for a, b in (("eval", "eval_ddp"), ("eval_after", "eval_ddp_after")):
+        # each of the 301 samples counted once in both; only the order of the float sums differs
+        assert r0[b] == pytest.approx(r0[a], abs=1e-6), (a, b)
+    assert r0["eval_after"]["accuracy"] > 0.3  # trained (chance: 0.1), so the comparison is not of silent outputs
+    p0, p1 = (torch.load(tmp_path / f"pred{r}.pt", weights_only=True) for r in (0, 1))
+    assert p0["pred"].shape == (301, 10) and torch.equal(p0["pred_ddp"], p0["pred"])
+    assert torch.equal(p1["pred_ddp"], p0["pred"])

@@ -1,7 +1,5 @@
 """A SPAIC-style network with a delayed feedback connection trains with a plain torch loop."""
 
-import time
-
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -36,7 +34,6 @@ def test_spaic_style_network_with_delayed_feedback_learns_digits():
     assert any(s.stepped for s in net.compile_plan().stages)
     assert net.c_fb.min_delay_steps == 1  # feedback: compiled to read at least one step back
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-    start = time.perf_counter()
     T = 8
     for _ in range(8):
         perm = torch.randperm(len(x_tr))
@@ -50,7 +47,5 @@ def test_spaic_style_network_with_delayed_feedback_learns_digits():
             net.apply_constraints()
     with torch.no_grad():
         acc = (net(x_te, time_steps=T).argmax(1) == y_te).float().mean().item()
-    elapsed = time.perf_counter() - start
     assert net.c_fb.weight.grad is not None and net.c_fb.weight.grad.abs().sum() > 0
     assert acc >= 0.90, acc
-    assert elapsed < 60, f"training took {elapsed:.0f} s (accuracy {acc:.3f})"

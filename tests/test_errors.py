@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
 import torch
+from extras import require
 from layer_cases import LAYER_CASES
 
 import spaic_train as spaic
@@ -214,7 +216,7 @@ def _omegaconf_errors():
 # ------------------------------------------------------------------------------------------------ NIR cases
 def _nir():
     """The nir package, or a skip of the case (it propagates through ``pytest.raises``)."""
-    return pytest.importorskip("nir", reason="the NIR cases need the 'nir' package")
+    return require("nir", "nir")
 
 
 def nir_export(net, **kw):
@@ -556,8 +558,47 @@ CASES = [
      ["data.autoaugment", "'cifar'", "cifar10"]),
     ("config-unknown-inbound", config_unknown_inbound, ValueError,
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
+    # --- callbacks and History ------------------------------------------------------------------------------
+    ("callback-auto-mode-unknown", lambda: spaic.callbacks.EarlyStopping("val_spikes"), ValueError,
+     ["EarlyStopping", "mode='auto' cannot tell", "'val_spikes'", "mode='min' or mode='max'"]),
+    ("callback-bad-mode", lambda: spaic.callbacks.EarlyStopping(mode="maximum"), ValueError,
+     ["EarlyStopping", "mode must be one of", "'auto', 'min', 'max'", "'maximum'"]),
+    ("callback-bad-patience", lambda: spaic.callbacks.EarlyStopping(patience=-1), ValueError,
+     ["EarlyStopping", "patience must be an int >= 0", "-1"]),
+    ("callback-bad-min-delta", lambda: spaic.callbacks.EarlyStopping(min_delta=-0.1), ValueError,
+     ["EarlyStopping", "min_delta must be a number >= 0", "-0.1"]),
+    ("checkpoint-bad-filepath", lambda: spaic.callbacks.ModelCheckpoint("best.keras"), ValueError,
+     ["ModelCheckpoint", "filepath must end in '.ckpt'", "'best.keras'"]),
+    ("checkpoint-bad-save-freq", lambda: spaic.callbacks.ModelCheckpoint("m.ckpt", save_freq=0), ValueError,
+     ["ModelCheckpoint", "save_freq must be 'epoch' or a positive number of steps", "0"]),
+    ("history-no-pandas", lambda: _without(("pandas",), _one_epoch_history().to_dataframe), ImportError,
+     ["History.to_dataframe needs pandas", "pip install pandas", "spaic_train[plot]"]),
+    ("history-no-matplotlib", lambda: _without(("matplotlib", "matplotlib.pyplot"), _one_epoch_history().plot),
+     ImportError, ["History.plot needs matplotlib", "pip install matplotlib", "spaic_train[plot]"]),
 ]
 CASES += LAYER_CASES  # every layer argument family (tests/layer_cases.py; per family: test_layer_validation.py)
+
+
+def _one_epoch_history():
+    from spaic_train.training import History
+
+    history = History()
+    history.record(0, {"loss": 1.0}, 0.5)
+    return history
+
+
+def _without(modules, fn):
+    """``fn()`` as if ``modules`` were not installed."""
+    saved = {m: sys.modules.get(m) for m in modules}
+    sys.modules.update(dict.fromkeys(modules))
+    try:
+        return fn()
+    finally:
+        for m, mod in saved.items():
+            if mod is None:
+                sys.modules.pop(m, None)
+            else:
+                sys.modules[m] = mod
 
 
 class _Stream(torch.utils.data.IterableDataset):
@@ -613,6 +654,9 @@ def test_docs_table_matches_cases():
     case_ids = {c[0] for c in CASES}
     assert case_ids <= ids, f"missing in docs/errors.md: {sorted(case_ids - ids)}"
     assert ids <= case_ids, f"documented but not tested: {sorted(ids - case_ids)}"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"\n{len(CASES)} cases." in doc, "the case count at the top of docs/errors.md is stale"
+    assert f"({len(CASES)} cases, each with a test)" in readme, "the case count in README's Reliability is stale"
 
 
 def test_errors_are_raised_before_training():

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from extras import require
 from torch.func import functional_call
 
 import spaic_train as spaic
@@ -488,8 +489,7 @@ def test_ddp_with_learnable_delays_through_annealing(tmp_path):
 def test_nir_export_writes_the_integer_delays_eval_runs():
     """NIR has no learnable delays: the export holds ``round(d/dt)`` (what ``eval()`` runs), so the loaded graph
     spikes exactly like the original in eval, even with fractional delays in the middle of annealing."""
-    stn = pytest.importorskip("spaic_train.nir")
-    pytest.importorskip("nir")
+    stn = require("spaic_train.nir", "nir")
     net = spaic.Network()
     net.inp = spaic.Encoder(shape=(6,), coding="direct")
     net.h = spaic.NeuronGroup(8, model="lif", tau=2.0, v_th=0.5)

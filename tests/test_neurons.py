@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from extras import require
 
 from spaic_train.neurons import ALIF, IF, LIF, NEURONS, PLIF, Izhikevich, NeuronModel, build_neuron
 from spaic_train.surrogate import SURROGATES, get_surrogate
@@ -246,7 +247,7 @@ def test_no_triton_import_on_cpu():
 # parity with snnTorch and SpikingJelly
 # --------------------------------------------------------------------------------------------------
 def test_matches_snntorch_leaky_zero_reset():
-    snn = pytest.importorskip("snntorch")
+    snn = require("snntorch", "peers")
     beta, v_th = 0.8, 1.0
     I = _input(T=60, B=4, shape=(16,), dtype=torch.float32, seed=9, scale=0.5, bias=0.25)
     leaky = snn.Leaky(beta=beta, threshold=v_th, reset_mechanism="zero")
@@ -269,7 +270,7 @@ def test_matches_snntorch_leaky_zero_reset():
 
 
 def test_matches_spikingjelly_lifnode_multistep():
-    pytest.importorskip("spikingjelly")
+    require("spikingjelly", "peers")
     from spikingjelly.activation_based import functional, neuron
 
     beta = 0.75

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from extras import require
 
-nir = pytest.importorskip("nir", reason="the NIR tests need the 'nir' package (pip install 'spaic_train[nir]')")
+nir = require("nir", "nir")
 
 import spaic_train as st  # noqa: E402
 import spaic_train.nir as stn  # noqa: E402

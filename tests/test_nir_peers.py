@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from extras import require
 
-nir = pytest.importorskip("nir", reason="the NIR tests need the 'nir' package (pip install 'spaic_train[nir]')")
+nir = require("nir", "nir")
 
 import spaic_train as st  # noqa: E402
 import spaic_train.nir as stn  # noqa: E402
@@ -71,8 +72,8 @@ def recorded(modules):
 # ------------------------------------------------------------------------------------------------ snnTorch
 @pytest.fixture
 def snn():
-    snn = pytest.importorskip("snntorch", reason="snnTorch is not installed")
-    pytest.importorskip("nirtorch", reason="snnTorch's NIR exporter and importer need nirtorch")
+    snn = require("snntorch", "nir")
+    require("nirtorch", "nir")  # snnTorch's NIR exporter and importer
     return snn
 
 
@@ -177,8 +178,8 @@ def test_snntorch_imports_our_feed_forward_graphs(snn):
 # ------------------------------------------------------------------------------------------------ SpikingJelly
 @pytest.fixture
 def sj():
-    pytest.importorskip("spikingjelly", reason="SpikingJelly is not installed")
-    pytest.importorskip("nirtorch", reason="SpikingJelly's NIR exchange needs nirtorch")
+    require("spikingjelly", "peers")
+    require("nirtorch", "nir")  # SpikingJelly's NIR exchange
     from spikingjelly.activation_based import functional, layer, neuron
     from spikingjelly.activation_based.nir_exchange import from_nir, to_nir
 
@@ -228,7 +229,7 @@ def test_norse_export_imports_with_dt_squared():
     """Norse 1.1's exporter writes ``tau = dt / tau_mem_inv`` (= dt·τ) for its LIF and ``r = 1``: read with
     ``dt = dt_norse²`` the graph steps exactly like Norse (β = 1 − dt·tau_mem_inv, input gain dt·tau_mem_inv).
     Its ``Input`` node keeps the batch dimension (``[1, 16]``), which the importer drops."""
-    norse = pytest.importorskip("norse.torch", reason="Norse is not installed")
+    norse = require("norse.torch", "peers")
     torch.manual_seed(5)
     net = scaled(norse.SequentialState(torch.nn.Linear(16, 8), norse.LIFBoxCell(), torch.nn.Linear(8, 4),
                                        norse.LIFBoxCell()), 20.0)

@@ -47,6 +47,7 @@ def test_parity_tests_skip_naming_the_missing_peer():
     assert res.returncode == 0, res.stdout[-3000:]
     assert "2 skipped" in res.stdout
     assert "could not import 'snntorch'" in res.stdout and "could not import 'spikingjelly'" in res.stdout
+    assert res.stdout.count("pip install 'spaic_train[peers]'") == 2  # and the extra that installs it
 
 
 @pytest.mark.slow

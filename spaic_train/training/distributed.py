@@ -41,8 +41,10 @@ class WeightedMean(Metric):
 
     def update(self, value: Tensor, weight: float) -> None:
         """Add a batch mean ``value`` (scalar tensor) of ``weight`` samples."""
-        self.total += value.detach().float() * weight
-        self.weight += weight
+        # out of place: states made under one evaluation's inference_mode are inference tensors, which a later
+        # evaluation under no_grad (Lightning's choice with gloo, i.e. DDP on CPU) may read but not update in place
+        self.total = self.total + value.detach().float() * weight
+        self.weight = self.weight + weight
 
     def compute(self) -> Tensor:
         return self.total / self.weight

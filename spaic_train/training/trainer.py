@@ -233,7 +233,8 @@ def fit(
         max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
         logger=_make_logger(logger, log_dir), default_root_dir=str(log_dir),
         callbacks=_with_progress(cbs, enable_progress_bar),
-        enable_checkpointing=checkpoint_dir is not None, enable_progress_bar=enable_progress_bar,
+        enable_checkpointing=checkpoint_dir is not None or any(isinstance(c, ModelCheckpoint) for c in cbs),
+        enable_progress_bar=enable_progress_bar,
         enable_model_summary=False, plugins=plugins,
     )
     if data.train is not None:

@@ -46,7 +46,7 @@ def _kernels(device_type: str):
     On first use the module is imported and run once on a tiny sequence (forward and backward), so a
     compiler that is missing (``ImportError``, silently) or broken on this machine (a ``RuntimeWarning``
     naming the error) leaves the torch fused kernel in charge instead of failing a training step.  The
-    first time on a machine numba compiles the CPU kernels (~20 s): one log line says so.
+    first time on a machine numba compiles the CPU kernels (~10 s): one log line says so.
     """
     mod = _kernel_mods.get(device_type)
     if mod is None:
@@ -58,7 +58,7 @@ def _kernels(device_type: str):
             else:
                 from . import numba_lif as mod
             if device_type == "cpu" and not mod.kernels_cached():
-                log.info(f"spaic_train: compiling the numba LIF kernels for this CPU (once per machine, ~20 s; "
+                log.info(f"spaic_train: compiling the numba LIF kernels for this CPU (once per machine, ~10 s; "
                          f"cached in {mod.cache_dir()}) ...")
             # the first call may come from inside torch.inference_mode() (Lightning's predict), where no
             # tensor can require grad: the smoke run leaves it
