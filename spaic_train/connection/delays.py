@@ -41,8 +41,8 @@ from torch import nn
 from ..init import Initializer
 from .checks import real_number, real_tensor
 
-__all__ = ["DelayLine", "learn_delay_flag", "delay_steps", "whole_steps", "draw_delays", "check_delays",
-           "with_history", "trailing_history", "step_history", "shifted", "integer_taps", "gaussian_taps",
+__all__ = ["DelayLine", "learn_delay_flag", "check_delay_sigma", "delay_steps", "whole_steps", "draw_delays",
+           "check_delays", "with_history", "trailing_history", "step_history", "shifted", "integer_taps", "gaussian_taps",
            "delayed_weight_op"]
 
 
@@ -212,7 +212,8 @@ def learn_delay_flag(owner: str, learn_delay: Optional[bool] = None, delay_learn
     return any(given.values())
 
 
-def _check_sigma(owner: str, sigma: float) -> float:
+def check_delay_sigma(owner: str, sigma: float) -> float:
+    """``delay_sigma`` (ms): a finite number ``>= 0`` (0: exact integer delays)."""
     if not sigma >= 0 or math.isinf(sigma):
         raise ValueError(f"{owner}: delay_sigma must be a finite number of ms >= 0 (0: exact integer delays), "
                          f"got {sigma!r}")
@@ -287,7 +288,7 @@ class DelayLine:
                 raise ValueError(f"{owner}: learnable delay {float(d.min())!r} ms is below min_delay="
                                  f"{self.min_delay!r} ms; learnable delays stay in [min_delay, max_delay]")
             sigma = max_delay / 2 if sigma is None else real_number(owner, "delay_sigma", sigma)
-            self._initial = {"delay": nn.Parameter(d), "delay_sigma": torch.tensor(_check_sigma(owner, sigma))}
+            self._initial = {"delay": nn.Parameter(d), "delay_sigma": torch.tensor(check_delay_sigma(owner, sigma))}
             self._sigma_positive = sigma > 0
         else:
             if sigma is not None:
@@ -359,7 +360,7 @@ class DelayLine:
         """
         if not self.learn:
             raise ValueError(f"{self.owner}: set_delay_sigma needs learnable delays (learn_delay=True)")
-        sigma = _check_sigma(self.owner, real_number(self.owner, "delay_sigma", sigma_ms))
+        sigma = check_delay_sigma(self.owner, real_number(self.owner, "delay_sigma", sigma_ms))
         sigma_buffer.fill_(sigma)
         self._sigma_positive = sigma > 0
 

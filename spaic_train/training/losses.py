@@ -67,7 +67,7 @@ LOSSES: Registry = Registry("loss function")
 LossLike = Union[str, Callable[[Tensor, Tensor], Tensor]]
 
 
-def _is_index_target(target: Tensor) -> bool:
+def is_index_target(target: Tensor) -> bool:
     return not (torch.is_floating_point(target) or torch.is_complex(target))
 
 
@@ -80,7 +80,7 @@ def is_sequence(output: Tensor, target: Optional[Tensor] = None) -> bool:
     """
     if target is None:
         return output.dim() >= 3
-    extra = 2 if _is_index_target(target) else 1
+    extra = 2 if is_index_target(target) else 1
     return output.dim() == target.dim() + extra
 
 
@@ -100,7 +100,7 @@ def reduce_time(output: Tensor, target: Optional[Tensor] = None, mode: str = "me
 def to_per_class_target(target: Tensor, num_classes: int, on: float = 1.0, off: float = 0.0) -> Tensor:
     """``[B]`` class indices → ``[B, C]`` float targets (``on`` for the class, ``off`` elsewhere);
     float ``[B, C]`` targets are returned as ``float32``."""
-    if not _is_index_target(target):
+    if not is_index_target(target):
         return target.float()
     check_class_indices(target, num_classes)
     onehot = F.one_hot(target.long(), num_classes).float()
@@ -109,7 +109,7 @@ def to_per_class_target(target: Tensor, num_classes: int, on: float = 1.0, off: 
 
 def check_class_indices(target: Tensor, num_classes: int) -> None:
     """Raise a ``ValueError`` if a class-index target is outside ``[0, num_classes)``."""
-    if target.numel() == 0 or not _is_index_target(target):
+    if target.numel() == 0 or not is_index_target(target):
         return
     lo, hi = int(target.min()), int(target.max())
     if lo < 0 or hi >= num_classes:
@@ -133,7 +133,7 @@ class SpikeLoss(nn.Module):
 
 
 def _ce(logits: Tensor, target: Tensor) -> Tensor:
-    if _is_index_target(target):
+    if is_index_target(target):
         check_class_indices(target, logits.shape[-1])
         return F.cross_entropy(logits.float(), target.long())
     return F.cross_entropy(logits.float(), target.float())
@@ -259,7 +259,7 @@ class MSE(SpikeLoss):
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
         out = reduce_time(output.float(), target, "mean")
-        goal = to_per_class_target(target, out.shape[-1]) if _is_index_target(target) else target.float()
+        goal = to_per_class_target(target, out.shape[-1]) if is_index_target(target) else target.float()
         return F.mse_loss(out, goal)
 
 

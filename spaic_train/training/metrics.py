@@ -28,7 +28,7 @@ from torch import Tensor
 
 from spaic_train.registry import Registry
 
-from .losses import _is_index_target, reduce_time
+from .losses import is_index_target, reduce_time
 
 __all__ = ["METRICS", "accuracy", "get_metric", "metric_name", "top5_accuracy", "topk_accuracy"]
 
@@ -39,7 +39,7 @@ MetricLike = Union[str, Callable[[Tensor, Tensor], Tensor]]
 
 
 def _labels(target: Tensor) -> Tensor:
-    return target.long() if _is_index_target(target) else target.argmax(-1)
+    return target.long() if is_index_target(target) else target.argmax(-1)
 
 
 def topk_accuracy(output: Tensor, target: Tensor, k: int = 1) -> Tensor:
@@ -83,7 +83,7 @@ def top5_accuracy(output: Tensor, target: Tensor) -> Tensor:
 def mse(output: Tensor, target: Tensor) -> Tensor:
     """Mean squared error between the time-averaged output and the one-hot (or float) target."""
     out = reduce_time(output.detach().float(), target, "mean")
-    if _is_index_target(target):
+    if is_index_target(target):
         goal = F.one_hot(target.long(), out.shape[-1]).float()
     else:
         goal = target.detach().float()

@@ -28,6 +28,7 @@ from .optimizers import (
     check_optimizer,
     check_scheduler,
 )
+from .protocols import Constrained
 
 __all__ = ["SNNModule", "DELAY_LR_FACTOR", "infer_num_steps", "seed_rank_rngs"]
 
@@ -272,10 +273,9 @@ class SNNModule(pl.LightningModule):
     # ----------------------------------------------------------------------------------------------------
     def apply_constraints(self) -> None:
         """Call ``network.apply_constraints()`` (without autograd) when the network has it."""
-        fn = getattr(self.network, "apply_constraints", None)
-        if callable(fn):
+        if isinstance(self.network, Constrained):
             with torch.no_grad():
-                fn()
+                self.network.apply_constraints()
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
         """The optimizer step (learnable delays at ``delay_lr · σ / start``, see ``delay_sigma``), then

@@ -26,8 +26,8 @@ from typing import Optional, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-__all__ = ["CheckedNetwork", "ConnectionView", "DecoderView", "EncoderView", "GroupView", "NetworkHolder",
-           "SpikingNetwork", "network_of"]
+__all__ = ["CheckedNetwork", "ConnectionView", "Constrained", "DecoderView", "EncoderView", "GroupView",
+           "NetworkHolder", "SpikingNetwork", "network_of"]
 
 
 class GroupView(Protocol):
@@ -117,6 +117,14 @@ class CheckedNetwork(Protocol):
 
     @property
     def decoders(self) -> Sequence[DecoderView]: ...
+
+
+@runtime_checkable
+class Constrained(Protocol):
+    """A network whose weights or delays have bounds to restore after each optimizer step (every
+    :class:`SpikingNetwork`; a plain ``nn.Module`` has none)."""
+
+    def apply_constraints(self) -> None: ...
 
 
 @runtime_checkable

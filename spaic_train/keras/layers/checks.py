@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from ...connection import CONNECTION_PARAMS
+from ...connection.delays import check_delay_sigma, learn_delay_flag
 from ...connection.links import LINKS
 from ...connection.synapses import SYNAPSES
 from ...neurons import build_neuron
@@ -149,14 +150,7 @@ def check_delays(owner: str, max_delay, delay, kwargs: dict[str, Any]) -> None:
         raise ValueError(f"{owner}: max_delay must be >= 0 ms (a finite number; 0: no per-synapse delays), "
                          f"got {max_delay!r}")
     min_delay = kwargs.get("min_delay")
-    flags = {k: kwargs[k] for k in ("learn_delay", "delay_learnable") if kwargs.get(k) is not None}
-    for key, value in flags.items():
-        if not isinstance(value, bool):
-            raise TypeError(f"{owner}: {key} must be True or False, got {value!r}")
-    if len(set(flags.values())) > 1:
-        raise ValueError(f"{owner}: learn_delay={flags['learn_delay']!r} and its alias "
-                         f"delay_learnable={flags['delay_learnable']!r} disagree; give one of them")
-    learn = any(flags.values())
+    learn = learn_delay_flag(owner, kwargs.get("learn_delay"), kwargs.get("delay_learnable"))
     sigma = kwargs.get("delay_sigma")
     if max_delay == 0:
         given = [k for k, v in (("delay", delay), ("min_delay", min_delay)) if v is not None]
@@ -178,9 +172,10 @@ def check_delays(owner: str, max_delay, delay, kwargs: dict[str, Any]) -> None:
     if sigma is not None:
         if not learn:
             raise ValueError(f"{owner}: delay_sigma is the width of learnable delays; it needs learn_delay=True")
-        if not _is_number(sigma) or not sigma >= 0 or math.isinf(sigma):
+        if not _is_number(sigma):
             raise ValueError(f"{owner}: delay_sigma must be a finite number of ms >= 0 (0: exact integer delays), "
                              f"got {sigma!r}")
+        check_delay_sigma(owner, sigma)
 
 
 def check_connection_kwargs(owner: str, kwargs: dict[str, Any], link_type: str, ops: Iterable[str],
