@@ -42,8 +42,8 @@ from ..init import Initializer
 from .checks import real_number, real_tensor
 
 __all__ = ["DelayLine", "learn_delay_flag", "check_delay_sigma", "delay_steps", "whole_steps", "draw_delays",
-           "check_delays", "with_history", "trailing_history", "step_history", "shifted", "integer_taps", "gaussian_taps",
-           "delayed_weight_op"]
+           "check_delays", "with_history", "trailing_history", "step_history", "shifted", "integer_taps",
+           "gaussian_taps", "delayed_weight_op"]
 
 
 def delay_steps(delay_ms: torch.Tensor, dt: float) -> torch.Tensor:
