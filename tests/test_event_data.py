@@ -15,19 +15,19 @@ pytest.importorskip("tonic", reason="event data needs the 'events' extra: pip in
 pytest.importorskip("h5py", reason="event data needs the 'events' extra: pip install 'spaic_train[events]'")
 
 from event_files import (  # noqa: E402
+    make_cifar10_dvs,
+    make_gesture,
+    make_ncaltech,
+    make_shd,
     random_events,
-    random_spike_sample,
     write_aedat4,
     write_aedat31,
     write_bin,
-    write_gesture_csv,
     write_jaer_dvs128,
-    write_spike_hdf5,
 )
 
 from spaic_train.data import DATASETS, DataNotFoundError, build_datamodule  # noqa: E402
 from spaic_train.data.events import (  # noqa: E402
-    CIFAR10_DVS_CLASSES,
     CorruptEventFileError,
     FrameAugment,
     FrameSpec,
@@ -42,61 +42,6 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path}")
     return path
-
-
-# --------------------------------------------------------------------------------------------- tiny releases
-def make_shd(root: Path, name: str = "shd", partitions=("train", "test"), n: int = 12, classes: int = 20,
-             seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for k, part in enumerate(partitions):
-        samples = [random_spike_sample(rng, int(rng.integers(20, 60))) for _ in range(n)]
-        labels = [(i + k) % classes for i in range(n)]
-        write_spike_hdf5(root / f"{name}_{part}.h5", samples, labels)
-        out[part] = (samples, labels)
-    return out
-
-
-def make_gesture(root: Path, users=(1, 2, 24), seed: int = 0) -> dict:
-    """IBM layout: one trial per user with 3 gestures, trials_to_train/test lists."""
-    rng = np.random.default_rng(seed)
-    d = root / "DvsGesture"
-    trials = {}
-    for u in users:
-        name = f"user{u:02d}_fluorescent"
-        ev = random_events(rng, 300, 128, 128, 3_000_000, t0=(1 << 31) - 1_000_000)  # crosses the 2^31 overflow
-        write_aedat31(d / f"{name}.aedat", ev)
-        rows = [(c, int(ev["t"][0]) + 1000 * c * 700, int(ev["t"][0]) + 1000 * (c * 700 + 600)) for c in (1, 5, 11)]
-        write_gesture_csv(d / f"{name}_labels.csv", rows)
-        trials[name] = (ev, rows)
-    (d / "trials_to_train.txt").write_text("".join(f"{n}.aedat\r\n" for n in trials if int(n[4:6]) <= 23))
-    (d / "trials_to_test.txt").write_text("".join(f"{n}.aedat\r\n" for n in trials if int(n[4:6]) > 23))
-    return trials
-
-
-def make_cifar10_dvs(root: Path, indices=(0, 1, 99, 100, 101, 102), fmt: str = "aedat", seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    files = {}
-    for c in CIFAR10_DVS_CLASSES:
-        for i in indices:
-            ev = random_events(rng, 40, 128, 128, 200_000, t0=5_000_000)
-            path = root / c / f"cifar10_{c}_{i}.{fmt}"
-            (write_jaer_dvs128 if fmt == "aedat" else write_aedat4)(path, ev)
-            files[path] = ev
-    return files
-
-
-def make_ncaltech(root: Path, classes=("Faces_easy", "accordion", "airplanes"), n: int = 6, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    files = {}
-    for c in (*classes, "BACKGROUND_Google"):
-        for i in range(1, n + 1):
-            ev = random_events(rng, 50, 240, 180, 300_000)
-            path = root / "Caltech101" / c / f"image_{i:04d}.bin"
-            write_bin(path, ev)
-            files[path] = ev
-    return files
 
 
 @pytest.fixture

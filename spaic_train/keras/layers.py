@@ -620,22 +620,36 @@ class Full(_NeuronLayer):
         **connection_kwargs: ``weight`` (default ``kaiming_uniform(a=sqrt(5))``, PyTorch's ``Linear``
             init), ``bias`` (default none; ``True`` for PyTorch's default), ``w_min``/``w_max``, ...
 
-    Output shape ``(units,)``; parameters ``units·in_num`` (+ ``units`` with a bias).
+    Output shape ``(units,)``; parameters ``units·in_num`` (+ ``units`` with a bias, + ``2·units`` with an
+    affine ``batchnorm``: ``False``, ``True`` or a dict of ``eps``/``momentum``/``affine``, normalising the
+    synaptic current over all ``T·B`` samples of a run, as in DCLS-Delays' Dcls1d → BatchNorm1d blocks).
     """
 
     default_name = "full"
     link_type = "full"
 
     def __init__(self, units: int, neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0,
-                 delay=None, name: Optional[str] = None, **connection_kwargs):
+                 delay=None, name: Optional[str] = None, batchnorm: Union[bool, dict[str, Any]] = False,
+                 **connection_kwargs):
         super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
         self.units = _positive_int(self.label, "units", units)
+        if not isinstance(batchnorm, (bool, dict)):
+            raise TypeError(f"{self.label}: batchnorm must be a bool or a dict of eps/momentum/affine, "
+                            f"got {batchnorm!r}")
+        self.batchnorm = batchnorm
 
     def _group_shape(self, inputs):
         return (self.units,)
 
+    def _post_ops(self):
+        return [("batchnorm", dict(self.batchnorm) if isinstance(self.batchnorm, dict) else {})] \
+            if self.batchnorm else []
+
     def get_config(self):
-        return {"units": self.units, **super().get_config()}
+        cfg = {"units": self.units, **super().get_config()}
+        if self.batchnorm:
+            cfg["batchnorm"] = to_json_value(self.label, "batchnorm", self.batchnorm)
+        return cfg
 
 
 @register_layer
