@@ -412,6 +412,8 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     import torch
     from lightning.pytorch.utilities import rank_zero_only
 
+    from spaic_train.data.events import RecordedSplit
+
     validate_config(cfg)
     t_cfg = cfg.trainer
     if t_cfg.num_threads is not None:
@@ -436,6 +438,8 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     trainer = history.trainer
     metrics: dict[str, Any] = {"recipe": recipe, "epochs": len(history.epoch) if hasattr(history, "epoch") else None,
                                "fit_seconds": round(fit_seconds, 2), "output_dir": str(out)}
+    if isinstance(dm, RecordedSplit):  # event datasets: which files were train/val/test (data.events.splits)
+        metrics["split_hash"] = dm.split_hash()
     for key, values in history.history.items():
         if values:
             metrics[key] = float(values[-1])

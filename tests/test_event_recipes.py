@@ -76,7 +76,9 @@ def _smoke(recipe: str, root, tmp_path, *overrides):
     metrics = run(cfg, tmp_path / "run")
     assert math.isfinite(metrics["loss"]) and math.isfinite(metrics["test_loss"]) and metrics["epochs"] == 1
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_loss"] == metrics["test_loss"]
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["test_loss"] == metrics["test_loss"]
+    assert written["split_hash"] == build_datamodule_from_config(cfg.data).split_hash()  # the run records its split
     return metrics
 
 

@@ -36,14 +36,14 @@ from .formats import (
 from .frames import FrameSpec, events_to_counts
 from .layouts import CIFAR10_DVS_CLASSES, GESTURE_CLASSES, Sample, natural_key
 from .nmnist import NMNISTEventsDataModule
-from .splits import per_class_rule, split_hash
+from .splits import RecordedSplit, per_class_rule, split_hash
 from .vision import CameraEvents, CIFAR10DVSDataModule, DVSGestureDataModule, NCaltech101DataModule
 
 __all__ = [
     "EVENT_DTYPE", "CorruptEventFileError", "SpikeHDF5", "read_aedat4", "read_aedat31", "read_bin",
     "read_gesture_npy", "read_jaer_dvs128", "FrameSpec", "events_to_counts", "FrameAugment", "FrameCache",
     "cache_key", "open_or_build", "EventDataModule", "EventFrames", "EventSource", "Sample", "natural_key",
-    "per_class_rule", "split_hash", "CameraEvents", "DVSGestureDataModule", "CIFAR10DVSDataModule",
+    "per_class_rule", "split_hash", "RecordedSplit", "CameraEvents", "DVSGestureDataModule", "CIFAR10DVSDataModule",
     "NCaltech101DataModule", "SpikeAudio", "SHDDataModule", "SSCDataModule", "NMNISTEventsDataModule",
     "GESTURE_CLASSES", "CIFAR10_DVS_CLASSES",
 ]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -52,6 +53,13 @@ def per_class_rule(samples: Sequence[Sample], rule: str) -> tuple[list[int], lis
         else:
             raise ValueError(f"unknown split rule {rule!r}")
     return sorted(train), sorted(test)
+
+
+@runtime_checkable
+class RecordedSplit(Protocol):
+    """A datamodule whose split can be recorded: the CLI writes ``split_hash()`` into ``metrics.json``."""
+
+    def split_hash(self) -> str: ...
 
 
 def split_hash(split_ids: dict[str, Sequence[str]]) -> str:
