@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from event_error_cases import EVENT_CASES
 
 import spaic_train as spaic
 from spaic_train.training import SNNModule, fit, predict
@@ -556,6 +557,7 @@ CASES = [
     ("config-unknown-inbound", config_unknown_inbound, ValueError,
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
 ]
+CASES += EVENT_CASES  # spaic_train.data.events (tests/event_error_cases.py)
 
 
 class _Stream(torch.utils.data.IterableDataset):
