@@ -347,6 +347,13 @@ class Model(Network):
         want = tuple(inp.shape)
         got = tuple(shape)
         n = len(want)
+        if inp.group.coding == "sequence":  # batch-first spike trains / frames (Encoder._batch_first)
+            if len(got) != n + 2 or got[2:] != want:
+                dims = ", ".join(str(s) for s in want)
+                raise ValueError(f"{self.label}: {what} has shape {list(got)}, but {inp.label} (encoder 'sequence') "
+                                 f"takes arrays laid out [N, T, {dims}]: samples, time steps, then one step's "
+                                 f"{_fmt_shape(want)}")
+            return
         if (len(got) == n + 1 and got[1:] == want) or (len(got) == n + 2 and got[2:] == want):
             if len(got) == n + 1 and self.time_steps is None:
                 raise ValueError(f"{self.label}: static input {what} of shape {list(got)} needs time_steps; build "
