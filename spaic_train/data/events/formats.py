@@ -22,6 +22,7 @@ A file that cannot be decoded raises :class:`CorruptEventFileError` naming the f
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from pathlib import Path
@@ -40,6 +41,7 @@ class CorruptEventFileError(ValueError):
     """An event file that cannot be decoded (truncated, wrong format); the message names the file."""
 
 
+@functools.cache
 def require(module: str):
     """Import ``module`` (tonic, h5py, aedat) or raise an ``ImportError`` naming the ``events`` extra."""
     import importlib
