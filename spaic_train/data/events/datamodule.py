@@ -15,10 +15,9 @@ from torch.utils.data import Subset
 
 from ..base import SpikeDataModule, split_indices
 from ..folder import default_cache_dir
-from ..nmnist import time_first_collate
 from .augment import FrameAugment
 from .cache import file_identity, open_or_build
-from .datasets import CachedSource, EventFrames, EventSource
+from .datasets import CachedSource, EventFrames, EventSource, stack_batch_first, stack_time_first
 from .frames import FrameSpec
 from .layouts import Sample, labels_of
 from .splits import split_hash, take
@@ -74,7 +73,7 @@ class EventDataModule(SpikeDataModule):
         self.cache = bool(cache)
         self.cache_dir = str(Path(cache_dir).expanduser()) if cache_dir else str(default_cache_dir() / "events")
         self.time_first = bool(time_first)
-        self.collate_fn = time_first_collate if self.time_first else None
+        self.collate_fn = stack_time_first if self.time_first else stack_batch_first
         self.input_shape = tuple(self.spec.frame_shape)
         self.sequence_length = self.spec.time_steps
         self._split_ids: dict[str, list[str]] = {}
