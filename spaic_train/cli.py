@@ -301,9 +301,10 @@ def build_callbacks(cfg: Mapping, logger: Any) -> list:
     if not mon.pop("enabled", True) or logger is False or type(logger).__name__ != "TensorBoardLogger":
         return []
     from spaic_train.monitoring import TensorBoardMonitor
+    from spaic_train.monitoring.event_frames import EventFramePreview  # a no-op for static data
 
     try:
-        return [TensorBoardMonitor(seed=int(cfg.get("seed") or 0), **mon)]
+        return [TensorBoardMonitor(seed=int(cfg.get("seed") or 0), **mon), EventFramePreview()]
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e
 
