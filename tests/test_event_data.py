@@ -429,3 +429,13 @@ def test_readme_event_data_example_runs_as_printed(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("SPAIC_TRAIN_CACHE", str(tmp_path / "cache"))
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out.startswith("(140,) 20 ")
+
+
+def test_denoise_keeps_events_with_a_recent_neighbour():
+    """tonic's filter: an event survives when a 4-neighbour pixel had an event within denoise_ms before it (and
+    every event of the first denoise_ms passes: its memory starts at denoise_ms, so the times start later here)."""
+    ev = np.zeros(4, dtype=[("x", np.int16), ("y", np.int16), ("p", np.int8), ("t", np.int64)])
+    ev["x"], ev["y"], ev["t"] = [5, 6, 0, 6], [5, 5, 0, 6], [100_000, 101_000, 102_000, 120_000]
+    f = events_to_counts(ev, FrameSpec((8, 8), time_steps=1, bin_ms=200.0, denoise_ms=5.0))
+    # (5,5) has no earlier neighbour, (6,5) follows it by 1 ms, (0,0) is alone, (6,6) comes 19 ms after (6,5)
+    assert f.sum() == 1 and f[0, 0, 5, 6] == 1
