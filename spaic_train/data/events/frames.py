@@ -11,9 +11,10 @@ Binning modes (``bin_mode``), all giving exactly ``time_steps`` frames:
 
 Before binning: ``denoise_ms`` drops every event with no event at a 4-neighbour pixel within that many ms before
 it (``tonic.functional.denoise_numpy``, which lets every event of the first ``denoise_ms`` of a recording pass);
-``downsample`` divides x and y by an integer factor (counts of a ``f × f`` pixel block add up); ``channels`` bins SHD/SSC's 700 cochlea channels into ``channels`` groups of
-neighbouring channels (``unit · channels // 700``, DCLS-Delays' 700 → 140 is ``channels=140``).  ``polarity``:
-``split`` → 2 channels (0 = OFF, 1 = ON), ``merge`` → 1 channel with both.
+``downsample`` divides x and y by an integer factor (counts of a ``f × f`` pixel block add up); ``channels`` bins
+SHD/SSC's 700 cochlea channels into ``channels`` groups of neighbouring channels (``unit · channels // 700``,
+DCLS-Delays' 700 → 140 is ``channels=140``).  ``polarity``: ``split`` → 2 channels (0 = OFF, 1 = ON), ``merge`` →
+1 channel with both.
 Frames hold event counts; binarising (``clamp``) and augmentation happen later, after the cache
 (:mod:`.augment`), so that they cannot make a cached frame stale.
 """
