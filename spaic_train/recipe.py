@@ -32,8 +32,10 @@ from omegaconf import DictConfig, OmegaConf
 from . import init as _init
 from .config import ConfigError, data_schema, trainer_fit_args, validate_config
 from .data import DataNotFoundError, build_datamodule
+from .data.events import RecordedSplit
 from .keras import LAYERS, Input, Model, Sequential
 from .monitoring import TensorBoardMonitor
+from .monitoring.event_frames import EventFramePreview
 from .training import get_loss
 from .training.delay_sigma import as_delay_sigma_schedule
 from .training.progress import EpochProgress
@@ -279,7 +281,8 @@ def build_callbacks(cfg: Mapping, logger: Any) -> list:
     if not mon.pop("enabled", True) or logger is False or type(logger).__name__ != "TensorBoardLogger":
         return []
     try:
-        return [TensorBoardMonitor(seed=int(cfg.get("seed") or 0), **mon)]
+        # EventFramePreview does nothing for static data
+        return [TensorBoardMonitor(seed=int(cfg.get("seed") or 0), **mon), EventFramePreview()]
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e
 
@@ -396,6 +399,8 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     trainer = history.trainer
     metrics: dict[str, Any] = {"recipe": recipe, "epochs": len(history.epoch) if hasattr(history, "epoch") else None,
                                "fit_seconds": round(fit_seconds, 2), "output_dir": str(out)}
+    if isinstance(dm, RecordedSplit):  # event datasets: which files were train/val/test (data.events.splits)
+        metrics["split_hash"] = dm.split_hash()
     for key, values in history.history.items():
         if values:
             metrics[key] = float(values[-1])

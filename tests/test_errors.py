@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from event_error_cases import EVENT_CASES
 from extras import require
 from layer_cases import LAYER_CASES
 
@@ -599,6 +600,7 @@ def _without(modules, fn):
                 sys.modules.pop(m, None)
             else:
                 sys.modules[m] = mod
+CASES += EVENT_CASES  # spaic_train.data.events (tests/event_error_cases.py)
 
 
 class _Stream(torch.utils.data.IterableDataset):

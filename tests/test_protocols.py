@@ -31,7 +31,7 @@ class ScratchNet(nn.Module):
         self.label = "ScratchNet('s')"
         self.time_steps = 3  # static inputs are run for 3 steps (CheckedNetwork)
         out = SimpleNamespace(name="out", label="Group('out')", shape=(3,))
-        self.encoders = [SimpleNamespace(label="Input('x')", shape=(8,))]
+        self.encoders = [SimpleNamespace(label="Input('x')", coding="direct", shape=(8,))]
         self.decoders = [SimpleNamespace(coding="spike_counts", target=out)]
         self.groups = [out]
         self.connections = []

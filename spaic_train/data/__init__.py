@@ -22,6 +22,7 @@ name             input_shape / batches        source
 (:mod:`spaic_train.data.delay_coincidence`).
 """
 
+from . import events  # noqa: F401  registers the event datasets (dvs_gesture, cifar10_dvs, ncaltech101, shd, ssc, ...)
 from .base import (
     DATASETS,
     DataNotFoundError,

@@ -59,11 +59,18 @@ def latency(x: torch.Tensor, time_steps: int, dt: float, threshold: float = 0.0)
                                                                               torch.float32)
 
 
-@ENCODINGS.register("passthrough", "sequence", "events")
+@ENCODINGS.register("passthrough", "events")
 def passthrough(x: torch.Tensor, time_steps: int, dt: float) -> torch.Tensor:
     """Only for sequence input (event data): nothing to encode."""
     raise ValueError("passthrough encoder needs a sequence input [T, B, *shape], got a static tensor "
                      f"of shape {tuple(x.shape)}")
+
+
+@ENCODINGS.register("sequence", "batch_first")
+def sequence(x: torch.Tensor, time_steps: int, dt: float) -> torch.Tensor:
+    """Batch-first sequences ``[B, T, *shape]`` (arrays ``[N, T, *shape]`` given to ``fit``); handled by
+    :meth:`Encoder.encode`, which transposes every batch to ``[T, B, *shape]``."""
+    raise AssertionError("unreachable: Encoder.encode handles coding='sequence'")
 
 
 class Encoder(Assembly):
@@ -72,7 +79,8 @@ class Encoder(Assembly):
     Args:
         num / shape: size of one sample (excluding batch), e.g. ``shape=(1, 28, 28)``.
         coding: one of :data:`ENCODINGS` — ``'poisson'``, ``'bernoulli'``, ``'direct'``,
-            ``'latency'``, ``'passthrough'``.  SPAIC's keyword ``coding_method=`` is accepted.
+            ``'latency'``, ``'passthrough'`` (batches already ``[T, B, *shape]``) or ``'sequence'`` (batches
+            ``[B, T, *shape]``, transposed to ``[T, B, *shape]``).  SPAIC's keyword ``coding_method=`` is accepted.
         name: display name.
         **params: coding parameters (``max_rate`` in Hz for poisson, ``threshold`` for latency).
 
@@ -99,6 +107,8 @@ class Encoder(Assembly):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{self.label}: input must be a torch.Tensor, got {type(x).__name__}")
         n = len(self.shape)
+        if self.coding == "sequence":
+            return self._batch_first(x, time_steps)
         if x.dim() == n + 2 and tuple(x.shape[2:]) == self.shape:
             if time_steps is not None and x.shape[0] != time_steps:
                 raise ValueError(f"{self.label}: sequence input has {x.shape[0]} steps but time_steps={time_steps}")
@@ -111,6 +121,19 @@ class Encoder(Assembly):
             return self._encode(x, time_steps, dt, **self.params)
         raise ValueError(f"{self.label}: expected input [B, {', '.join(map(str, self.shape))}] or a sequence "
                          f"[T, B, {', '.join(map(str, self.shape))}], got shape {tuple(x.shape)}")
+
+    def _batch_first(self, x: torch.Tensor, time_steps: Optional[int]) -> torch.Tensor:
+        """``coding='sequence'``: a batch ``[B, T, *shape]`` (spike trains or frames stored sample by sample, as
+        ``fit(x)`` batches an array ``[N, T, *shape]``) → ``[T, B, *shape]``, the engine's layout."""
+        dims = ", ".join(map(str, self.shape))
+        if x.dim() != len(self.shape) + 2 or tuple(x.shape[2:]) != self.shape:
+            raise ValueError(f"{self.label}: encoder 'sequence' reads batches [B, T, {dims}] (give fit/evaluate/"
+                             f"predict an array [N, T, {dims}]: samples first, then time steps), got a batch of "
+                             f"shape {tuple(x.shape)}; a time-first batch [T, B, {dims}] needs encoder='passthrough'")
+        if time_steps is not None and x.shape[1] != time_steps:
+            raise ValueError(f"{self.label}: encoder 'sequence' got {x.shape[1]} time steps (dim 1 of the batch "
+                             f"[B, T, {dims}], shape {tuple(x.shape)}) but time_steps={time_steps}")
+        return x.transpose(0, 1).contiguous()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, coding={self.coding!r}"

@@ -60,6 +60,13 @@ def check_inputs(net: CheckedNetwork, x: Tensor, what: str = "x") -> None:
     enc = encoders[0]
     want = tuple(enc.shape)
     got = tuple(x.shape)
+    if enc.coding == "sequence":  # batch-first spike trains / frames, transposed per batch by the encoder
+        if len(got) != len(want) + 2 or got[2:] != want:
+            dims = ", ".join(str(s) for s in want)
+            raise ValueError(f"{net.label}: {what} has shape {list(got)}, but {enc.label} (encoder 'sequence') "
+                             f"takes arrays laid out [N, T, {dims}]: samples, time steps, then one step's "
+                             f"{_format_shape(want)}")
+        return
     sample = got[1:]
     if sample == want:
         if net.time_steps is None:

@@ -48,6 +48,8 @@ class EncoderView(Protocol):
     per-sample sequences)."""
 
     label: str
+    #: canonical coding name, e.g. ``'direct'``, ``'poisson'``, ``'sequence'`` (batch-first ``[N, T, *shape]``)
+    coding: str
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -24,6 +24,8 @@ from ...surrogate import SURROGATES
 from .config import materialize
 
 __all__ = [
+    "batchnorm_op",
+    "check_batchnorm",
     "check_batchnorm_kwargs",
     "check_connection_kwargs",
     "check_delays",
@@ -121,6 +123,22 @@ def check_batchnorm_kwargs(owner: str, options: dict) -> None:
     for key in options:
         if key not in accepted:
             raise TypeError(f"{owner}: batchnorm got an unknown option {key!r}; accepted: {', '.join(accepted)}")
+
+
+def check_batchnorm(owner: str, batchnorm) -> Any:
+    """A layer's ``batchnorm=``: ``False``, ``True`` or a dict of the batch-norm op's options."""
+    if not isinstance(batchnorm, (bool, dict)):
+        raise TypeError(f"{owner}: batchnorm must be a bool or a dict of eps/momentum/affine, got {batchnorm!r}")
+    if isinstance(batchnorm, dict):
+        check_batchnorm_kwargs(owner, batchnorm)
+    return batchnorm
+
+
+def batchnorm_op(batchnorm) -> list[tuple[str, dict[str, Any]]]:
+    """The ``('batchnorm', options)`` synapse op of a layer's checked ``batchnorm=``, or none."""
+    if not batchnorm:
+        return []
+    return [("batchnorm", dict(batchnorm) if isinstance(batchnorm, dict) else {})]
 
 
 def check_neuron(owner: str, neuron, neuron_kwargs: Optional[dict], surrogate) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 from ... import init as _init
 from ...connection import Connection
 from .base import Shape, SymbolicTensor, format_shape, register_layer
-from .checks import check_batchnorm_kwargs, check_fraction, check_int_pair, check_padding, check_positive_int
+from .checks import batchnorm_op, check_batchnorm, check_fraction, check_int_pair, check_padding, check_positive_int
 from .config import to_json_value
 from .neuron import NeuronLayer
 
@@ -82,12 +82,7 @@ class Conv2dSyn(NeuronLayer):
         if dropout is not None:
             check_fraction(self.label, "dropout", dropout)
         self.dropout = dropout
-        if not isinstance(batchnorm, (bool, dict)):
-            raise TypeError(f"{self.label}: batchnorm must be a bool or a dict of eps/momentum/affine, "
-                            f"got {batchnorm!r}")
-        if isinstance(batchnorm, dict):
-            check_batchnorm_kwargs(self.label, batchnorm)
-        self.batchnorm = batchnorm
+        self.batchnorm = check_batchnorm(self.label, batchnorm)
         if shortcut not in self.SHORTCUTS:
             raise ValueError(f"{self.label}: shortcut must be one of {self.SHORTCUTS}, got {shortcut!r}")
         self.shortcut = shortcut
@@ -142,9 +137,7 @@ class Conv2dSyn(NeuronLayer):
                 "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
 
     def _post_ops(self):
-        ops = []
-        if self.batchnorm:
-            ops.append(("batchnorm", dict(self.batchnorm) if isinstance(self.batchnorm, dict) else {}))
+        ops = batchnorm_op(self.batchnorm)
         if self.pool is not None:
             ops.append((f"{self.pool}pool", {"pool_kernel_size": self.pool_size, "pool_stride": self.pool_stride}))
         if self.dropout is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional, Union
 
 from .base import register_layer
-from .checks import check_positive_int, check_probability
+from .checks import batchnorm_op, check_batchnorm, check_positive_int, check_probability
+from .config import to_json_value
 from .neuron import NeuronLayer
 
 __all__ = ["Full", "OneToOne", "SparseRandom"]
@@ -24,22 +25,32 @@ class Full(NeuronLayer):
         **connection_kwargs: ``weight`` (default ``kaiming_uniform(a=sqrt(5))``, PyTorch's ``Linear``
             init), ``bias`` (default none; ``True`` for PyTorch's default), ``w_min``/``w_max``, ...
 
-    Output shape ``(units,)``; parameters ``units·in_num`` (+ ``units`` with a bias).
+    Output shape ``(units,)``; parameters ``units·in_num`` (+ ``units`` with a bias, + ``2·units`` with an
+    affine ``batchnorm``: ``False``, ``True`` or a dict of ``eps``/``momentum``/``affine``, normalising the
+    synaptic current over all ``T·B`` samples of a run, as in DCLS-Delays' Dcls1d → BatchNorm1d blocks).
     """
 
     default_name = "full"
     link_type = "full"
 
     def __init__(self, units: int, neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0,
-                 delay=None, name: Optional[str] = None, **connection_kwargs):
+                 delay=None, name: Optional[str] = None, batchnorm: Union[bool, dict[str, Any]] = False,
+                 **connection_kwargs):
         super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
         self.units = check_positive_int(self.label, "units", units)
+        self.batchnorm = check_batchnorm(self.label, batchnorm)
 
     def _group_shape(self, inputs):
         return (self.units,)
 
+    def _post_ops(self):
+        return batchnorm_op(self.batchnorm)
+
     def get_config(self):
-        return {"units": self.units, **super().get_config()}
+        cfg = {"units": self.units, **super().get_config()}
+        if self.batchnorm:  # written only when set: configs saved before the option load unchanged
+            cfg["batchnorm"] = to_json_value(self.label, "batchnorm", self.batchnorm)
+        return cfg
 
 
 @register_layer

@@ -20,8 +20,11 @@ class Input(Layer):
         shape: shape of one sample (no batch), e.g. ``(1, 28, 28)`` or ``784``.
         encoder: coding — ``'direct'`` (the value as input current every step; default), ``'poisson'``
             (rate ``x·max_rate`` Hz), ``'bernoulli'`` (probability ``x`` per step), ``'latency'`` (one
-            spike, earlier for larger ``x``) or ``'passthrough'`` (the data already is a sequence
-            ``[T, B, *shape]``).  Every encoder passes ``[T, B, *shape]`` sequences through unchanged.
+            spike, earlier for larger ``x``), ``'passthrough'`` (the data already is a sequence
+            ``[T, B, *shape]``, e.g. an event datamodule's batches) or ``'sequence'`` (spike trains or frames stored
+            sample by sample: ``fit``/``evaluate``/``predict`` take an array ``[N, T, *shape]``, each batch
+            ``[B, T, *shape]`` is transposed to ``[T, B, *shape]``; another shape is an error naming the layout).
+            Every other encoder passes ``[T, B, *shape]`` sequences through unchanged.
         name: layer name.
         **encoder_kwargs: coding parameters (``max_rate`` in Hz for poisson, ``threshold`` for latency).
 
