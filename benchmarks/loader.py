@@ -12,9 +12,11 @@ Configurations (all on the ``cifar10`` datamodule with ``format=folder``, the JP
 * ``data.num_workers`` 0 (the training process loads), 1, 2.
 
 Each measurement iterates a fresh training loader and times batches ``--skip`` to ``--skip + --batches`` (the
-steady state: workers started and their prefetch queues full), → images/s.  The configurations run interleaved,
-``--rounds`` times in a rotating order, so load from other processes on the machine hits all alike; the table
-gives the median per configuration.  Targets (issue 26): decoded ≥ 2× JPEG with 0 workers, 2 workers ≥ 1.6× 0.
+steady state: workers started and their prefetch queues full), → images/s.  With 0 workers the four loaders take
+turns batch by batch (so a burst of load from other processes hits all of them alike), timed by the wall clock
+and by this process's CPU time (images per CPU-second: what one process can do, whatever else the machine runs).
+With workers each configuration is timed on its own, in a rotating order.  Everything is repeated ``--rounds``
+times; the table gives the medians.  Targets (issue 26): decoded ≥ 2× JPEG with 0 workers, 2 workers ≥ 1.6× 0.
 """
 
 from __future__ import annotations
@@ -78,15 +80,34 @@ def images_per_second(dm, workers: int, skip: int, batches: int) -> float:
         next(it)
     t0 = time.perf_counter()
     n = sum(len(next(it)[1]) for _ in range(batches))
-    dt = time.perf_counter() - t0
-    del it
-    return n / dt
+    return n / (time.perf_counter() - t0)
+
+
+def in_process_rates(dms: dict, skip: int, batches: int) -> dict[tuple, tuple[float, float]]:
+    """``{(source, augmentation): (images/s wall clock, images per CPU-second)}`` with 0 workers, the loaders
+    taking turns batch by batch: a burst of load from other processes hits every configuration alike."""
+    its = {}
+    for key, dm in dms.items():
+        dm.num_workers = 0
+        its[key] = iter(dm.train_dataloader())
+        for _ in range(skip):
+            next(its[key])
+    wall = dict.fromkeys(dms, 0.0)
+    cpu = dict.fromkeys(dms, 0.0)
+    n = dict.fromkeys(dms, 0)
+    for _ in range(batches):
+        for key, it in its.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            n[key] += len(next(it)[1])
+            wall[key] += time.perf_counter() - t0
+            cpu[key] += time.process_time() - c0
+    return {key: (n[key] / wall[key], n[key] / max(cpu[key], 1e-9)) for key in dms}
 
 
 def run(args) -> dict:
     import torch
 
-    configs = [(s, a, w) for a in AUGMENTS for s in SOURCES for w in args.workers]
+    configs = [(s, a, w) for a in AUGMENTS for s in SOURCES for w in args.workers if w > 0]
     dms = {(s, a): make_datamodule(args.data, s, a, args.limit_per_class, args.batch, args.cache_dir)
            for a in AUGMENTS for s in SOURCES}
     need = (args.skip + args.batches) * args.batch
@@ -96,42 +117,58 @@ def run(args) -> dict:
     info = {"date": datetime.date.today().isoformat(), "cpu": cpu_info(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "train_images": have, "batch": args.batch,
             "timed_batches": args.batches, "skipped_batches": args.skip, "rounds": args.rounds}
-    times: dict[str, list[float]] = {f"{s}|{a}|{w}": [] for s, a, w in configs}
+    keys = [f"{s}|{a}|{w}" for a in AUGMENTS for s in SOURCES for w in args.workers]
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    cpu_rates: dict[str, list[float]] = {f"{s}|{a}|0": [] for a in AUGMENTS for s in SOURCES}
     for r in range(args.rounds):
-        k = r % len(configs)
+        if 0 in args.workers:
+            for (s, a), (wall, cpu) in in_process_rates(dms, args.skip, args.batches).items():
+                times[f"{s}|{a}|0"].append(wall)
+                cpu_rates[f"{s}|{a}|0"].append(cpu)
+        k = r % max(1, len(configs))
         for s, a, w in configs[k:] + configs[:k]:  # rotating order: no configuration always runs first
             times[f"{s}|{a}|{w}"].append(images_per_second(dms[(s, a)], w, args.skip, args.batches))
         print(f"round {r + 1}/{args.rounds} done", flush=True)
     info["cpu"]["loadavg_after"] = list(os.getloadavg())
     med = {k: statistics.median(v) for k, v in times.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu_rates.items() if v}
     ratios = {}
     for a in AUGMENTS:
-        ratios[f"decoded/jpeg, 0 workers, {a}"] = med[f"decoded|{a}|0"] / med[f"jpeg|{a}|0"]
-        if 2 in args.workers:
+        if 0 in args.workers:
+            ratios[f"decoded/jpeg, 0 workers, {a}"] = med[f"decoded|{a}|0"] / med[f"jpeg|{a}|0"]
+            ratios[f"decoded/jpeg, 0 workers, CPU time, {a}"] = cpu_med[f"decoded|{a}|0"] / cpu_med[f"jpeg|{a}|0"]
+        if {0, 2} <= set(args.workers):
             for s in SOURCES:
                 ratios[f"2 workers/0, {s}, {a}"] = med[f"{s}|{a}|2"] / med[f"{s}|{a}|0"]
-    res = {"info": info, "images_per_second": times, "median": med, "ratios": ratios}
+    res = {"info": info, "images_per_second": times, "cpu_images_per_second": cpu_rates, "median": med,
+           "cpu_median": cpu_med, "ratios": ratios}
     res["markdown"] = markdown(res, args.workers)
     return res
 
 
 def markdown(res: dict, workers: list[int]) -> str:
-    info, med = res["info"], res["median"]
+    info, med, ratios = res["info"], res["median"], res["ratios"]
     cpu = info["cpu"]
+    two = {0, 2} <= set(workers)
     lines = [f"Loader benchmark, {info['date']}: {cpu['model']} ({', '.join(cpu['flags']) or 'no AVX'}), "
              f"{cpu['cores']} cores, load average {cpu['loadavg'][0]:.1f} before / {cpu['loadavg_after'][0]:.1f} "
              f"after; torch {info['torch']}; {info['train_images']} training images, batch {info['batch']}, "
-             f"median of {info['rounds']} interleaved rounds of {info['timed_batches']} timed batches", "",
+             f"median of {info['rounds']} rounds of {info['timed_batches']} timed batches", "",
              "| source | augmentation | " + " | ".join(f"{w} workers img/s" for w in workers)
-             + " | decoded / JPEG (0 workers) |" + (" 2 workers / 0 |" if 2 in workers else ""),
-             "|---|---|" + "---|" * len(workers) + "---|" + ("---|" if 2 in workers else "")]
+             + " | 0 workers img / CPU-s | decoded / JPEG (0 workers: wall, CPU) |"
+             + (" 2 workers / 0 |" if two else ""),
+             "|---|---|" + "---|" * len(workers) + "---|---|" + ("---|" if two else "")]
     for a in AUGMENTS:
         for s in SOURCES:
             row = f"| {s} | {a} | " + " | ".join(f"{med[f'{s}|{a}|{w}']:,.0f}" for w in workers)
-            speedup = res["ratios"][f"decoded/jpeg, 0 workers, {a}"]
-            row += f" | {f'**{speedup:.2f}×**' if s == 'decoded' else '1'} |"
-            if 2 in workers:
-                row += f" {res['ratios'][f'2 workers/0, {s}, {a}']:.2f}× |"
+            row += f" | {res['cpu_median'][f'{s}|{a}|0']:,.0f} |" if 0 in workers else " | |"
+            if s == "decoded" and 0 in workers:
+                row += (f" **{ratios[f'decoded/jpeg, 0 workers, {a}']:.2f}×**, "
+                        f"**{ratios[f'decoded/jpeg, 0 workers, CPU time, {a}']:.2f}×** |")
+            else:
+                row += " 1 |"
+            if two:
+                row += f" {ratios[f'2 workers/0, {s}, {a}']:.2f}× |"
             lines.append(row)
     return "\n".join(lines) + "\n"
 

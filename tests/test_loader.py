@@ -265,6 +265,8 @@ def _check_quick(res: dict, printed: str):
     assert all(v > 0 for v in res["median"].values()) and res["info"]["cpu"]["cores"] >= 1
     assert res["ratios"]["decoded/jpeg, 0 workers, crop+flip"] == pytest.approx(
         res["median"]["decoded|crop+flip|0"] / res["median"]["jpeg|crop+flip|0"])
+    assert res["ratios"]["decoded/jpeg, 0 workers, CPU time, crop+flip"] == pytest.approx(
+        res["cpu_median"]["decoded|crop+flip|0"] / res["cpu_median"]["jpeg|crop+flip|0"])
     assert "| decoded | crop+flip+AA+cutout |" in printed and "decoded / JPEG" in printed
 
 
@@ -321,3 +323,12 @@ def test_gpu_check_times_the_real_data_path(jpeg_root, cache):
     assert "a slice of a real epoch" in md and "| `cifar_snn` |" in md.split("a slice of a real epoch")[1]
     missing = gpu_check.bench_real_data(None, None, torch.device("cpu"), size, jpeg_root / "nowhere", 1.0)
     assert not missing["measured"] and "nowhere" in missing["reason"]
+
+
+def test_a_bad_value_from_the_command_line_is_a_config_error():
+    """``python train.py data.num_workers=many``: the constructor's message as a ConfigError (exit 2, no traceback)."""
+    from spaic_train.cli import ConfigError, build_datamodule_from_config
+
+    with pytest.raises(ConfigError, match=r"data\.num_workers must be 'auto' or an int >= 0 .* got 'many'"):
+        build_datamodule_from_config({"name": "digits", "num_workers": "many"})
+    assert build_datamodule_from_config({"name": "digits", "num_workers": 3}).num_workers == 3
