@@ -245,6 +245,11 @@ def test_interrupted_decoding_leaves_no_cache(tmp_path, monkeypatch):
         decoded_images(files, root, cache_dir=tmp_path / "c")
     assert list((tmp_path / "c" / "decoded").iterdir()) == []  # neither the final file nor the temporary one
     monkeypatch.setattr(decoded.PILLoader, "__call__", real)
+    # a run killed outright (no cleanup) leaves its temporary file: never read, and deleted by the next run
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    key = decoded.cache_key(files, root, "RGB")
+    leftover = tmp_path / "c" / "decoded" / f".imgs-12x8x8x3-{key}.npy.tmp-{int(dead.stdout)}"
+    leftover.write_bytes(b"half a cache")
     path = decoded_images(files, root, cache_dir=tmp_path / "c")
     assert len(np.load(path)) == 12 and [p.name for p in (tmp_path / "c" / "decoded").iterdir()] == [path.name]
 

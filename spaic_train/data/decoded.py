@@ -5,7 +5,7 @@
 the pixels depend on: every file's path relative to the folder, size and modification time (ns), the decoded
 mode and the decoder (Pillow) version — a changed, added or removed file gives a new cache, never a stale one.
 The array is written to a temporary file and renamed into place when complete, so an interrupted run never
-leaves a partial cache that a later run would read.
+leaves a partial cache that a later run would read (the temporary file of a killed run is deleted by the next).
 
 :class:`DecodedImages` serves ``uint8`` ``[C, H, W]`` tensors from it, after :class:`DecodedAugment` — the
 random crop, flip, AutoAugment and Cutout of :func:`~spaic_train.data.folder.image_transforms` on the array,
@@ -46,6 +46,17 @@ def cache_key(samples: Sequence[tuple[str, int]], root: Path, mode: str) -> str:
     return h.hexdigest()[:20]
 
 
+def _remove_leftovers(dest_dir: Path, name: str) -> None:
+    """Delete the temporary files of runs that were killed while writing ``name`` (their process is gone)."""
+    for tmp in dest_dir.glob(f".{name}.tmp-*"):
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, PermissionError, OSError):  # not ours to judge: another user's process, odd name
+            continue
+
+
 def decoded_images(samples: Sequence[tuple[str, int]], root: str | os.PathLike, mode: str = "RGB",
                    cache_dir: str | os.PathLike | None = None) -> Path:
     """Decode the image files of ``samples`` (in that order) once into a ``uint8`` ``[N, H, W, C]`` ``.npy`` file
@@ -69,6 +80,7 @@ def decoded_images(samples: Sequence[tuple[str, int]], root: str | os.PathLike, 
     log.info(f"decoding {len(samples)} images of {root} once into {dest} ({size_mb:.1f} MB uint8; reused while the "
              f"files are unchanged; data.decode_once=false decodes the files every epoch instead)")
     dest_dir.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(dest_dir, dest.name)
     tmp = dest_dir / f".{dest.name}.tmp-{os.getpid()}"
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     try:
