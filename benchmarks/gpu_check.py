@@ -11,10 +11,17 @@
    (the time of a dense step does not depend on the pixel values) → seconds per step, **extrapolated** to one
    epoch of the recipe (45,000 training images = 50,000 minus the 10 % validation split) and to the recipe's
    ``max_epochs``; validation / test passes and data loading are not included.
+   Then a slice of a real epoch of the same recipe through the real data path: the ``cifar10`` datamodule on the
+   CIFAR-10 JPEG tars (``--data``; decoded once into the uint8 cache before timing), the recipe's augmentation,
+   ``data.num_workers: auto`` resolved for one CUDA training process of a multi-epoch fit (workers, pinned
+   memory, persistent workers as ``python train.py recipe=... trainer=gpu`` gets them): the same training steps
+   on the loader's batches (copied to the device non-blocking) → seconds per step, next to the loader alone
+   (batches drawn without training) and the synthetic-input step.  **Loader-bound** when a real-data step takes
+   more than 1.1 × the synthetic step: the GPU waits for data.
 3. A summary ``DIR/gpu_check.json`` and ``DIR/gpu_check.md`` (with the CUDA test results passed in).
 
-``--dry-run``: the same code path on the CPU at tiny sizes (bf16 autocast on the CPU); its figures are
-labelled dry-run and are not GPU measurements.
+``--dry-run``: the same code path on the CPU at tiny sizes (bf16 autocast on the CPU; the real data path on 12
+images per class); its figures are labelled dry-run and are not GPU measurements.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -42,14 +50,23 @@ from learning import compose  # noqa: E402
 from workloads import ATAN_ALPHA, BETA, TAU, V_RESET, V_TH  # noqa: E402
 
 FULL = {"lif": dict(N=65_536, T=256, B=32, iters=10, rounds=2),
-        "epochs": dict(batch=64, warmup=5, batches=20, overrides={})}
+        "epochs": dict(batch=64, warmup=5, batches=20, real_warmup=10, real_batches=50, limit_per_class=None,
+                       overrides={})}
 DRY = {"lif": dict(N=256, T=16, B=4, iters=2, rounds=2),
-       "epochs": dict(batch=8, warmup=1, batches=2,
+       "epochs": dict(batch=8, warmup=1, batches=2, real_warmup=1, real_batches=3, limit_per_class=12,
                       overrides={"cifar_snn": ["model.vars.width=8", "model.vars.hidden=32"],
                                  "cifar_resnet19": ["model.vars.width=4", "model.vars.hidden=16"]})}
 RECIPES = ("cifar_snn", "cifar_resnet19")
 #: training images per epoch of the recipes: CIFAR-10's 50,000 minus data.val_fraction = 0.1
 TRAIN_IMAGES = 45_000
+#: a real-data step slower than this × the synthetic step: the run waits for its data
+LOADER_BOUND_FACTOR = 1.1
+
+
+def default_data() -> Path:
+    """``$SPAIC_TRAIN_DATA/cifar10-jpeg``, else ``<repo>/../shared/data/cifar10-jpeg``."""
+    env = os.environ.get("SPAIC_TRAIN_DATA")
+    return Path(env) / "cifar10-jpeg" if env else ROOT.parent / "shared" / "data" / "cifar10-jpeg"
 
 
 def _sync(device):
@@ -106,7 +123,7 @@ def bench_lif(device, size: dict) -> dict:
 
 
 # ============================================================================================ epochs
-def bench_epoch(recipe: str, device, size: dict) -> dict:
+def bench_epoch(recipe: str, device, size: dict, data: Path | None = None) -> dict:
     from spaic_train.recipe import build_model, plain_config
     from spaic_train.training import get_loss
 
@@ -122,7 +139,7 @@ def bench_epoch(recipe: str, device, size: dict) -> dict:
     y = torch.arange(B, device=device) % 10
     model.train()
 
-    def step():
+    def step(x, y):
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = loss_fn(model(x), y)
@@ -133,8 +150,8 @@ def bench_epoch(recipe: str, device, size: dict) -> dict:
             raise FloatingPointError(f"{recipe}: non-finite loss {float(loss)}")
 
     for _ in range(size["warmup"]):
-        step()
-    times = [_timed(step, device) for _ in range(size["batches"])]
+        step(x, y)
+    times = [_timed(lambda: step(x, y), device) for _ in range(size["batches"])]
     per_batch = statistics.median(times) / 1e3
     steps = math.ceil(TRAIN_IMAGES / B)
     epochs = int(cfg.trainer.max_epochs)
@@ -143,10 +160,52 @@ def bench_epoch(recipe: str, device, size: dict) -> dict:
            "seconds_per_batch": per_batch, "batches_per_epoch": steps,
            "epoch_seconds_extrapolated": per_batch * steps, "max_epochs": epochs,
            "training_hours_extrapolated": per_batch * steps * epochs / 3600, "overrides": size["overrides"].get(recipe)}
+    out["real_data"] = bench_real_data(cfg, step, device, size, data, per_batch)
     if device.type == "cuda":
         out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
         torch.cuda.reset_peak_memory_stats()
     return out
+
+
+def real_datamodule(cfg, data: Path, size: dict, device):
+    """The recipe's ``cifar10`` datamodule on the JPEG tars in ``data``, ``num_workers`` etc. resolved as for one
+    training process on ``device`` in a multi-epoch fit, set up (extracted, decoded once) before any timing."""
+    from omegaconf import OmegaConf
+
+    from spaic_train.data.workers import TrainerContext
+    from spaic_train.recipe import build_datamodule_from_config, plain_config
+
+    d = dict(plain_config(cfg.data), format="folder", root=str(data), batch_size=size["batch"],
+             limit_per_class=size["limit_per_class"])
+    dm = build_datamodule_from_config(OmegaConf.create(d))
+    dm.loader_context = TrainerContext(processes_per_machine=1, cuda=device.type == "cuda", multi_epoch_fit=True)
+    dm.setup()
+    return dm
+
+
+def bench_real_data(cfg, step, device, size: dict, data: Path | None, synthetic_s: float) -> dict:
+    """A slice of a real epoch: ``step`` on the loader's batches, and the loader alone, in seconds per batch."""
+    if data is None or not data.exists():
+        return {"measured": False, "reason": f"no CIFAR-10 JPEG tars at {data} (gpu_check.sh --data DIR)"}
+    dm = real_datamodule(cfg, data, size, device)
+    opts = dm.loader_options()
+    it = iter(dm.train_dataloader())
+
+    def fetch():
+        xb, yb = next(it)
+        return xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+
+    for _ in range(size["real_warmup"]):  # starts the workers and fills their queues
+        step(*fetch())
+    train = [_timed(lambda: step(*fetch()), device) for _ in range(size["real_batches"])]
+    alone = [_timed(fetch, device) for _ in range(size["real_batches"])]
+    real_s, loader_s = statistics.median(train) / 1e3, statistics.median(alone) / 1e3
+    return {"measured": True, "num_workers": opts.num_workers, "pin_memory": opts.pin_memory,
+            "decode_once": dm.decode_once, "autoaugment": dm.autoaugment, "cutout": dm.cutout,
+            "train_images": len(dm.train_set), "timed_batches": len(train), "seconds_per_batch": real_s,
+            "loader_seconds_per_batch": loader_s, "loader_images_per_second": size["batch"] / loader_s,
+            "real_over_synthetic": real_s / synthetic_s,
+            "loader_bound": real_s > LOADER_BOUND_FACTOR * synthetic_s}
 
 
 # ============================================================================================ summary
@@ -190,6 +249,20 @@ def markdown(res: dict) -> str:
                      f"{e['seconds_per_batch']:.4f} ({e['timed_batches']} timed) | {e['batches_per_epoch']} | "
                      f"{e['epoch_seconds_extrapolated'] / 60:.1f} min | {e['max_epochs']} | "
                      f"{e['training_hours_extrapolated']:.1f} h |")
+    lines += ["", "## Recipes: a slice of a real epoch (JPEG tars → decoded cache, the recipe's augmentation, "
+              "`num_workers: auto`) next to synthetic input", "",
+              f"Loader-bound: a real-data step over {LOADER_BOUND_FACTOR} × the synthetic step.", "",
+              "| recipe | workers | synthetic s / batch | real data s / batch | loader alone s / batch (images/s) | "
+              "real / synthetic | loader-bound? |", "|---|---|---|---|---|---|---|"]
+    for name, e in res["epochs"].items():
+        r = e["real_data"]
+        if not r["measured"]:
+            lines.append(f"| `{name}` | not measured: {r['reason']} | | | | | |")
+            continue
+        lines.append(f"| `{name}` | {r['num_workers']} | {e['seconds_per_batch']:.4f} | {r['seconds_per_batch']:.4f} "
+                     f"({r['timed_batches']} timed) | {r['loader_seconds_per_batch']:.4f} "
+                     f"({r['loader_images_per_second']:,.0f}) | {r['real_over_synthetic']:.2f} | "
+                     f"{'**yes**' if r['loader_bound'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -199,6 +272,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes (checks the script end to end)")
     ap.add_argument("--pytest-xml", default=None)
     ap.add_argument("--pytest-rc", type=int, default=None)
+    ap.add_argument("--data", type=Path, default=None,
+                    help="folder with CIFAR-10-images_{train,test}.tar (default $SPAIC_TRAIN_DATA/cifar10-jpeg, else "
+                         "../shared/data/cifar10-jpeg)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     if not args.dry_run and not torch.cuda.is_available():
@@ -216,10 +292,14 @@ def main(argv=None) -> int:
     print(f"lif: {res['lif']['median_ms']} ratio {res['lif']['ratio_ours_over_sj']:.2f}", flush=True)
     res["epochs"] = {}
     for recipe in RECIPES:
-        res["epochs"][recipe] = bench_epoch(recipe, device, size["epochs"])
+        res["epochs"][recipe] = bench_epoch(recipe, device, size["epochs"], args.data or default_data())
         e = res["epochs"][recipe]
+        r = e["real_data"]
+        real = (f"; real data {r['seconds_per_batch']:.4f} s/batch with {r['num_workers']} workers "
+                f"({'loader-bound' if r['loader_bound'] else 'not loader-bound'})" if r["measured"] else
+                f"; real data not measured ({r['reason']})")
         print(f"{recipe}: {e['seconds_per_batch']:.4f} s/batch, epoch ~{e['epoch_seconds_extrapolated'] / 60:.1f} min "
-              f"(extrapolated)", flush=True)
+              f"(extrapolated){real}", flush=True)
     res["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

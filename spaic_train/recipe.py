@@ -119,7 +119,10 @@ def build_datamodule_from_config(data_cfg: Mapping) -> Any:
         key = getattr(e, "key", None)
         msg = getattr(e, "msg", str(e)).splitlines()[0]
         raise ConfigError(f"data.{key}: {msg} (data.name={name!r})" if key else f"data: {msg}") from e
-    return build_datamodule(**OmegaConf.to_container(checked, resolve=True))
+    try:
+        return build_datamodule(**OmegaConf.to_container(checked, resolve=True))
+    except (TypeError, ValueError) as e:  # a value the constructor rejects (data.num_workers=many, ...)
+        raise ConfigError(str(e)) from e
 
 
 def _check_layer_kwargs(cls: type, kwargs: dict, where: str) -> None:

@@ -84,10 +84,13 @@ def test_learning_quick_mode(tmp_path):
 
 
 @pytest.mark.slow
-def test_gpu_check_dry_run(tmp_path):
-    """``bash benchmarks/gpu_check.sh --dry-run`` runs end to end on the CPU and labels nothing as a GPU figure."""
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+def test_gpu_check_dry_run(tmp_path, shared_data):
+    """``bash benchmarks/gpu_check.sh --dry-run`` runs end to end on the CPU and labels nothing as a GPU figure; with
+    the CIFAR-10 tars it also runs the real data path (decoded cache, the recipe's augmentation, num_workers auto)."""
+    data = shared_data / "cifar10-jpeg"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path),
+                           "--data", str(data)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, SPAIC_TRAIN_CACHE=str(tmp_path / "cache")))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((tmp_path / "gpu_check.json").read_text())
     assert res["dry_run"] and res["pytest"]["ran"] and res["pytest"]["failures"] == res["pytest"]["errors"] == 0
@@ -98,5 +101,10 @@ def test_gpu_check_dry_run(tmp_path):
         e = res["epochs"][recipe]
         assert e["epoch_seconds_extrapolated"] == pytest.approx(e["seconds_per_batch"] * e["batches_per_epoch"])
         assert e["batches_per_epoch"] == -(-45_000 // e["batch"])
+        r = e["real_data"]
+        assert r["measured"] == data.is_dir()
+        if r["measured"]:
+            assert r["decode_once"] and r["autoaugment"] == "cifar10" and r["cutout"] == 16 and r["timed_batches"] == 3
+            assert r["real_over_synthetic"] == pytest.approx(r["seconds_per_batch"] / e["seconds_per_batch"])
     md = (tmp_path / "gpu_check.md").read_text()
-    assert "DRY RUN" in md and "NOT GPU figures" in md and "extrapolated" in md
+    assert "DRY RUN" in md and "NOT GPU figures" in md and "extrapolated" in md and "a slice of a real epoch" in md

@@ -220,6 +220,8 @@ def test_override_run_end_to_end(tmp_path):
     log = (out / "train.log").read_text()
     for line in (f"Run directory: {out}", "Epoch 1/1 - 3 batches - ", "test_accuracy=", "TensorBoard: "):
         assert line in log and line in res.stdout, line
+    # data.num_workers=auto: the choice printed once (digits: in memory, 0 workers)
+    assert res.stdout.count("data loading: ") == 1 and "data loading: 0 worker processes" in res.stdout
     # test metrics are in TensorBoard too
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -287,6 +289,8 @@ def test_cifar_recipe_on_a_jpeg_folder(tmp_path, shared_data):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["recipe"] == "cifar_spaic_ref"
     assert_test_metrics_reproduced(out, composed(*overrides), metrics, res.stdout)
+    workers = max(0, len(os.sched_getaffinity(0)) - 1)  # data.num_workers=auto, one training process
+    assert res.stdout.count("data loading: ") == 1 and f"data loading: {workers} worker process" in res.stdout
 
 
 def test_default_recipe_reaches_95_percent(tmp_path):

@@ -213,7 +213,7 @@ def cifar_test_subset(shared_data, tmp_path_factory):
 
 def test_cifar_folder(cifar_test_subset):
     dm = CIFAR10DataModule(root=str(cifar_test_subset), format="folder", train_dir="test", test_dir="test",
-                           val_fraction=0.25, batch_size=16, augment=True)
+                           val_fraction=0.25, batch_size=16, augment=True, decode_once=False)  # the per-file path
     dm.setup()
     assert dm.classes[:2] == ["airplane", "automobile"] and dm.num_classes == 10
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (150, 50, 200)
@@ -229,7 +229,7 @@ def test_cifar_folder(cifar_test_subset):
     assert "RandomCrop" not in names(dm.val_set)
     # normalize=False → pixels in [0, 1]; test/cat/0000 is test_batch[0] (label 3 = cat)
     raw = CIFAR10DataModule(root=str(cifar_test_subset), format="folder", train_dir="test", augment=False,
-                            normalize=False)
+                            normalize=False, decode_once=False)
     raw.setup()
     img, label = raw.test_set.dataset[3 * 20]  # file order underneath the seeded evaluation order
     assert label == 3 and 0 <= img.min() and img.max() <= 1 and img.shape == (3, 32, 32)

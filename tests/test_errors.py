@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -314,6 +315,19 @@ def identity_shortcut_shape_mismatch():
     _conv(8, padding=1, shortcut="identity")([h, x])
 
 
+def decode_mixed_sizes():
+    import tempfile
+
+    from PIL import Image
+
+    from spaic_train.data.decoded import decoded_images
+
+    d = Path(tempfile.mkdtemp())
+    Image.new("RGB", (8, 8)).save(d / "a.png")
+    Image.new("RGB", (16, 8)).save(d / "b.png")
+    decoded_images([(str(d / "a.png"), 0), (str(d / "b.png"), 0)], d, cache_dir=d / "cache")
+
+
 def _cifar(**kw):
     from spaic_train.data import CIFAR10DataModule
 
@@ -557,6 +571,11 @@ CASES = [
     ("data-bad-cutout", lambda: _cifar(cutout=-4), ValueError, ["data.cutout", ">= 0", "-4"]),
     ("data-unknown-autoaugment", lambda: _cifar(autoaugment="cifar"), ValueError,
      ["data.autoaugment", "'cifar'", "cifar10"]),
+    ("data-bad-num-workers", lambda: _cifar(num_workers=-1), ValueError,
+     ["data.num_workers", "'auto'", "int >= 0", "-1"]),
+    ("data-bad-pin-memory", lambda: _cifar(pin_memory="yes"), ValueError, ["data.pin_memory", "'auto'", "'yes'"]),
+    ("data-decode-mixed-sizes", decode_mixed_sizes, ValueError,
+     ["decode once", "b.png", "16x8", "8x8", "data.decode_once=false"]),
     ("config-unknown-inbound", config_unknown_inbound, ValueError,
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
     # --- callbacks and History ------------------------------------------------------------------------------

@@ -20,6 +20,10 @@ name             input_shape / batches        source
 ``delay_coincidence``: a generated task only synaptic delays solve (which pair of channels fires with which lag),
 ``input_shape`` ``(channels,)`` per step, ``x`` ``[T, B, channels]`` with one spike per channel
 (:mod:`spaic_train.data.delay_coincidence`).
+
+Loading: ``num_workers`` / ``pin_memory`` default to ``'auto'`` (:mod:`spaic_train.data.workers`: worker processes
+from the cores and the training processes per machine, printed once); ``cifar10`` from image files decodes them once
+into a ``uint8`` cache and only augments per epoch (:mod:`spaic_train.data.decoded`, ``decode_once``).
 """
 
 from . import events  # noqa: F401  registers the event datasets (dvs_gesture, cifar10_dvs, ncaltech101, shd, ssc, ...)

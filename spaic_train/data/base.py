@@ -26,6 +26,7 @@ the classes, not one class.  The training loader reshuffles every epoch.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +36,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spaic_train.registry import Registry
+
+from .workers import AUTO, LoaderOptions, TrainerContext, check_num_workers, check_pin_memory, resolve_loader_options
+
+log = logging.getLogger(__name__)
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -188,9 +193,11 @@ class SpikeDataModule(pl.LightningDataModule):
 
     Args:
         batch_size: samples per batch (all three loaders).
-        num_workers: DataLoader worker processes (0 = load in the main process).
+        num_workers: DataLoader worker processes: ``'auto'`` (default: from the cores available and the training
+            processes per machine, 0 for in-memory sets; :mod:`spaic_train.data.workers`) or a number
+            (0 = load in the training process).
         seed: seed of the train/val split and of the training-loader shuffle.
-        pin_memory: pin host memory of batches (useful with a CUDA device).
+        pin_memory: pin host memory of batches: ``'auto'`` (default: when training on CUDA) or true/false.
         drop_last: drop the last incomplete *training* batch.
     """
 
@@ -202,24 +209,28 @@ class SpikeDataModule(pl.LightningDataModule):
     is_sequence: bool = False
     #: ``T`` for sequence data, ``None`` for static data
     sequence_length: int | None = None
+    #: whether DataLoader workers can speed this dataset up (False: small in-memory tensors; ``auto`` gives 0)
+    loader_workers_help: bool = True
 
     def __init__(
         self,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = AUTO,
         seed: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | str = AUTO,
         drop_last: bool = False,
     ):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
+        self.num_workers = check_num_workers(num_workers)
         self.seed = int(seed)
-        self.pin_memory = bool(pin_memory)
+        self.pin_memory = check_pin_memory(pin_memory)
+        self._logged_loader_options: str | None = None
+        #: what ``auto`` resolves against when the loaders are used without a Lightning Trainer (benchmarks,
+        #: custom loops); ``None``: the attached trainer's (one CPU process when there is none)
+        self.loader_context: TrainerContext | None = None
         self.drop_last = bool(drop_last)
         self.collate_fn: Callable | None = None
         self.train_set: Dataset | None = None
@@ -242,8 +253,21 @@ class SpikeDataModule(pl.LightningDataModule):
             self.test_set = in_seeded_order(self.test_set, self.seed, 2)
             self._built = True
 
+    def loader_options(self) -> LoaderOptions:
+        """The resolved ``num_workers`` / ``pin_memory`` / ``persistent_workers`` for the attached trainer (see
+        :mod:`spaic_train.data.workers`); logged by the first loader made with them."""
+        ctx = self.loader_context if self.loader_context is not None else TrainerContext.of(self.trainer)
+        return resolve_loader_options(self.num_workers, self.pin_memory, self.loader_workers_help, ctx)
+
     def _loader(self, split: str) -> DataLoader:
         self.setup()
+        opts = self.loader_options()
+        if opts.reason != self._logged_loader_options:  # printed once (rank 0); a later change only to debug
+            from lightning.pytorch.utilities import rank_zero_only
+
+            if rank_zero_only.rank == 0:
+                log.log(logging.INFO if self._logged_loader_options is None else logging.DEBUG, opts.reason)
+            self._logged_loader_options = opts.reason
         ds = getattr(self, f"{split}_set")
         train = split == "train"
         if ds is None:
@@ -254,12 +278,12 @@ class SpikeDataModule(pl.LightningDataModule):
             ds,
             batch_size=self.batch_size,
             shuffle=train,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            num_workers=opts.num_workers,
+            pin_memory=opts.pin_memory,
             drop_last=self.drop_last and train,
             collate_fn=self.collate_fn,
             generator=gen,
-            persistent_workers=False,
+            persistent_workers=opts.persistent_workers,
         )
 
     def train_dataloader(self) -> DataLoader:

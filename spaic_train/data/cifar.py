@@ -6,6 +6,7 @@ import numpy as np
 from torch.utils.data import Subset
 
 from .base import DATASETS, DataNotFoundError, SpikeDataModule, first_per_class, split_indices
+from .decoded import DecodedAugment, FloatBatch, decoded_splits
 from .folder import autoaugment_policy, build_folder_splits, image_transforms, resolve_split_dir
 
 #: per-channel mean / std of the CIFAR-10 training set (RGB, pixels in [0, 1])
@@ -43,10 +44,14 @@ class CIFAR10DataModule(SpikeDataModule):
         normalize: normalize with :data:`CIFAR10_MEAN` / :data:`CIFAR10_STD` (else pixels in ``[0, 1]``).
         limit_per_class: keep only the first N images of each class in train and test (fast tests);
             with archives only those files are extracted.
-        cache_dir: archive extraction cache root (``format='folder'``).
+        decode_once: ``format='folder'``: decode the JPEG/PNG files once into a ``uint8`` array cached on disk
+            (``<cache_dir>/decoded/``, announced with its size; :mod:`spaic_train.data.decoded`) so an epoch only
+            augments — the same batches as decoding every epoch (``false``), at the same seed.
+        cache_dir: archive extraction and decoded-image cache root (``format='folder'``).
         train_dir, test_dir: split directory names for ``format='folder'``.
 
-    Batches: ``x`` ``[B, 3, 32, 32]`` float32, ``y`` ``[B]`` int64.
+    Batches: ``x`` ``[B, 3, 32, 32]`` float32, ``y`` ``[B]`` int64.  (With ``decode_once`` the datasets' items are
+    ``uint8`` ``[3, 32, 32]`` tensors; the loaders' ``collate_fn`` makes the float batches.)
     """
 
     input_shape = (3, 32, 32)
@@ -56,7 +61,7 @@ class CIFAR10DataModule(SpikeDataModule):
         self,
         root: str = "data",
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         val_fraction: float = 0.1,
         seed: int = 0,
         format: str = "torchvision",
@@ -66,10 +71,11 @@ class CIFAR10DataModule(SpikeDataModule):
         cutout: int = 0,
         normalize: bool = True,
         limit_per_class: int | None = None,
+        decode_once: bool = True,
         cache_dir: str | None = None,
         train_dir: str = "train",
         test_dir: str = "test",
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         drop_last: bool = False,
     ):
         super().__init__(batch_size, num_workers, seed, pin_memory, drop_last)
@@ -89,6 +95,7 @@ class CIFAR10DataModule(SpikeDataModule):
         self.cutout = cutout
         self.normalize = bool(normalize)
         self.limit_per_class = limit_per_class
+        self.decode_once = bool(decode_once)
         self.cache_dir = cache_dir
         self.train_dir, self.test_dir = train_dir, test_dir
         self.classes = list(CIFAR10_CLASSES)
@@ -149,6 +156,11 @@ class CIFAR10DataModule(SpikeDataModule):
             if len(classes) != 10:
                 raise ValueError(f"CIFAR-10 folder {train_dir} has {len(classes)} class folders, expected 10")
             self.classes = classes
+            if self.decode_once:
+                augment = DecodedAugment((32, 32), 4, True, self.autoaugment, self.cutout) if self.augment else None
+                self.train_set, self.val_set, self.test_set = decoded_splits(
+                    self.train_set, self.val_set, self.test_set, augment, self.cache_dir)
+                self.collate_fn = FloatBatch(*((CIFAR10_MEAN, CIFAR10_STD) if self.normalize else (None, None)))
             return
         train_aug = self._torchvision(True, train_tf)
         train_eval = self._torchvision(True, eval_tf)

@@ -117,12 +117,14 @@ class DelayCoincidenceDataModule(SpikeDataModule):
         time_first: collate batches as ``[T, B, channels]`` (default).
     """
 
+    loader_workers_help = False  # small in-memory tensors: data.num_workers=auto gives 0
+
     is_sequence = True
 
     def __init__(
         self,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         seed: int = 0,
         channels: int = 16,
         num_classes: int = 10,
@@ -135,7 +137,7 @@ class DelayCoincidenceDataModule(SpikeDataModule):
         test_size: int = 512,
         task_seed: int = 0,
         time_first: bool = True,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         drop_last: bool = False,
     ):
         super().__init__(batch_size, num_workers, seed, pin_memory, drop_last)

@@ -26,6 +26,8 @@ class DigitsDataModule(SpikeDataModule):
     Batches: ``x`` ``[B, 1, 8, 8]`` float32, ``y`` ``[B]`` int64.
     """
 
+    loader_workers_help = False  # small in-memory tensors: data.num_workers=auto gives 0
+
     input_shape = (1, 8, 8)
     num_classes = 10
 
@@ -33,13 +35,13 @@ class DigitsDataModule(SpikeDataModule):
         self,
         root: str | None = None,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         seed: int = 0,
         normalize: bool = False,
         download: bool = False,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         drop_last: bool = False,
     ):
         super().__init__(batch_size, num_workers, seed, pin_memory, drop_last)

@@ -73,7 +73,7 @@ class DigitsRowsDataModule(DigitsDataModule):
         self,
         root: str | None = None,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         seed: int = 0,
@@ -81,7 +81,7 @@ class DigitsRowsDataModule(DigitsDataModule):
         steps_per_row: int = 1,
         time_first: bool = True,
         download: bool = False,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         drop_last: bool = False,
     ):
         if isinstance(steps_per_row, bool) or int(steps_per_row) != steps_per_row or steps_per_row < 1:

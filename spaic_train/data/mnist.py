@@ -167,14 +167,14 @@ class MNISTDataModule(SpikeDataModule):
         self,
         root: str = "data",
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         val_fraction: float = 0.1,
         seed: int = 0,
         download: bool = False,
         normalize: bool = False,
         train_csv: str | None = None,
         limit_per_class: int | None = None,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         drop_last: bool = False,
     ):
         super().__init__(batch_size, num_workers, seed, pin_memory, drop_last)

@@ -274,7 +274,7 @@ class NMNISTDataModule(SpikeDataModule):
         self,
         root: str = "data",
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         val_fraction: float = 0.1,
         seed: int = 0,
         time_steps: int = 35,
@@ -285,7 +285,7 @@ class NMNISTDataModule(SpikeDataModule):
         test_list: str | None = None,
         cache: bool = True,
         download: bool = False,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         drop_last: bool = False,
     ):
         super().__init__(batch_size, num_workers, seed, pin_memory, drop_last)
