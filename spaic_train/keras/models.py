@@ -195,12 +195,14 @@ class Model(Network):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ---------------------------------------------------------------------------------------------- summary
-    def summary(self, print_fn=print) -> str:
+    def summary(self, print_fn=print, sample=None, **profile_kwargs) -> str:
         """Print (with ``print_fn``; ``None`` prints nothing) and return a table of the layers.
 
         Columns: layer name and type, output shape per step (no batch/time), neuron model (with its
         parameters), parameter count, synaptic delays of its incoming connections (ms), inbound
-        layers.  Feedback connections follow as ``fb_...`` rows.
+        layers.  Feedback connections follow as ``fb_...`` rows.  Given a ``sample`` (inputs, as for
+        :func:`spaic_train.profile`, which gets ``profile_kwargs``), the profile table follows: neurons,
+        synapses, firing rates, SOPs/MACs per sample and the energy estimate.
         """
         rows = [("Layer (type)", "Output shape", "Neuron", "Params", "Delays", "Connected to")]
         for layer in self.layers:
@@ -226,6 +228,10 @@ class Model(Network):
         out += ["=" * total, f"Total params: {n_all:,}", f"Trainable params: {n_train:,}",
                 f"Non-trainable params: {n_all - n_train:,}",
                 f"Buffers (masks, delays, batch-norm statistics): {n_buf:,}"]
+        if sample is not None:
+            from ..profiling import profile
+
+            out += ["", profile(self, sample, **profile_kwargs).table()]
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)
