@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..connection import Connection
-from ..connection.synapses import AvgPool, BatchNorm, Dropout
+from ..connection.synapses import SYNAPSES, AvgPool, BatchNorm, Dropout
 
-__all__ = ["ConnectionCount", "count_connection", "synapse_count", "weight_op_index", "present_synapses"]
+__all__ = ["ConnectionCount", "count_connection", "present_synapses", "sum_over_batch", "synapse_count",
+           "weight_op_index"]
 
 
 @dataclass
@@ -94,9 +95,13 @@ def _delay_groups(conn: Connection) -> list[tuple[int, Optional[Tensor]]]:
     return [(int(k), (steps == k)) for k in torch.unique(steps).tolist()]
 
 
-def _event_input(conn: Connection, pre: Tensor) -> tuple[Tensor, bool]:
-    """The values reaching the weight op in counting form ``[T, B, *in_shape]``, and whether they are analog."""
-    analog = conn.pre_var_name != "O"
+_KNOWN_EXACT = ("maxpool", "sumpool", "flatten")  # whole numbers in, whole numbers out
+
+
+def _event_input(conn: Connection, pre: Tensor) -> tuple[Tensor, Optional[bool]]:
+    """The values reaching the weight op in counting form ``[T, B, *in_shape]``, and whether they are analog
+    (``None``: an op of unknown kind ran, look at the values)."""
+    analog: Optional[bool] = conn.pre_var_name != "O"
     z = pre
     for op in conn.synapse_ops()[:weight_op_index(conn)]:
         if isinstance(op, Dropout):
@@ -109,9 +114,26 @@ def _event_input(conn: Connection, pre: Tensor) -> tuple[Tensor, bool]:
             y = F.avg_pool2d(z.reshape(T * B, *z.shape[2:]), op.kernel_size, op.stride, op.padding,
                              divisor_override=1)
             z = y.reshape(T, B, *y.shape[1:])
-        else:
-            z = op(z)
+            continue
+        z = op(z)
+        if analog is False and type(op) not in {SYNAPSES.get(n) for n in _KNOWN_EXACT}:
+            analog = None
     return z, analog
+
+
+def sum_over_batch(x: Tensor) -> Tensor:
+    """``x.sum(1)`` for ``[T, B, ...]``, reduced in memory order: the neurons write channels-last spikes after a
+    conv, and a plain ``sum(1)`` over such strides is several times slower than the forward's own copy."""
+    inner = sorted(range(2, x.dim()), key=lambda d: -x.stride(d))
+    y = x.permute(0, 1, *inner).sum(1)
+    back = [0] + [1 + inner.index(d) for d in range(2, x.dim())]
+    return y.permute(*back)
+
+
+def _selected(conn: Connection, sel: Optional[Tensor], dtype: torch.dtype) -> Tensor:
+    """``1[W ≠ 0]``, restricted to the synapses of one delay (``sel``, delay-shaped; ``None``: all)."""
+    present = present_synapses(conn).to(dtype)
+    return present if sel is None else present * conn.link.expand_delay(sel.to(dtype))
 
 
 def _is_events(z: Tensor) -> bool:
@@ -119,7 +141,8 @@ def _is_events(z: Tensor) -> bool:
     return bool(((z >= 0) & (z == torch.round(z))).all())
 
 
-def count_connection(conn: Connection, pre: Tensor, differentiable: bool = False) -> ConnectionCount:
+def count_connection(conn: Connection, pre: Tensor, differentiable: bool = False, pre_analog: Optional[bool] = None,
+                     batch_sum: Optional[Tensor] = None) -> ConnectionCount:
     """SOPs (or MACs) of ``conn`` over a run, from the values ``pre`` ``[T, B, *pre.shape]`` of its pre variable.
 
     Args:
@@ -127,6 +150,9 @@ def count_connection(conn: Connection, pre: Tensor, differentiable: bool = False
         pre: what the connection read: the pre group's spikes ``O`` (or membrane ``V``), all ``T`` steps.
         differentiable: keep the autograd graph from ``pre`` to ``sops`` (for regularisers; the input is then
             taken to be spikes without checking its values).
+        pre_analog: whether ``pre`` is known to be analog (``True``) or spikes (``False``); ``None``: look at the
+            values.
+        batch_sum: ``pre.sum(1)`` if the caller has it already (saves one pass over ``pre``).
 
     Returns:
         totals over the ``B`` samples and ``T`` steps (divide by ``B`` for per-sample numbers).
@@ -136,23 +162,29 @@ def count_connection(conn: Connection, pre: Tensor, differentiable: bool = False
                          f"{tuple(pre.shape)}")
     grad = torch.enable_grad() if differentiable else torch.no_grad()
     with grad:
-        # exact counts in float64 (a float32 sum drifts beyond 2**24); the differentiable path keeps the dtype
-        dtype = conn.weight.dtype if differentiable else torch.float64
-        z, analog = _event_input(conn, pre.to(dtype))
-        if not differentiable and not analog:
+        plain = weight_op_index(conn) == 0
+        z, analog = _event_input(conn, pre)
+        if differentiable:
+            analog = False
+        elif analog is False and pre_analog is not None:
+            analog = pre_analog  # whole numbers through ops that keep them whole
+        elif analog is not True:
             analog = not _is_events(z)
         T, B = z.shape[:2]
-        present = present_synapses(conn).to(dtype)
-        sops = z.new_zeros(())
-        macs = 0.0
-        cumulative = z.sum(1).cumsum(0) if not analog else None  # [T, *in]: spikes sent up to each step
-        for k, sel in _delay_groups(conn):
-            if k >= T:
-                continue  # nothing sent in this run arrives before it ends
-            w = present if sel is None else present * conn.link.expand_delay(sel.to(present.dtype))
-            if analog:
-                ones = z.new_ones(tuple(z.shape[2:]))
-                macs += (T - k) * B * float(_one_sample_op(conn, ones, w).sum(dtype=torch.float64))
-            else:
-                sops = sops + _one_sample_op(conn, cumulative[T - 1 - k], w).sum()
-    return ConnectionCount(sops=sops if differentiable else sops.detach(), macs=macs, analog=analog)
+        groups = [(k, sel) for k, sel in _delay_groups(conn) if k < T]  # k >= T: nothing arrives in this run
+        if analog:
+            ones = conn.weight.new_ones(tuple(z.shape[2:]), dtype=torch.float64)
+            macs = 0.0
+            for k, sel in groups:
+                macs += (T - k) * B * float(_one_sample_op(conn, ones, _selected(conn, sel, torch.float64)).sum())
+            return ConnectionCount(sops=pre.new_zeros(()), macs=macs, analog=True)
+        per_step = batch_sum if plain and batch_sum is not None and not differentiable else sum_over_batch(z)
+        sent = {k: per_step[:T - k].sum(0) for k, _ in groups}  # spikes sent early enough to arrive: [*in]
+        # whole numbers: the op is exact in float32 while no output can exceed 2**24; else count in float64
+        dtype = conn.weight.dtype
+        if not differentiable and sent and max(float(v.max()) for v in sent.values()) * conn.link.fan_in >= 2**24:
+            dtype = torch.float64
+        sops = z.new_zeros((), dtype=torch.float64)
+        for k, sel in groups:
+            sops = sops + _one_sample_op(conn, sent[k].to(dtype), _selected(conn, sel, dtype)).sum(dtype=torch.float64)
+    return ConnectionCount(sops=sops if differentiable else sops.detach(), macs=0.0, analog=False)

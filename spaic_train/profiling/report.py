@@ -10,7 +10,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .counting import count_connection, synapse_count
+from .counting import _is_events, count_connection, sum_over_batch, synapse_count
 from .energy import HOROWITZ_45NM, EnergyModel
 
 __all__ = ["LayerProfile", "ConnectionProfile", "ProfileResult", "SpikeCounter", "profile", "recorded_vars"]
@@ -152,7 +152,8 @@ class SpikeCounter:
         self.samples = 0
         self.time_steps = 0
         self._spikes: dict[str, Tensor] = {}     # per-neuron spike totals
-        self._analog: set[str] = set()
+        # assembly name -> analog output, decided on the first run (an encoder's coding does not change)
+        self._input_kind: dict[str, bool] = {}
         self._steps: dict[str, int] = {}         # sample-steps seen per assembly
         self._sops: dict[int, float] = {}
         self._macs: dict[int, float] = {}
@@ -161,21 +162,28 @@ class SpikeCounter:
     def update(self, records: dict[str, dict[str, Tensor]]) -> None:
         """Add one run (``records`` from ``network.record``)."""
         net = self.network
-        B = None
+        per_step: dict[str, Tensor] = {}
+        T = B = 0
         for node in [*net.encoders, *net.groups]:
             o = records.get(node.name, {}).get("O")
             if o is None:
                 raise ValueError(f"{net.label}: no recorded spikes of {node.name!r}; run the network inside "
                                  f"network.record({recorded_vars(net)!r})")
             T, B = o.shape[:2]
-            if node in net.encoders and not ((o == 0) | (o == 1)).all():
-                self._analog.add(node.name)
-            per_neuron = o.detach().reshape(T * B, -1).sum(0, dtype=torch.float64)
+            if node.name not in self._input_kind:
+                self._input_kind[node.name] = _is_analog(node, o)
+            # one pass over the spikes: per step (for the connections) and per neuron (rates); float32 sums of
+            # whole numbers are exact below 2**24 (a batch), totals over batches are kept in float64
+            per_step[node.name] = sum_over_batch(o.detach())
+            per_neuron = per_step[node.name].reshape(T, -1).sum(0).double()
             prev = self._spikes.get(node.name)
             self._spikes[node.name] = per_neuron if prev is None else prev + per_neuron.to(prev.device)
             self._steps[node.name] = self._steps.get(node.name, 0) + T * B
         for i, c in enumerate(net.connections):
-            cnt = count_connection(c, records[c.pre.name][c.pre_var_name])
+            reads_spikes = c.pre_var_name == "O"
+            cnt = count_connection(c, records[c.pre.name][c.pre_var_name],
+                                   pre_analog=self._input_kind[c.pre.name] if reads_spikes else True,
+                                   batch_sum=per_step[c.pre.name] if reads_spikes else None)
             self._sops[i] = self._sops.get(i, 0.0) + float(cnt.sops)
             self._macs[i] = self._macs.get(i, 0.0) + cnt.macs
             if cnt.analog:
@@ -197,7 +205,7 @@ class SpikeCounter:
         for node in [*net.encoders, *net.groups]:
             inc = [p for p, c in zip(conns, net.connections) if c.post is node]
             spikes = self._spikes[node.name]
-            analog = node.name in self._analog
+            analog = self._input_kind[node.name]
             layers.append(LayerProfile(
                 name=node.name, kind="input" if node in net.encoders else "neurons", neurons=int(node.num),
                 synapses=sum(p.synapses for p in inc),
@@ -206,6 +214,19 @@ class SpikeCounter:
                 sops=sum(p.sops for p in inc), macs=sum(p.macs for p in inc)))
         return ProfileResult(layers=layers, connections=conns, samples=n, time_steps=self.time_steps,
                              energy_model=energy or HOROWITZ_45NM)
+
+
+#: encoder codings that emit spikes (0/1); other codings (``direct``, ``passthrough``) are judged by their values
+_SPIKE_CODINGS = ("poisson", "bernoulli", "latency")
+
+
+def _is_analog(node, o: Tensor) -> bool:
+    """Whether an assembly's output is analog: neuron groups and spike codings spike; other encoders (``direct``,
+    which passes a pre-encoded sequence through unchanged) are analog unless every value is a whole number >= 0."""
+    coding = getattr(node, "coding", None)
+    if coding is None or coding in _SPIKE_CODINGS:
+        return False
+    return not _is_events(o)
 
 
 def _batches(network, data, batch_size: int) -> Iterable[Any]:
