@@ -296,14 +296,16 @@ def build_logger(trainer_cfg: Mapping, output_dir: Path) -> Any:
 
 
 def build_callbacks(cfg: Mapping, logger: Any) -> list:
-    """The :class:`~spaic_train.monitoring.TensorBoardMonitor` when ``monitor.enabled`` and a TensorBoard logger."""
+    """The :class:`~spaic_train.monitoring.TensorBoardMonitor` and the :class:`~spaic_train.profiling.EnergyMonitor`
+    (SOPs, rates, energy per epoch) when ``monitor.enabled`` and a TensorBoard logger."""
     mon = dict(_plain(cfg["monitor"]))
     if not mon.pop("enabled", True) or logger is False or type(logger).__name__ != "TensorBoardLogger":
         return []
     from spaic_train.monitoring import TensorBoardMonitor
+    from spaic_train.profiling import EnergyMonitor
 
     try:
-        return [TensorBoardMonitor(seed=int(cfg.get("seed") or 0), **mon)]
+        return [TensorBoardMonitor(seed=int(cfg.get("seed") or 0), **mon), EnergyMonitor()]
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e
 
@@ -412,6 +414,8 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     import torch
     from lightning.pytorch.utilities import rank_zero_only
 
+    from spaic_train.profiling.runs import run_metrics
+
     validate_config(cfg)
     t_cfg = cfg.trainer
     if t_cfg.num_threads is not None:
@@ -454,6 +458,7 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
         return metrics
     if cfg.save_model:
         model.save(out / "model.pt")
+    metrics.update(run_metrics(model, dm))  # SOPs and energy per validation sample (spaic_train.profiling)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _report(metrics, out, kwargs["logger"])
     return metrics

@@ -11,10 +11,18 @@ firing rates and silent neurons, and turns them into energy with an :class:`Ener
     result.energy_ratio                  # equivalent ANN energy / SNN energy
 """
 
-from .counting import ConnectionCount, count_connection, present_synapses, synapse_count, weight_op_index
+from .callback import EnergyMonitor
+from .counting import (
+    ConnectionCount,
+    count_connection,
+    present_synapses,
+    sum_over_batch,
+    synapse_count,
+    weight_op_index,
+)
 from .energy import HOROWITZ_45NM, EnergyModel
 from .report import ConnectionProfile, LayerProfile, ProfileResult, SpikeCounter, profile, recorded_vars
 
-__all__ = ["ConnectionCount", "ConnectionProfile", "EnergyModel", "HOROWITZ_45NM", "LayerProfile", "ProfileResult",
-           "SpikeCounter", "count_connection", "present_synapses", "profile", "recorded_vars", "synapse_count",
+__all__ = ["ConnectionCount", "ConnectionProfile", "EnergyModel", "EnergyMonitor", "HOROWITZ_45NM", "LayerProfile", "ProfileResult",
+           "SpikeCounter", "count_connection", "present_synapses", "profile", "recorded_vars", "sum_over_batch", "synapse_count",
            "weight_op_index"]
