@@ -271,7 +271,7 @@ class Model(Network):
     def compile(self, optimizer: Any = "adam", lr: float = 1e-3, loss: Any = "ce_rate",
                 metrics: Union[Sequence[Any], Any, None] = ("accuracy",), scheduler: Any = None,
                 optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None,
-                delay_lr: Optional[float] = None, delay_sigma: Any = None) -> None:
+                delay_lr: Optional[float] = None, delay_sigma: Any = None, regularizers: Any = None) -> None:
         """Configure training: builds the :class:`~spaic_train.training.SNNModule` that ``fit`` uses.
 
         (This shadows ``nn.Module.compile``; use ``torch.compile(model)`` for TorchDynamo.)  Compiling again
@@ -292,6 +292,8 @@ class Model(Network):
             delay_sigma: annealing of the learnable delays' relaxation width, ``{start, end, epochs}`` (ms, ms,
                 epochs) or a :class:`~spaic_train.training.DelaySigmaSchedule` (see
                 :class:`~spaic_train.training.SNNModule`).
+            regularizers: activity regularisers in the training loss, e.g. ``{"rate": {"target": 0.05}}``,
+                ``{"spike_l1": 0.5}``, ``{"energy": 1.0}`` (see :mod:`spaic_train.training.regularizers`).
         """
         from ..training import SNNModule
 
@@ -303,7 +305,7 @@ class Model(Network):
                              f"tensor), this one has {len(self.input_layers)} inputs")
         module = SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
                            scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics, delay_lr=delay_lr,
-                           delay_sigma=delay_sigma)
+                           delay_sigma=delay_sigma, regularizers=regularizers)
         self.__dict__["_module"] = module
         self.__dict__["_last_trainer"] = None
         self.__dict__["_pending_optimizer_state"] = None
@@ -311,7 +313,8 @@ class Model(Network):
         self.__dict__["_compile_config"] = {
             "optimizer": optimizer, "lr": lr, "loss": loss, "metrics": metric_list, "scheduler": scheduler,
             "optimizer_kwargs": optimizer_kwargs, "scheduler_kwargs": scheduler_kwargs, "delay_lr": delay_lr,
-            "delay_sigma": None if module.delay_sigma is None else module.delay_sigma.to_dict()}
+            "delay_sigma": None if module.delay_sigma is None else module.delay_sigma.to_dict(),
+            "regularizers": {r.name: r.get_config() for r in module.regularizers} or None}
 
     @property
     def module(self):
