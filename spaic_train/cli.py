@@ -244,13 +244,15 @@ def _call_layer(layer: Any, inbound: Any, outputs: dict, previous: Any, where: s
 
 
 def compile_kwargs(cfg: Mapping) -> dict:
-    """``model.compile`` arguments: ``optimizer.*`` plus the model's ``loss``/``loss_kwargs``/``metrics``.
+    """``model.compile`` arguments: ``optimizer.*`` plus the model's ``loss``/``loss_kwargs``/``metrics``/
+    ``regularizers``.
 
     Raises:
-        ConfigError: a bad loss or ``optimizer.delay_sigma``, naming the key.
+        ConfigError: a bad loss, ``model.regularizers`` or ``optimizer.delay_sigma``, naming the key.
     """
     from spaic_train.training import get_loss
     from spaic_train.training.delay_sigma import as_delay_sigma_schedule
+    from spaic_train.training.regularizers import build_regularizers
 
     opt = dict(_plain(cfg["optimizer"]))
     model = dict(_plain(cfg["model"]))
@@ -258,6 +260,11 @@ def compile_kwargs(cfg: Mapping) -> dict:
         loss = get_loss(model.get("loss", "ce_rate"), **(model.get("loss_kwargs") or {}))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.loss / model.loss_kwargs: {e}") from e
+    regularizers = model.get("regularizers") or None
+    try:
+        build_regularizers(regularizers)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model.{e}") from e  # the message starts with regularizers[.<name>]
     sigma = opt.get("delay_sigma") or {}
     try:
         delay_sigma = as_delay_sigma_schedule(sigma if sigma.get("start") is not None else None)
@@ -266,7 +273,7 @@ def compile_kwargs(cfg: Mapping) -> dict:
     return {"optimizer": opt["name"], "lr": float(opt["lr"]), "optimizer_kwargs": opt.get("kwargs") or {},
             "scheduler": opt.get("scheduler"), "scheduler_kwargs": opt.get("scheduler_kwargs") or {},
             "loss": loss, "metrics": list(model.get("metrics") or []), "delay_lr": opt.get("delay_lr"),
-            "delay_sigma": delay_sigma}
+            "delay_sigma": delay_sigma, "regularizers": regularizers}
 
 
 def _check_limit(key: str, value: Any) -> None:

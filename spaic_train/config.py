@@ -104,6 +104,8 @@ class ModelConfig:
         loss: loss name (``ce_rate``, ``ce_count``, ``mse_count``, ``tet``, ``mse``, ``ce``).
         loss_kwargs: options of the loss (e.g. ``{scale: 5.0}`` for ``ce_rate``).
         metrics: metric names.
+        regularizers: activity regularisers added to the training loss, ``{rate: {target: 0.05}, spike_l1: 0.2,
+            energy: 1.0}`` (name → coefficient or options; see :mod:`spaic_train.training.regularizers`).
     """
 
     name: Optional[str] = None
@@ -117,6 +119,7 @@ class ModelConfig:
     loss: str = "ce_rate"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    regularizers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -105,3 +105,19 @@ def test_default_coefficient_cuts_sops_by_a_quarter_at_the_same_accuracy(name, d
     assert acc0 > 0.9
     assert sops <= 0.75 * sops0, (name, sops, sops0)
     assert acc >= acc0 - 0.02, (name, acc, acc0)
+
+
+def test_recipes_take_regularizers_from_the_config():
+    from hydra import compose, initialize_config_dir
+
+    from spaic_train.cli import CONFIG_DIR, ConfigError, compile_kwargs
+    from spaic_train.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose(config_name="config", overrides=["+model.regularizers.energy=2.0",
+                                                       "+model.regularizers.rate={target: 0.05}"])
+        bad = compose(config_name="config", overrides=["+model.regularizers.enrgy=1.0"])
+    assert compile_kwargs(cfg)["regularizers"] == {"energy": 2.0, "rate": {"target": 0.05}}
+    with pytest.raises(ConfigError, match=r"model.regularizers: unknown regularizer 'enrgy'"):
+        compile_kwargs(bad)

@@ -66,7 +66,7 @@ class Regularizer:
 
     @property
     def label(self) -> str:
-        return f"regularizer {self.name!r}"
+        return f"regularizers.{self.name}"
 
     def groups(self, network) -> list:
         """The neuron groups this term covers (checked against the network on first use)."""
