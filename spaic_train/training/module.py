@@ -152,6 +152,8 @@ class SNNModule(pl.LightningModule):
         self.regularizers = build_regularizers(regularizers)
         if self.regularizers and not hasattr(network, "record"):
             raise TypeError(f"regularizers need a spaic_train Network (with .record), got {type(network).__name__}")
+        for r in self.regularizers:
+            r.groups(network)  # the layers it names exist
         #: what ``fit`` does on a non-finite loss ('raise', 'skip', 'ignore'); set by ``fit(on_nan=...)``
         self.nan_policy = "raise"
         self._labels_checked: set[str] = set()
