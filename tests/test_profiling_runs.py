@@ -73,3 +73,21 @@ def test_recipe_run_writes_sops_and_energy_to_metrics_json(tmp_path):
         (written["sops_per_sample"] * 0.9 + written["macs_per_sample"] * 4.6) * 1e-6)
     scalars = _scalars(tmp_path / "tb")
     assert any(tag.startswith("energy/sops/") for tag in scalars)
+
+
+@pytest.mark.slow
+def test_the_readme_cost_example_runs_as_printed(tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text()
+    section = text[text.index("## What a network costs"):]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    env = {**__import__("os").environ, "PYTHONPATH": str(repo)}
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "SOPs/sample" in res.stdout and "Energy per sample" in res.stdout
