@@ -40,7 +40,8 @@ def test_terms_equal_their_definitions():
     rate = FiringRateTarget(coef=2.0, target={"hidden": 0.1})
     assert float(rate(model, spikes).detach()) == pytest.approx(2.0 * (float(h.mean()) - 0.1) ** 2)
     l1 = SpikeL1(coef=1.0)
-    assert float(l1(model, spikes).detach()) == pytest.approx(float(h.sum()) / (6 * 5 * 64) + float(o.sum()) / (6 * 5 * 10))
+    expected = float(h.sum()) / (6 * 5 * 64) + float(o.sum()) / (6 * 5 * 10)
+    assert float(l1(model, spikes).detach()) == pytest.approx(expected)
     energy = EnergyTerm(coef=1.0)
     # hidden -> out: every hidden spike reaches 10 synapses; the input layer (analog) is left out
     expected = float(h.sum()) / 5 * 10 * 0.9 / (4.6 * (64 * 64 + 64 * 10))

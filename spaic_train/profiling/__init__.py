@@ -23,6 +23,6 @@ from .counting import (
 from .energy import HOROWITZ_45NM, EnergyModel
 from .report import ConnectionProfile, LayerProfile, ProfileResult, SpikeCounter, profile, recorded_vars
 
-__all__ = ["ConnectionCount", "ConnectionProfile", "EnergyModel", "EnergyMonitor", "HOROWITZ_45NM", "LayerProfile", "ProfileResult",
-           "SpikeCounter", "count_connection", "present_synapses", "profile", "recorded_vars", "sum_over_batch", "synapse_count",
-           "weight_op_index"]
+__all__ = ["ConnectionCount", "ConnectionProfile", "EnergyModel", "EnergyMonitor", "HOROWITZ_45NM", "LayerProfile",
+           "ProfileResult", "SpikeCounter", "count_connection", "present_synapses", "profile", "recorded_vars",
+           "sum_over_batch", "synapse_count", "weight_op_index"]

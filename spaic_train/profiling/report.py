@@ -109,7 +109,7 @@ class ProfileResult:
         rows.append(("Total", f"{sum(x.neurons for x in self.layers):,}", f"{self.ann_macs:,}", "", "",
                      _num(self.sops), _num(self.macs)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        fmt = "  ".join(["{:<%d}" % widths[0]] + ["{:>%d}" % w for w in widths[1:]])
+        fmt = "  ".join([f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]])
         total = sum(widths) + 2 * (len(widths) - 1)
         em = self.energy_model
         out = [f"Profile on {self.samples} sample(s), T={self.time_steps} steps", "=" * total,

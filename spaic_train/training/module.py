@@ -18,7 +18,6 @@ from .delay_sigma import DelaySigmaSchedule, as_delay_sigma_schedule, learnable_
 from .distributed import WeightedMean, flatten_loaders, loader_sampler, unpadded_shard_length
 from .losses import LossLike, check_class_indices, get_loss, is_sequence
 from .metrics import MetricLike, get_metric, metric_name
-from .regularizers import RegularizerSpec, build_regularizers, regularization
 from .optimizers import (
     OptimizerLike,
     SchedulerContext,
@@ -28,6 +27,7 @@ from .optimizers import (
     check_optimizer,
     check_scheduler,
 )
+from .regularizers import RegularizerSpec, build_regularizers, regularization
 
 __all__ = ["SNNModule", "DELAY_LR_FACTOR", "infer_num_steps", "seed_rank_rngs"]
 
