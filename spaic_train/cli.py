@@ -513,10 +513,21 @@ def _task(cfg: DictConfig) -> Optional[float]:
         _discard_unused_run_dir()
         print(f"Error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    for key in ("test_accuracy", "val_accuracy", "accuracy"):
-        if key in metrics:
-            return float(metrics[key])
-    return None
+    return sweep_objective(metrics, list(cfg.get("objective") or []))
+
+
+def sweep_objective(metrics: Mapping, names: list) -> Any:
+    """What the task returns to a sweeper: the ``metrics`` named by ``objective`` (validation metrics, never the
+    test set's), a float for one name and a tuple for several; ``None`` (the sweeper then fails the trial) when a
+    name was not measured."""
+    missing = [n for n in names if n.startswith("test_") or n not in metrics]
+    if missing or not names:
+        if names:
+            log.warning(f"objective {names}: {missing} not among the run's metrics ({', '.join(sorted(metrics))}) "
+                        "or a test-set metric (a sweep optimises validation metrics)")
+        return None
+    values = tuple(float(metrics[n]) for n in names)
+    return values[0] if len(values) == 1 else values
 
 
 def help_text() -> str:

@@ -249,6 +249,9 @@ class Config:
         seed: seeds everything before the model is built (``null``: not seeded).
         save_model: write ``model.pt`` (``spaic_train.load_model``) into the output directory.
         summary: print the model summary before training.
+        objective: the ``metrics.json`` values a sweep optimises (what the task returns: one float, or a tuple
+            for several objectives), e.g. ``[val_accuracy, energy_uj_per_sample]``; validation metrics, never the
+            test set's.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -260,6 +263,7 @@ class Config:
     seed: Optional[int] = 0
     save_model: bool = True
     summary: bool = True
+    objective: list[str] = field(default_factory=lambda: ["val_accuracy"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
