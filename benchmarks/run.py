@@ -530,7 +530,8 @@ def main(argv=None) -> int:
         report["profiling_cost"] = [profiling_cost.measure(wl, args.iters, args.warmup, args.threads, args.quick)
                                     for wl in ("fc", "conv") if wl in workloads]
         for r in report["profiling_cost"]:
-            log(f"  {r['workload']:5s} on/off {r['on_over_off']:.3f} (CPU time {r['on_over_off_cpu']:.3f})")
+            log(f"  {r['workload']:5s} on/off {r['on_over_off']:.3f} (CPU time {r['on_over_off_cpu']:.3f}; counting "
+                f"alone {r['count_over_step_cpu']:.1%} of a step)")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
