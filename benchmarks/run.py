@@ -3,7 +3,7 @@
     python benchmarks/run.py [--workloads lif,fc,conv,delay-feedback]
                              [--frameworks spaic_train,spikingjelly,snntorch,norse]
                              [--iters 10] [--warmup 3] [--rounds 2] [--threads 2] [--quick] [--fastpath]
-                             [--learned-delays] [--memory]
+                             [--learned-delays] [--memory] [--profiling]
                              [--json benchmarks/results/latest.json]
 
 Each (framework, workload) runs in its own subprocess (``run.py --worker FRAMEWORK WORKLOAD ...``);
@@ -420,6 +420,8 @@ def main(argv=None) -> int:
                     help="also time spaic_train's fastpath net with learnable vs fixed per-synapse delays")
     ap.add_argument("--memory", action="store_true",
                     help="also compare spaic_train's peak RSS at long T without / with checkpoint_steps")
+    ap.add_argument("--profiling", action="store_true",
+                    help="also time fc/conv training with SOP counting on vs off (benchmarks/profiling_cost.py)")
     ap.add_argument("--no-check", action="store_true", help="skip the spike-agreement check")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per worker process")
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"))
@@ -521,6 +523,15 @@ def main(argv=None) -> int:
         report["memory_peak_mb_plain_vs_checkpointed"] = {
             base: [d.get(f"memory-{base}-{k}", {}).get("peak_delta_mb") for k in ("plain", "ckpt")]
             for base in ("fc", "conv")}
+    if args.profiling:
+        import profiling_cost
+
+        log("SOP counting during training (on = record + count every batch), interleaved:")
+        report["profiling_cost"] = [profiling_cost.measure(wl, args.iters, args.warmup, args.threads, args.quick)
+                                    for wl in ("fc", "conv") if wl in workloads]
+        for r in report["profiling_cost"]:
+            log(f"  {r['workload']:5s} on/off {r['on_over_off']:.3f} (CPU time {r['on_over_off_cpu']:.3f}; counting "
+                f"alone {r['count_over_step_cpu']:.1%} of a step)")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

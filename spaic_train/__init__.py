@@ -36,11 +36,15 @@ _EXPORTS = {
     "load_model": "keras",
     "save_model": "keras",
     "SNNModule": "training",
+    # cost of a network: SOPs, MACs, firing rates, energy
+    "profile": "profiling",
+    "EnergyModel": "profiling",
 }
 __all__ = [
     "Assembly",
     "Connection",
     "Decoder",
+    "EnergyModel",
     "Encoder",
     "Model",
     "Network",
@@ -59,6 +63,8 @@ __all__ = [
     "load_model",
     "neurons",
     "normal",
+    "profile",
+    "profiling",
     "save_model",
     "sparse",
     "surrogate",

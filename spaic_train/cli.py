@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,7 +34,7 @@ from spaic_train.console import route_to_root
 #: names of :mod:`spaic_train.recipe` served from here (imported on first use, see :func:`__getattr__`)
 _RECIPE_NAMES = ("build_callbacks", "build_datamodule_from_config", "build_logger", "build_model", "compile_kwargs",
                  "fit_kwargs", "load_data", "model_config", "plain_config", "resolve_devices", "resolve_initializers",
-                 "run")
+                 "run", "sweep_objective")
 __all__ = ["CONFIG_DIR", "ConfigError", "help_text", "main", *_RECIPE_NAMES]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
@@ -73,7 +73,7 @@ def _discard_unused_run_dir() -> None:
         parent.rmdir()
 
 
-def _task(cfg: DictConfig) -> Optional[float]:
+def _task(cfg: DictConfig) -> Any:
     recipe = _recipe()
     route_to_root()  # Hydra has configured logging: everything reaches its console handler and train.log
     try:
@@ -82,10 +82,7 @@ def _task(cfg: DictConfig) -> Optional[float]:
         _discard_unused_run_dir()
         print(f"Error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    for key in ("test_accuracy", "val_accuracy", "accuracy"):
-        if key in metrics:
-            return float(metrics[key])
-    return None
+    return recipe.sweep_objective(metrics, list(cfg.get("objective") or []))
 
 
 def help_text() -> str:

@@ -106,6 +106,8 @@ class ModelConfig:
         loss: loss name (``ce_rate``, ``ce_count``, ``mse_count``, ``tet``, ``mse``, ``ce``).
         loss_kwargs: options of the loss (e.g. ``{scale: 5.0}`` for ``ce_rate``).
         metrics: metric names.
+        regularizers: activity regularisers added to the training loss, ``{rate: {target: 0.05}, spike_l1: 0.2,
+            energy: 1.0}`` (name → coefficient or options; see :mod:`spaic_train.training.regularizers`).
     """
 
     name: Optional[str] = None
@@ -119,6 +121,7 @@ class ModelConfig:
     loss: str = "ce_rate"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    regularizers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -267,6 +270,9 @@ class Config:
         seed: seeds everything before the model is built (``null``: not seeded).
         save_model: write ``model.pt`` (``spaic_train.load_model``) into the output directory.
         summary: print the model summary before training.
+        objective: the ``metrics.json`` values a sweep optimises (what the task returns: one float, or a tuple
+            for several objectives), e.g. ``[val_accuracy, energy_uj_per_sample]``; validation metrics, never the
+            test set's.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -278,6 +284,7 @@ class Config:
     seed: Optional[int] = 0
     save_model: bool = True
     summary: bool = True
+    objective: list[str] = field(default_factory=lambda: ["val_accuracy"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -36,9 +36,12 @@ from .data.events import RecordedSplit
 from .keras import LAYERS, Input, Model, Sequential
 from .monitoring import TensorBoardMonitor
 from .monitoring.event_frames import EventFramePreview
+from .profiling import EnergyMonitor
+from .profiling.runs import run_metrics
 from .training import get_loss
 from .training.delay_sigma import as_delay_sigma_schedule
 from .training.progress import EpochProgress
+from .training.regularizers import build_regularizers
 
 __all__ = [
     "ConfigError",
@@ -234,10 +237,11 @@ def build_model(model_cfg: Mapping, input_shape: Optional[tuple] = None) -> Any:
 
 
 def compile_kwargs(cfg: Mapping) -> dict:
-    """``model.compile`` arguments: ``optimizer.*`` plus the model's ``loss``/``loss_kwargs``/``metrics``.
+    """``model.compile`` arguments: ``optimizer.*`` plus the model's ``loss``/``loss_kwargs``/``metrics``/
+    ``regularizers``.
 
     Raises:
-        ConfigError: a bad loss or ``optimizer.delay_sigma``, naming the key.
+        ConfigError: a bad loss, ``model.regularizers`` or ``optimizer.delay_sigma``, naming the key.
     """
     opt = dict(plain_config(cfg["optimizer"]))
     model = dict(plain_config(cfg["model"]))
@@ -245,6 +249,11 @@ def compile_kwargs(cfg: Mapping) -> dict:
         loss = get_loss(model.get("loss", "ce_rate"), **(model.get("loss_kwargs") or {}))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.loss / model.loss_kwargs: {e}") from e
+    regularizers = model.get("regularizers") or None
+    try:
+        build_regularizers(regularizers)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model.{e}") from e  # the message starts with regularizers[.<name>]
     sigma = opt.get("delay_sigma") or {}
     try:
         delay_sigma = as_delay_sigma_schedule(sigma if sigma.get("start") is not None else None)
@@ -253,7 +262,7 @@ def compile_kwargs(cfg: Mapping) -> dict:
     return {"optimizer": opt["name"], "lr": float(opt["lr"]), "optimizer_kwargs": opt.get("kwargs") or {},
             "scheduler": opt.get("scheduler"), "scheduler_kwargs": opt.get("scheduler_kwargs") or {},
             "loss": loss, "metrics": list(model.get("metrics") or []), "delay_lr": opt.get("delay_lr"),
-            "delay_sigma": delay_sigma}
+            "delay_sigma": delay_sigma, "regularizers": regularizers}
 
 
 def _check_limit(key: str, value: Any) -> None:
@@ -284,8 +293,8 @@ def build_callbacks(cfg: Mapping, logger: Any) -> list:
     if not mon.pop("enabled", True) or logger is False or type(logger).__name__ != "TensorBoardLogger":
         return []
     try:
-        # EventFramePreview does nothing for static data
-        return [TensorBoardMonitor(seed=int(cfg.get("seed") or 0), **mon), EventFramePreview()]
+        # EnergyMonitor: SOPs, rates and energy per epoch; EventFramePreview does nothing for static data
+        return [TensorBoardMonitor(seed=int(cfg.get("seed") or 0), **mon), EnergyMonitor(), EventFramePreview()]
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e
 
@@ -420,6 +429,7 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
         return metrics
     if cfg.save_model:
         model.save(out / "model.pt")
+    metrics.update(run_metrics(model, dm))  # SOPs and energy per validation sample (spaic_train.profiling)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _report(metrics, out, kwargs["logger"])
     return metrics
@@ -433,3 +443,17 @@ def _report(metrics: dict, out: Path, logger: Any) -> None:
     log.info(f"outputs: {out} (train.log, metrics.json, model.pt, checkpoints/)")
     if logger is not False and type(logger).__name__ == "TensorBoardLogger":
         log.info(f"TensorBoard: tensorboard --logdir {out / 'tb'}")
+
+
+def sweep_objective(metrics: Mapping, names: list) -> Any:
+    """What the task returns to a sweeper: the ``metrics`` named by ``objective`` (validation metrics, never the
+    test set's), a float for one name and a tuple for several; ``None`` (the sweeper then fails the trial) when a
+    name was not measured."""
+    missing = [n for n in names if n.startswith("test_") or n not in metrics]
+    if missing or not names:
+        if names:
+            log.warning(f"objective {names}: {missing} not among the run's metrics ({', '.join(sorted(metrics))}) "
+                        "or a test-set metric (a sweep optimises validation metrics)")
+        return None
+    values = tuple(float(metrics[n]) for n in names)
+    return values[0] if len(values) == 1 else values

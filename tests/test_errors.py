@@ -595,6 +595,23 @@ CASES = [
      ["History.to_dataframe needs pandas", "pip install pandas", "spaic_train[plot]"]),
     ("history-no-matplotlib", lambda: _without(("matplotlib", "matplotlib.pyplot"), _one_epoch_history().plot),
      ImportError, ["History.plot needs matplotlib", "pip install matplotlib", "spaic_train[plot]"]),
+    # profiling and activity regularisers (spaic_train.profiling, spaic_train.training.regularizers)
+    ("profile-bad-data", lambda: spaic.profile(small_net(), 3), TypeError,
+     ["profile: data must be", "int"]),
+    ("profile-bad-batch-size", lambda: spaic.profile(small_net(), X, batch_size=0), ValueError,
+     ["batch_size must be an int >= 1", "0"]),
+    ("profile-not-a-network", lambda: spaic.profile(torch.nn.Linear(4, 3), X), TypeError,
+     ["spaic_train network", "linear"]),
+    ("energy-model-bad-pj", lambda: spaic.EnergyModel(pj_per_mac=-1), ValueError,
+     ["pj_per_mac", "> 0", "-1"]),
+    ("regularizer-unknown", lambda: SNNModule(small_net(), regularizers={"enrgy": 1.0}), ValueError,
+     ["unknown regularizer", "'enrgy'", "did you mean", "energy"]),
+    ("regularizer-bad-coef", lambda: SNNModule(small_net(), regularizers={"rate": -1.0}), ValueError,
+     ["regularizers.rate", "coef must be a number >= 0", "-1"]),
+    ("regularizer-bad-target", lambda: SNNModule(small_net(), regularizers={"rate": {"target": 2}}), ValueError,
+     ["regularizers.rate", "target rates", "[0, 1]"]),
+    ("regularizer-unknown-layer", lambda: SNNModule(small_net(), regularizers={"spike_l1": {"layers": ["x"]}}),
+     ValueError, ["regularizers.spike_l1", "unknown layer", "'x'", "out"]),
 ]
 CASES += LAYER_CASES  # every layer argument family (tests/layer_cases.py; per family: test_layer_validation.py)
 

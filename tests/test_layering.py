@@ -28,6 +28,17 @@ def test_import_contracts_hold():
     assert "0 broken" in proc.stdout
 
 
+def test_every_part_has_a_layer():
+    """A new package or top-level module must be placed in the layers contract (else nothing checks it)."""
+    tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in config if c["id"] == "layers")["layers"]
+    placed = {name.strip() for layer in layers for name in layer.split("|")}
+    parts = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    assert parts - placed == set()
+
+
 def _strongly_connected(adjacency: dict[str, set[str]]) -> list[set[str]]:
     """Tarjan's algorithm, iterative: the components of more than one module."""
     index: dict[str, int] = {}

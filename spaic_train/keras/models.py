@@ -199,12 +199,14 @@ class Model(Network):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ---------------------------------------------------------------------------------------------- summary
-    def summary(self, print_fn=print) -> str:
+    def summary(self, print_fn=print, sample=None, **profile_kwargs) -> str:
         """Print (with ``print_fn``; ``None`` prints nothing) and return a table of the layers.
 
         Columns: layer name and type, output shape per step (no batch/time), neuron model (with its
         parameters), parameter count, synaptic delays of its incoming connections (ms), inbound
-        layers.  Feedback connections follow as ``fb_...`` rows.
+        layers.  Feedback connections follow as ``fb_...`` rows.  Given a ``sample`` (inputs, as for
+        :func:`spaic_train.profile`, which gets ``profile_kwargs``), the profile table follows: neurons,
+        synapses, firing rates, SOPs/MACs per sample and the energy estimate.
         """
         rows = [("Layer (type)", "Output shape", "Neuron", "Params", "Delays", "Connected to")]
         for layer in self.layers:
@@ -230,6 +232,10 @@ class Model(Network):
         out += ["=" * total, f"Total params: {n_all:,}", f"Trainable params: {n_train:,}",
                 f"Non-trainable params: {n_all - n_train:,}",
                 f"Buffers (masks, delays, batch-norm statistics): {n_buf:,}"]
+        if sample is not None:
+            from ..profiling import profile
+
+            out += ["", profile(self, sample, **profile_kwargs).table()]
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)
@@ -286,7 +292,7 @@ class Model(Network):
     def compile(self, optimizer: Any = "adam", lr: float = 1e-3, loss: Any = "ce_rate",
                 metrics: Union[Sequence[Any], Any, None] = ("accuracy",), scheduler: Any = None,
                 optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None,
-                delay_lr: Optional[float] = None, delay_sigma: Any = None) -> None:
+                delay_lr: Optional[float] = None, delay_sigma: Any = None, regularizers: Any = None) -> None:
         """Configure training: builds the :class:`~spaic_train.training.SNNModule` that ``fit`` uses.
 
         (This shadows ``nn.Module.compile``; use ``torch.compile(model)`` for TorchDynamo.)  Compiling again
@@ -307,6 +313,8 @@ class Model(Network):
             delay_sigma: annealing of the learnable delays' relaxation width, ``{start, end, epochs}`` (ms, ms,
                 epochs) or a :class:`~spaic_train.training.DelaySigmaSchedule` (see
                 :class:`~spaic_train.training.SNNModule`).
+            regularizers: activity regularisers in the training loss, e.g. ``{"rate": {"target": 0.05}}``,
+                ``{"spike_l1": 0.5}``, ``{"energy": 1.0}`` (see :mod:`spaic_train.training.regularizers`).
         """
         if len(self.output_layers) != 1:
             raise ValueError(f"{self.label}: compile/fit need a single-output model, this one has "
@@ -316,7 +324,7 @@ class Model(Network):
                              f"tensor), this one has {len(self.input_layers)} inputs")
         module = training.SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
                            scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics, delay_lr=delay_lr,
-                           delay_sigma=delay_sigma)
+                           delay_sigma=delay_sigma, regularizers=regularizers)
         self.__dict__["_module"] = module
         self.__dict__["_last_trainer"] = None
         self.__dict__["_pending_optimizer_state"] = None
@@ -324,7 +332,8 @@ class Model(Network):
         self.__dict__["_compile_config"] = {
             "optimizer": optimizer, "lr": lr, "loss": loss, "metrics": metric_list, "scheduler": scheduler,
             "optimizer_kwargs": optimizer_kwargs, "scheduler_kwargs": scheduler_kwargs, "delay_lr": delay_lr,
-            "delay_sigma": None if module.delay_sigma is None else module.delay_sigma.to_dict()}
+            "delay_sigma": None if module.delay_sigma is None else module.delay_sigma.to_dict(),
+            "regularizers": {r.name: r.get_config() for r in module.regularizers} or None}
 
     @property
     def module(self):

@@ -173,16 +173,17 @@ class Network(nn.Module):
                 node["history"] = {k: v.detach() for k, v in node["history"].items()}
 
     @contextlib.contextmanager
-    def record(self, var_names=("O",)):
+    def record(self, var_names=("O",), detach: bool = True):
         """Record variables of every assembly during the runs inside a ``with`` block.
 
-        Yields a dict ``{assembly name: {var: tensor [T, B, *shape]}}`` (detached) refilled by each
-        run; variables an assembly does not have (an encoder's ``'V'``) are skipped.  Used by
-        monitoring callbacks; outside the block nothing extra is kept.
+        Yields a dict ``{assembly name: {var: tensor [T, B, *shape]}}`` (detached unless ``detach=False``,
+        which keeps the autograd graph for activity regularisers) refilled by each run; variables an assembly
+        does not have (an encoder's ``'V'``) are skipped.  Used by monitoring callbacks; outside the block
+        nothing extra is kept.
         """
         out: dict[str, dict[str, torch.Tensor]] = {}
         previous = self._recording
-        self.__dict__["_recording"] = (tuple(var_names), out)
+        self.__dict__["_recording"] = (tuple(var_names), out, bool(detach))
         try:
             yield out
         finally:
@@ -224,10 +225,11 @@ class Network(nn.Module):
         self.__dict__["_carry"] = new_carry
 
         if self._recording is not None:
-            wanted, out = self._recording
+            wanted, out, detach = self._recording
             out.clear()
             for v, node in enumerate(plan.nodes):
-                out[node.name] = {var: records[v][var].detach() for var in wanted if var in records[v]}
+                out[node.name] = {var: records[v][var].detach() if detach else records[v][var]
+                                  for var in wanted if var in records[v]}
         for m in plan.monitors:
             m.record(records[plan.index[id(m.target)]][m.var_name], dt)
         if not plan.decoders:

@@ -30,7 +30,7 @@ process reads a different shard of each epoch.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
+from ..data.batches import class_index_labels, unpack_batch
 from .resume import ResumableRandomSampler
 
 __all__ = [
@@ -83,27 +84,6 @@ def as_target_tensor(y: Any, what: str = "y") -> Tensor:
     """Array-like labels → ``int64`` (integer/bool) or ``float32`` (floating) tensor."""
     t = _to_tensor(y, what)
     return t.to(torch.float32) if torch.is_floating_point(t) else t.to(torch.int64)
-
-
-def class_index_labels(y: Tensor, what: str = "y") -> Tensor:
-    """Labels of shape ``[N]`` are class indices: floating ones holding whole numbers become ``int64``.
-
-    Other tensors (integer labels, ``[N, C]`` float targets) are returned unchanged; so are non-finite values,
-    which :func:`check_finite` reports.
-
-    Raises:
-        ValueError: floating ``[N]`` labels with a non-integral value, naming ``what``, the dtype and the value.
-    """
-    if y.dim() != 1 or not torch.is_floating_point(y):
-        return y
-    finite = torch.isfinite(y)
-    fractional = finite & (y != torch.round(y))
-    if bool(fractional.any()):
-        i = int(fractional.nonzero()[0, 0])
-        raise ValueError(f"{what}: labels of shape [N] are class indices, but they have dtype {y.dtype} with "
-                         f"non-integral values (e.g. {float(y[i])!r} at sample {i}); pass integer class indices, "
-                         f"or per-class float targets of shape [N, num_classes]")
-    return y.long() if bool(finite.all()) else y
 
 
 def check_finite(t: Tensor, what: str = "x") -> None:
@@ -305,29 +285,3 @@ def prepare_eval_data(x: DataLike, y: Any = None, batch_size: int = 32, num_work
     if need_targets and y is None and not isinstance(x, Dataset):
         raise ValueError("evaluate needs targets: pass y, or a Dataset/DataLoader of (x, y)")
     return _as_loader(to_dataset(x, y), batch_size, num_workers, "data")
-
-
-_X_KEYS = ("x", "input", "inputs", "data")
-_Y_KEYS = ("y", "target", "targets", "label", "labels")
-
-
-def unpack_batch(batch: Any) -> tuple[Tensor, Optional[Tensor]]:
-    """A batch → ``(x [B, ...], y [B] / [B, C] or None)``; float ``[B]`` labels holding whole numbers become
-    ``int64`` (:func:`class_index_labels`)."""
-    if isinstance(batch, Tensor):
-        return batch, None
-    if isinstance(batch, Mapping):
-        x = next((batch[k] for k in _X_KEYS if k in batch), None)
-        y = next((batch[k] for k in _Y_KEYS if k in batch), None)
-        if x is None:
-            raise ValueError(f"dict batch needs one of the keys {_X_KEYS}, got {sorted(batch)}")
-    elif isinstance(batch, (tuple, list)):
-        if len(batch) == 0:
-            raise ValueError("empty batch")
-        x, y = batch[0], (batch[1] if len(batch) > 1 else None)
-    else:
-        raise TypeError(f"cannot unpack a batch of type {type(batch).__name__}; expected (x, y), x or a dict")
-    if isinstance(y, Tensor) and y.dim() == 1 and torch.is_floating_point(y):  # float class indices
-        y = class_index_labels(y, "batch labels")
-    return x, y
-

@@ -29,6 +29,7 @@ from .optimizers import (
     check_scheduler,
 )
 from .protocols import Constrained
+from .regularizers import RegularizerSpec, build_regularizers, regularization
 
 __all__ = ["SNNModule", "DELAY_LR_FACTOR", "infer_num_steps", "seed_rank_rngs"]
 
@@ -95,6 +96,8 @@ class SNNModule(pl.LightningModule):
             information on the scale of ``σ``, so a larger step overshoots; at ``σ = 0`` the delays stay where
             they are).  ``None`` keeps the connections' own ``delay_sigma`` and a constant ``delay_lr``.  Both options
             are ignored when the network has no learnable delays.
+        regularizers: activity regularisers added to the training loss (firing-rate target, L1 on spike counts,
+            energy): see :mod:`spaic_train.training.regularizers` (``{"rate": {"target": 0.05}, "energy": 1.0}``).
 
     Logged values (epoch values are sample-weighted means, synchronised across processes):
     ``train_loss`` (per step and per epoch), ``train_<metric>``, ``val_loss``, ``val_<metric>``, ``test_loss``,
@@ -121,6 +124,7 @@ class SNNModule(pl.LightningModule):
         per_rank_seed: bool = True,
         delay_lr: Optional[float] = None,
         delay_sigma: Union[None, dict, DelaySigmaSchedule] = None,
+        regularizers: RegularizerSpec = None,
     ):
         super().__init__()
         if not isinstance(network, nn.Module):
@@ -147,6 +151,11 @@ class SNNModule(pl.LightningModule):
             raise ValueError(f"delay_lr must be None or a number >= 0, got {delay_lr!r}")
         self.delay_lr = None if delay_lr is None else float(delay_lr)
         self.delay_sigma = as_delay_sigma_schedule(delay_sigma)
+        self.regularizers = build_regularizers(regularizers)
+        if self.regularizers and not hasattr(network, "record"):
+            raise TypeError(f"regularizers need a spaic_train Network (with .record), got {type(network).__name__}")
+        for r in self.regularizers:
+            r.groups(network)  # the layers it names exist
         #: what ``fit`` does on a non-finite loss ('raise', 'skip', 'ignore'); set by ``fit(on_nan=...)``
         self.nan_policy = "raise"
         self._labels_checked: set[str] = set()
@@ -208,9 +217,17 @@ class SNNModule(pl.LightningModule):
         x, y = unpack_batch(batch)
         if y is None:
             raise ValueError(f"{stage} batches must be (x, y) pairs; got inputs without targets")
-        out = self(x)
+        regularize = stage == "train" and bool(self.regularizers)
+        with (self.network.record(("O",), detach=False) if regularize else contextlib.nullcontext()) as rec:
+            out = self(x)
         self._check_first_batch(stage, out, y)
         loss = self.loss_fn(out, y)
+        if regularize:  # activity regularisers (spaic_train.training.regularizers), each logged on its own
+            terms = regularization(self.regularizers, self.network, {k: v["O"] for k, v in rec.items()})
+            for name, value in terms.items():
+                self.log(f"train_reg_{name}", value.detach(), on_step=False, on_epoch=True, batch_size=len(y),
+                         sync_dist=True)
+                loss = loss + value
         # the batch size is the label count: a time-first input [T, B, ...] has T in front
         bs = len(y) if isinstance(y, Tensor) and y.dim() > 0 else int(x.shape[0])
         if stage == "train" and self.nan_policy == "skip" and not bool(torch.isfinite(loss.detach()).all()):
