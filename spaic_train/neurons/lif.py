@@ -274,21 +274,6 @@ class ALIF(LIFFamily):
     def beta(self) -> float:
         return math.exp(-self.dt / self.tau)
 
-    def _check_decay_input(self, decay_input: Any) -> bool:
-        if not isinstance(decay_input, bool):
-            raise ValueError(f"{self._where()}decay_input must be a bool (True: the input decays with the membrane, "
-                             f"SpikingJelly's decay_input=True), got {decay_input!r}")
-        return decay_input
-
-    def _drive(self, I: torch.Tensor, beta: Beta) -> torch.Tensor:
-        """The input as the membrane receives it: ``I``, or ``(1 - beta) * I`` with ``decay_input`` (half-precision
-        currents are scaled in float32, as the kernels integrate them)."""
-        if not self.decay_input:
-            return I
-        if I.dtype in (torch.bfloat16, torch.float16):
-            I = I.float()
-        return I * (1.0 - beta)
-
     def _adaptation(self) -> tuple[float, float]:
         return math.exp(-self.dt / self.tau_adapt), self.beta_adapt
 
