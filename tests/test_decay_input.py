@@ -111,3 +111,22 @@ def test_keras_layer_and_saved_config_keep_decay_input(tmp_path):
     again = st.load_model(tmp_path / "m.pt")
     assert again.layers[-1].group.neuron.decay_input is True
     assert torch.equal(again.predict(x), model.predict(x))
+
+
+def test_nir_export_of_decay_input_has_unit_gain_and_round_trips(tmp_path):
+    """NIR's ``tau dv/dt = (v_leak - v) + r I`` stepped by Euler is ``beta v + (1 - beta) r I``: ``r = 1``.  With
+    ``sample_input`` the export loads the graph back and checks every layer's spikes."""
+    require("nir", "nir")
+    import spaic_train as st
+    from spaic_train.nir import export
+
+    torch.manual_seed(0)
+    model = st.Sequential([Input((12,)), Full(6, neuron_kwargs={"tau": 2.0, "decay_input": True}, name="h")],
+                          time_steps=5)
+    x = torch.rand(4, 12) * 4
+    assert model.predict(x).sum() > 0
+    graph = export(model.eval(), sample_input=x)
+    lif = next(node for node in graph.nodes.values() if type(node).__name__ == "LIF")
+    assert float(lif.r.flatten()[0]) == 1.0
+    again = st.from_nir(graph)
+    assert torch.equal(again.predict(x), model.predict(x))
