@@ -163,9 +163,13 @@ def _python_unit(lines: list[str], path: str, first_line: int) -> Unit:
 
 
 def collect(path: Path) -> list[Unit]:
-    """The runnable units of one Markdown file (fenced blocks; 4-space indented blocks outside lists)."""
-    rel = str(path.relative_to(REPO))
-    lines = path.read_text().splitlines()
+    """The runnable units of one Markdown file of the repository."""
+    return collect_text(path.read_text(), str(path.relative_to(REPO)))
+
+
+def collect_text(text: str, rel: str) -> list[Unit]:
+    """The runnable units of Markdown ``text`` (fenced blocks; 4-space indented blocks outside lists)."""
+    lines = text.splitlines()
     units: list[Unit] = []
     i = 0
     while i < len(lines):
@@ -249,6 +253,28 @@ def test_slow_and_xfail_lists_name_existing_commands():
     for name, listed in (("SLOW", SLOW), ("XFAIL", XFAIL)):
         stale = sorted(set(listed) - keys)
         assert not stale, f"{name} lists commands that are not (runnable) in the docs any more: {stale}"
+
+
+def test_collector_on_a_sample_document():
+    doc = "\n".join([
+        "Intro.", "", "```bash", "python a.py --x 1   # a comment", "python b.py \\", "    --y 2", "```", "",
+        "- a list item", "", "    continued list text, not code", "", "A paragraph.", "",
+        "    python c.py   # no-test: needs a cluster", "", "    #!/bin/bash", "    #SBATCH -N 2", "    srun d",
+        "", "```python", "import torch", "x = torch.ones(2)", "```", "", "```yaml", "a: 1", "```"])
+    units = collect_text(doc, "sample.md")
+    assert [(u.kind, u.key, u.tag) for u in units] == [
+        ("shell", "python a.py --x 1", None), ("shell", "python b.py --y 2", None),
+        ("shell", "python c.py", "needs a cluster"), ("shell", "srun d", None), ("python", "x = torch.ones(2)", None)]
+    assert units[3].text.startswith("#!/bin/bash\n#SBATCH -N 2")
+    with pytest.raises(AssertionError, match="without a language"):
+        collect_text("```\nls\n```", "bad.md")
+
+
+def test_size_override_is_appended_to_training_runs_only():
+    assert _with_size_override("python train.py -m a=1,2   # sweep") == "python train.py -m a=1,2 " + SIZE_OVERRIDE
+    assert _with_size_override("python train.py trainer.max_epochs=3") == "python train.py trainer.max_epochs=3"
+    assert _with_size_override("python train.py --cfg job   # print") == "python train.py --cfg job"
+    assert _with_size_override("python benchmarks/run.py --quick") == "python benchmarks/run.py --quick"
 
 
 # ------------------------------------------------------------------------------------------------- running them
