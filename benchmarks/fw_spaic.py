@@ -166,28 +166,29 @@ def build_keras(workload, spec, params, probe=False):
     w = base_name(workload)
     nk = dict(tau=TAU, v_th=V_TH, v_reset=V_RESET, reset="hard")
     sg = {"name": "atan", "alpha": ATAN_ALPHA}
+    common = dict(neuron_kwargs=nk, surrogate=sg, bias=False)  # no biases: the peers' layers have none
     feedback = None
     coding = "spike_rate" if w == "conv" else "spike_counts"
     if w == "fc":
         layers = [L.Input((spec["n_in"],), encoder="direct"),
-                  L.Full(spec["n_hid"], neuron_kwargs=nk, surrogate=sg, weight=params["W1"]),
-                  L.Full(spec["n_out"], neuron_kwargs=nk, surrogate=sg, weight=params["W2"])]
+                  L.Full(spec["n_hid"], **common, weight=params["W1"]),
+                  L.Full(spec["n_out"], **common, weight=params["W2"])]
     elif w == "conv":
         c1, c2, c3 = spec["C"]
         H = spec["H"]
         layers = [L.Input((3, H, H), encoder="direct"),
-                  L.Conv2dSyn(c1, 3, padding=1, batchnorm=True, neuron_kwargs=nk, surrogate=sg, weight=params["K1"]),
-                  L.Conv2dSyn(c2, 3, padding=1, batchnorm=True, neuron_kwargs=nk, surrogate=sg, weight=params["K2"]),
-                  L.Pool2d("max", 2),
-                  L.Conv2dSyn(c3, 3, padding=1, batchnorm=True, neuron_kwargs=nk, surrogate=sg, weight=params["K3"]),
-                  L.Pool2d("max", 2),
-                  L.Full(spec["n_out"], neuron_kwargs=nk, surrogate=sg, weight=params["W4"])]
+                  L.Conv2dSyn(c1, 3, padding=1, batchnorm=True, **common, weight=params["K1"]),
+                  L.Conv2dSyn(c2, 3, padding=1, batchnorm=True, **common, weight=params["K2"]),
+                  L.Pool2d(2),
+                  L.Conv2dSyn(c3, 3, padding=1, batchnorm=True, **common, weight=params["K3"]),
+                  L.Pool2d(2),
+                  L.Full(spec["n_out"], **common, weight=params["W4"])]
     elif w == "delay-feedback":
         d1 = torch.zeros_like(params["D1"]) if probe else params["D1"]
         layers = [L.Input((spec["n_in"],), encoder="direct"),
-                  L.Full(spec["n_hid"], neuron_kwargs=nk, surrogate=sg, weight=params["W1"],
+                  L.Full(spec["n_hid"], **common, weight=params["W1"],
                          max_delay=float(spec["max_delay"]), delay=d1, name="h"),
-                  L.Full(spec["n_out"], neuron_kwargs=nk, surrogate=sg, weight=params["W2"], name="out")]
+                  L.Full(spec["n_out"], **common, weight=params["W2"], name="out")]
         feedback = [keras.layers.Feedback("h", "h", weight=params["R"])]
     else:
         raise NotImplementedError(f"{KERAS_NAME}: no Keras-style version of workload {workload!r}")

@@ -38,14 +38,14 @@ def test_batchnorm_statistics_are_taken_over_time_and_batch():
         model(seq)
     conn = conv.connections[0]
     ref_bn = nn.BatchNorm2d(4)  # same defaults as the synapse's: weight 1, bias 0, eps 1e-5, momentum 0.1
-    ref = ref_bn(F.conv2d(seq.flatten(0, 1), conn.weight, padding=1)).view(3, 5, 4, 8, 8)
+    ref = ref_bn(F.conv2d(seq.flatten(0, 1), conn.weight, conn.bias, padding=1)).view(3, 5, 4, 8, 8)
     got = rec["c"]["Isyn"]
     torch.testing.assert_close(got, ref, atol=CONV_ATOL, rtol=0)
     bn = conn.synapses[1].bn
     torch.testing.assert_close(bn.running_mean, ref_bn.running_mean, atol=1e-6, rtol=0)
     torch.testing.assert_close(bn.running_var, ref_bn.running_var, atol=1e-5, rtol=1e-5)
     # per-step statistics (BN on each step's B samples) would give another result: the steps differ in scale
-    per_step = torch.stack([F.batch_norm(F.conv2d(s, conn.weight, padding=1), None, None, training=True)
+    per_step = torch.stack([F.batch_norm(F.conv2d(s, conn.weight, conn.bias, padding=1), None, None, training=True)
                             for s in seq])
     assert (got - per_step).abs().max() > 0.1
 
@@ -128,7 +128,7 @@ def test_projection_shortcut_is_a_strided_1x1_conv_with_batchnorm():
     cur = cur + F.batch_norm(F.conv2d(x.repeat(3, 1, 1, 1), skip.weight, stride=2), None, None, bn_skip.weight,
                              bn_skip.bias, training=True)
     torch.testing.assert_close(rec["b"]["Isyn"], cur.view(3, 5, 6, 4, 4), atol=CONV_ATOL, rtol=0)
-    assert b.count_params(trainable_only=True) == 6 * 6 * 9 + 2 * 6 + 6 * 4 + 2 * 6
+    assert b.count_params(trainable_only=True) == 6 * 6 * 9 + 6 + 2 * 6 + 6 * 4 + 2 * 6  # conv + bias + BN, 1x1 + BN
 
 
 def test_residual_model_saves_and_loads(tmp_path):

@@ -54,6 +54,12 @@ Y = torch.randint(0, 3, (8,))
 HALF_LABELS = np.array([0, 1, 2, 1, 0, 2, 1, 0], dtype=np.float32) / 2
 
 
+def _model_ending_on_pooled_spikes():
+    from spaic_train.layers import Conv2dSyn, Input
+
+    return spaic.Sequential([Input((1, 8, 8)), Conv2dSyn(4, pool="max", pool_position="after", name="conv")])
+
+
 def with_nan(x):
     x = x.clone()
     x[3, 1] = float("nan")
@@ -494,6 +500,10 @@ CASES = [
     ("model-fit-before-compile", lambda: keras_model().fit(X, Y), RuntimeError, ["compile"]),
     ("model-unknown-loss", lambda: keras_model().compile(loss="mse_cont"), ValueError,
      ["unknown loss", "did you mean", "mse_count"]),
+    ("model-ends-on-pooled-spikes", lambda: _model_ending_on_pooled_spikes(), ValueError,
+     ["sequential", "output conv", "maxpool", "pool_position='after'", "end the model with a neuron layer"]),
+    ("group-bad-decay-input", lambda: spaic.NeuronGroup(4, model="plif", decay_input=1), ValueError,
+     ["decay_input must be a bool", "1"]),
     # --- configs (Hydra) ------------------------------------------------------------------------------------
     ("config-unknown-key", config_unknown_key, "ConfigKeyError", ["max_epoch"]),
     ("config-bad-type", config_bad_type, "ValidationError", ["max_epochs", "abc"]),

@@ -418,19 +418,6 @@ def test_nmnist_event_path_gives_todays_frames_and_batches(shared_data, tmp_path
         torch.testing.assert_close(new_dm.test_set.dataset[i][0], old_test[i][0], rtol=0, atol=0)
 
 
-def test_readme_event_data_example_runs_as_printed(tmp_path, monkeypatch, capsys):
-    import re
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("### Event data"):]
-    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
-    make_shd(tmp_path / "data" / "shd", n=40)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SPAIC_TRAIN_CACHE", str(tmp_path / "cache"))
-    exec(compile(code, "README.md", "exec"), {})
-    assert capsys.readouterr().out.startswith("(140,) 20 ")
-
-
 def test_denoise_keeps_events_with_a_recent_neighbour():
     """tonic's filter: an event survives when a 4-neighbour pixel had an event within denoise_ms before it (and
     every event of the first denoise_ms passes: its memory starts at denoise_ms, so the times start later here)."""

@@ -40,12 +40,12 @@ def test_full_shape_and_params():
     m = Sequential([Input((1, 8, 8)), Full(64, name="h"), Full(10, bias=True, name="out")], time_steps=2)
     h, out = m.get_layer("h"), m.get_layer("out")
     assert h.output_shape == (64,) and out.output_shape == (10,)
-    assert h.count_params() == 64 * 64                   # (post, pre) weight, no bias by default
+    assert h.count_params() == 64 * 64 + 64              # (post, pre) weight + bias (default, as nn.Linear)
     assert out.count_params() == 10 * 64 + 10            # + bias
     assert isinstance(h.group, st.NeuronGroup) and h.group.shape == (64,)
     c = conn_into(m, "h")
     assert c.link_type == "full" and c.syn_type == ["basic"] and c.pre is m.get_layer("input").group
-    assert m.count_params() == 64 * 64 + 10 * 64 + 10
+    assert m.count_params() == 64 * 64 + 64 + 10 * 64 + 10
     # the model *is* the core network: its groups/connections are registered under the layer names
     assert isinstance(m, st.Network) and m.h is h.group and m.input_to_h is c
     assert m(torch.rand(3, 1, 8, 8)).shape == (3, 10)
@@ -59,11 +59,11 @@ def test_conv2dsyn_shapes_and_params():
         Conv2dSyn(4, kernel_size=(1, 3), padding=(0, 1), pool="avg", pool_size=3, name="c3"),  # (4, 1, 1)
     ], time_steps=2)
     assert m.get_layer("c1").output_shape == (8, 6, 6)
-    assert m.get_layer("c1").count_params() == 8 * 1 * 3 * 3
+    assert m.get_layer("c1").count_params() == 8 * 1 * 3 * 3 + 8
     assert m.get_layer("c2").output_shape == (6, 3, 3)          # floor((6 + 2 - 2 - 1)/2) + 1 = 3
     assert m.get_layer("c2").count_params() == 6 * (8 // 2) * 3 * 3 + 6
     assert m.get_layer("c3").output_shape == (4, 1, 1)          # conv keeps 3x3, avg pool 3 -> 1x1
-    assert m.get_layer("c3").count_params() == 4 * 6 * 1 * 3
+    assert m.get_layer("c3").count_params() == 4 * 6 * 1 * 3 + 4
     assert conn_into(m, "c3").syn_type == ["conv", "avgpool"]
     assert m(torch.rand(2, 1, 8, 8)).shape == (2, 4, 1, 1)
 
@@ -76,7 +76,7 @@ def test_conv2dsyn_chain_with_batchnorm_pool_dropout_and_dilation():
     assert c.syn_type == ["conv", "batchnorm", "maxpool", "dropout"]
     # dilation 2: 9 - 2*(3-1) = 5; max pool 2 -> 2
     assert m.get_layer("c").output_shape == (4, 2, 2)
-    assert m.get_layer("c").count_params() == 4 * 2 * 3 * 3 + 2 * 4   # conv + affine batch norm
+    assert m.get_layer("c").count_params() == 4 * 2 * 3 * 3 + 4 + 2 * 4   # conv + bias + affine batch norm
     dropout = [op for op in c.synapses if type(op).__name__ == "Dropout"][0]
     assert dropout.p == 0.25
 
@@ -90,8 +90,8 @@ def test_fold_layers_go_into_the_next_connection_and_create_no_groups():
     assert c.pre is m.get_layer("conv").group
     assert c.syn_type == ["maxpool", "dropout", "flatten", "basic"]
     assert [op.p for op in c.synapses if type(op).__name__ == "Dropout"] == [0.3]
-    assert m.get_layer("out").count_params() == 10 * 72
-    assert sum(layer.count_params() for layer in m.layers) == m.count_params() == 8 * 9 + 720
+    assert m.get_layer("out").count_params() == 10 * 72 + 10
+    assert sum(layer.count_params() for layer in m.layers) == m.count_params() == 8 * 9 + 8 + 730
     assert m(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
@@ -124,7 +124,7 @@ def test_neuron_parameters_pass_through():
     neuron = m.get_layer("p").group.neuron
     assert type(neuron).__name__ == "PLIF" and abs(float(neuron.tau) - 2.0) < 1e-6 and neuron.v_th == 0.5
     assert neuron.surrogate.name == "sigmoid"
-    assert m.get_layer("p").count_params() == 3 * 4 + 1              # weights + learnable log_tau
+    assert m.get_layer("p").count_params() == 3 * 4 + 3 + 1          # weights + bias + learnable log_tau
     assert type(m.get_layer("i").group.neuron).__name__ == "IF"
     assert "plif(tau=2" in m.get_layer("p").neuron_description()
     with pytest.raises(TypeError, match=r"Full 'bad'.*unknown parameter 'taux'"):
@@ -137,7 +137,7 @@ def test_skip_connection_sums_two_inputs():
     y = Full(3, neuron="if", name="y")([a, x])                       # one connection per input
     m = Model(x, y, time_steps=3, decoder="spike_counts")
     layer = m.get_layer("y")
-    assert len(layer.connections) == 2 and layer.count_params() == 3 * 4 + 3 * 6
+    assert len(layer.connections) == 2 and layer.count_params() == 3 * 4 + 3 * 6 + 3  # one bias per layer
     assert {c.name for c in layer.connections} == {"a_to_y", "input_to_y"}
     assert [lay.name for lay in m.input_layers] == ["input"]
     # the currents sum: compare with the two connections applied by hand
@@ -148,7 +148,9 @@ def test_skip_connection_sums_two_inputs():
     inp = torch.rand(2, 6) * 3
     m(inp)
     seq = inp.unsqueeze(0).expand(3, 2, 6)
-    expected = mon_a.values @ layer.connections[0].weight.T + seq @ layer.connections[1].weight.T
+    assert layer.connections[1].bias is None  # the layer's one bias sits on its first connection
+    expected = (mon_a.values @ layer.connections[0].weight.T + layer.connections[0].bias
+                + seq @ layer.connections[1].weight.T)
     assert torch.allclose(mon.values, expected.detach(), atol=1e-5)
 
 
@@ -188,7 +190,7 @@ def test_feedback_in_sequential_by_name():
     plan = m.compile_plan()
     assert fb.connection.min_delay_steps == 1 and rec.connection.min_delay_steps == 1
     assert any(stage.stepped for stage in plan.stages)
-    assert m.count_params() == 6 * 8 + 3 * 6 + 6 * 3 + 6 * 6
+    assert m.count_params() == 6 * 8 + 6 + 3 * 6 + 3 + 6 * 3 + 6 * 6
 
 
 def test_feedback_in_functional_model_by_tensor_and_layer():

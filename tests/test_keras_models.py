@@ -159,12 +159,12 @@ def test_summary_content(capsys):
     row = {line.split()[0]: line for line in lines if line and line.split()[0] in
            ("input", "conv", "flatten", "h", "out", "fb_out_to_h")}
     assert "(1, 8, 8)" in row["input"] and "encoder=direct" in row["input"]
-    assert "(8, 3, 3)" in row["conv"] and "72" in row["conv"] and "lif" in row["conv"]
+    assert "(8, 3, 3)" in row["conv"] and "80" in row["conv"] and "lif" in row["conv"]
     assert "(72,)" in row["flatten"] and "folded" in row["flatten"]
-    assert "(32,)" in row["h"] and "plif(tau=2)" in row["h"] and "2,305" in row["h"] and "2 ms" in row["h"]
-    assert "320" in row["out"] and "h" in row["out"].split()[-1]
+    assert "(32,)" in row["h"] and "plif(tau=2)" in row["h"] and "2,337" in row["h"] and "2 ms" in row["h"]
+    assert "330" in row["out"] and "h" in row["out"].split()[-1]
     assert "Feedback" in row["fb_out_to_h"] and "3 ms" in row["fb_out_to_h"] and "320" in row["fb_out_to_h"]
-    total = 72 + 72 * 32 + 1 + 32 * 10 + 10 * 32
+    total = 72 + 8 + 72 * 32 + 32 + 1 + 32 * 10 + 10 + 10 * 32  # weights, biases (the default), log_tau
     assert f"Total params: {total:,}" in text and model.count_params() == total
     assert "time_steps=4" in lines[0]
 

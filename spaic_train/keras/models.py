@@ -91,6 +91,11 @@ class Model(Network):
             if not t.layer.creates_neurons or isinstance(t.layer, Input):
                 raise ValueError(f"{owner}: the output {t.layer.label} has no neurons to decode; end the model "
                                  "with a neuron layer (Full, Conv2dSyn, OneToOne, SparseRandom)")
+            if t.ops:
+                raise ValueError(f"{owner}: the output {t.layer.label} still has "
+                                 f"{', '.join(op.syn for op in t.ops)} to apply (pool_position='after' pools in the "
+                                 "next layer's synapses); end the model with a neuron layer after it, or pool before "
+                                 "the neurons")
             out_tensors.append(t)
         if not out_tensors:
             raise ValueError(f"{owner}: give at least one output")

@@ -12,7 +12,16 @@ Discrete-time equations, for each step ``t`` (``dt`` and every ``tau`` in ms)::
 ``H`` is the membrane before reset, ``V`` after reset (what the next step and ``V_seq`` see).
 The membrane leaks towards 0 (the resting potential) and ``I`` is added undecayed, i.e.
 SpikingJelly's ``LIFNode(decay_input=False)`` with ``tau_sj = 1 / (1 - beta)`` and snnTorch's
-``Leaky(beta)``.  With ``detach_reset=True`` the spike is detached in the reset term only (the
+``Leaky(beta)``.  With ``decay_input=True`` (``lif``, ``plif``, ``alif``) the input decays with the membrane::
+
+    H[t]     = beta * V[t-1] + (1 - beta) * I[t]  =  V[t-1] + (I[t] - V[t-1]) * (1 - beta)
+
+which is SpikingJelly's ``LIFNode(decay_input=True)`` (its default; ``H = V + (X - (V - V_reset)) / tau_sj``)
+for ``v_reset=0`` or its soft reset (``v_reset=None``), with ``beta = 1 - 1 / tau_sj``, i.e.
+``tau = -dt / ln(1 - 1/tau_sj)`` (``tau_sj = 2`` → ``tau = 1/ln 2`` ms).  It is the same integration on the input
+scaled by ``1 - beta`` (exactly what the kernels receive, so every kernel serves both).
+
+With ``detach_reset=True`` the spike is detached in the reset term only (the
 output spike and the ALIF adaptation keep their gradient).
 
 The classes here hold the parameters and the per-step update (:meth:`LIFFamily.step`); no kernel code:
@@ -53,6 +62,8 @@ class LIFFamily(NeuronModel):
     """
 
     state_names: tuple[str, ...] = ("V",)
+    #: scale the input by ``1 - beta`` (SpikingJelly's ``decay_input=True``); set by the leaky models
+    decay_input: bool = False
 
     def __init__(self, v_th: float = 1.0, v_reset: float = 0.0, reset: str = "hard", surrogate: Any = "atan",
                  surrogate_alpha: Optional[float] = None, detach_reset: bool = False, dt: float = 1.0,
@@ -71,6 +82,21 @@ class LIFFamily(NeuronModel):
         """Membrane decay per step, computed from the current ``dt``."""
         raise NotImplementedError
 
+    def _check_decay_input(self, decay_input: Any) -> bool:
+        if not isinstance(decay_input, bool):
+            raise ValueError(f"{self._where()}decay_input must be a bool (True: the input decays with the membrane, "
+                             f"SpikingJelly's decay_input=True), got {decay_input!r}")
+        return decay_input
+
+    def _drive(self, I: torch.Tensor, beta: Beta) -> torch.Tensor:
+        """The input as the membrane receives it: ``I``, or ``(1 - beta) * I`` with ``decay_input`` (half-precision
+        currents are scaled in float32, as the kernels integrate them)."""
+        if not self.decay_input:
+            return I
+        if I.dtype in (torch.bfloat16, torch.float16):
+            I = I.float()
+        return I * (1.0 - beta)
+
     def _adaptation(self) -> tuple[float, float]:
         """``(rho, beta_adapt)``; ``beta_adapt == 0`` means no adaptation."""
         return 0.0, 0.0
@@ -82,7 +108,7 @@ class LIFFamily(NeuronModel):
         V = state["V"]
         rho, ba = self._adaptation()
         adaptive = "a" in self.state_names
-        H = integrate(I_t, V, beta)
+        H = integrate(self._drive(I_t, beta), V, beta)
         theta = self.v_th + ba * state["a"] if adaptive else self.v_th
         S = spike(H - theta, self.surrogate)
         Sr = S.detach() if self.detach_reset else S
@@ -102,9 +128,10 @@ class LIFFamily(NeuronModel):
             state = self.initial_state(like)
         rho, ba = self._adaptation()
         adaptive = "a" in self.state_names
+        beta = self.beta()
         O, VT, aT, Vseq = lif_sequence(
-            I, state["V"], self.beta(), self.v_th, self.v_reset, self.reset, self.surrogate, self.detach_reset,
-            return_v, a0=state["a"] if adaptive else None, rho=rho, beta_adapt=ba)
+            self._drive(I, beta), state["V"], beta, self.v_th, self.v_reset, self.reset, self.surrogate,
+            self.detach_reset, return_v, a0=state["a"] if adaptive else None, rho=rho, beta_adapt=ba)
         new_state = {"V": VT}
         if adaptive:
             new_state["a"] = aT
@@ -116,7 +143,8 @@ class LIFFamily(NeuronModel):
 
     def extra_repr(self) -> str:
         return (f"v_th={self.v_th:g}, v_reset={self.v_reset:g}, reset={self.reset!r}, "
-                f"surrogate={self.surrogate!r}, detach_reset={self.detach_reset}, dt={self.dt:g}")
+                f"surrogate={self.surrogate!r}, detach_reset={self.detach_reset}, dt={self.dt:g}"
+                + (", decay_input=True" if self.decay_input else ""))
 
 
 @NEURONS.register("lif")
@@ -125,6 +153,7 @@ class LIF(LIFFamily):
 
     Args:
         tau: membrane time constant in ms (SPAIC default 8.0; SPAIC alias ``tau_m``).
+        decay_input: ``H = beta * V + (1 - beta) * I`` (SpikingJelly's ``decay_input=True``; module docstring).
         v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt: see :class:`LIFFamily`.
 
     State: ``V`` ``[B, *shape]`` (starts at 0).
@@ -135,9 +164,10 @@ class LIF(LIFFamily):
 
     def __init__(self, tau: float = 8.0, v_th: float = 1.0, v_reset: float = 0.0, reset: str = "hard",
                  surrogate: Any = "atan", surrogate_alpha: Optional[float] = None, detach_reset: bool = False,
-                 dt: float = 1.0, owner: str = ""):
+                 dt: float = 1.0, owner: str = "", decay_input: bool = False):
         super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner)
         self.tau = self._check_positive("tau", tau)
+        self.decay_input = self._check_decay_input(decay_input)
 
     def beta(self) -> float:
         return math.exp(-self.dt / self.tau)
@@ -174,6 +204,7 @@ class PLIF(LIFFamily):
 
     Args:
         tau: initial time constant in ms (SPAIC default 2.0; alias ``tau_m``).
+        decay_input: see :class:`LIF` (SpikingJelly's ``ParametricLIFNode(decay_input=True)``).
         v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt: see :class:`LIFFamily`.
     """
 
@@ -182,9 +213,10 @@ class PLIF(LIFFamily):
 
     def __init__(self, tau: float = 2.0, v_th: float = 1.0, v_reset: float = 0.0, reset: str = "hard",
                  surrogate: Any = "atan", surrogate_alpha: Optional[float] = None, detach_reset: bool = False,
-                 dt: float = 1.0, owner: str = ""):
+                 dt: float = 1.0, owner: str = "", decay_input: bool = False):
         super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner)
         tau = self._check_positive("tau", tau)
+        self.decay_input = self._check_decay_input(decay_input)
         self.log_tau = nn.Parameter(torch.tensor(math.log(tau)))
 
     @property
@@ -219,6 +251,7 @@ class ALIF(LIFFamily):
         tau: membrane time constant in ms (default 8.0; alias ``tau_m``).
         tau_adapt: adaptation time constant in ms (default 200.0).
         beta_adapt: adaptation strength (default 1.8, as in Bellec et al.).
+        decay_input: see :class:`LIF`.
         v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt: see :class:`LIFFamily`.
 
     State: ``V`` and ``a`` ``[B, *shape]`` (both start at 0).
@@ -231,9 +264,10 @@ class ALIF(LIFFamily):
     def __init__(self, tau: float = 8.0, tau_adapt: float = 200.0, beta_adapt: float = 1.8, v_th: float = 1.0,
                  v_reset: float = 0.0, reset: str = "hard", surrogate: Any = "atan",
                  surrogate_alpha: Optional[float] = None, detach_reset: bool = False, dt: float = 1.0,
-                 owner: str = ""):
+                 owner: str = "", decay_input: bool = False):
         super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner)
         self.tau = self._check_positive("tau", tau)
+        self.decay_input = self._check_decay_input(decay_input)
         self.tau_adapt = self._check_positive("tau_adapt", tau_adapt)
         self.beta_adapt = self._check_number("beta_adapt", beta_adapt)
 

@@ -109,13 +109,15 @@ def _hard_reset(neuron, owner: str) -> None:
 
 @_register(NEURON_TO_NIR, "lif", "plif")
 def _lif_to_nir(neuron, shape, dt_s: float, owner: str) -> nir.LIF:
-    """``V ← βV + I`` is forward Euler of ``τ dv/dt = −v + r·I`` with ``τ = dt_s/(1−β)``, ``r = 1/(1−β)``."""
+    """``V ← βV + I`` is forward Euler of ``τ dv/dt = −v + r·I`` with ``τ = dt_s/(1−β)``, ``r = 1/(1−β)``;
+    ``decay_input`` (``V ← βV + (1−β)I``) is the same with ``r = 1``."""
     _hard_reset(neuron, owner)
     beta = neuron.beta()
     beta = float(beta.detach()) if isinstance(beta, torch.Tensor) else float(beta)
     if not 0.0 < beta < 1.0:
         raise ValueError(f"{owner}: the decay beta={beta!r} per step has no finite NIR time constant")
-    return nir.LIF(tau=_full(shape, dt_s / (1.0 - beta)), r=_full(shape, 1.0 / (1.0 - beta)), v_leak=_full(shape, 0.0),
+    r = 1.0 if neuron.decay_input else 1.0 / (1.0 - beta)
+    return nir.LIF(tau=_full(shape, dt_s / (1.0 - beta)), r=_full(shape, r), v_leak=_full(shape, 0.0),
                    v_threshold=_full(shape, neuron.v_th), v_reset=_full(shape, neuron.v_reset))
 
 

@@ -23,18 +23,20 @@ layer               builds                                                      
 
 **Where the neuron-less layers go.**  ``Flatten``, ``Dropout`` and ``Pool2d`` add no neurons; they are
 folded into the synapse chain of the *next* connection, *before* its weight op — exactly where
-their values flow: ``Conv2dSyn(8)`` → ``Pool2d('max', 2)`` → ``Dropout(0.2)`` → ``Flatten()`` →
+their values flow: ``Conv2dSyn(8)`` → ``Pool2d(2)`` → ``Dropout(0.2)`` → ``Flatten()`` →
 ``Full(10)`` gives the ``Full`` connection ``syn_type=['maxpool', 'dropout', 'flatten', 'basic']``
 (pooling and dropout act on the *spikes* of the conv layer, like ``nn.MaxPool2d`` → ``nn.Dropout`` →
 ``nn.Linear`` in PyTorch).  ``Conv2dSyn(pool=..., dropout=...)`` instead puts its own ops *after*
-the conv (on the synaptic current).  A neuron-less layer read by several layers is folded into
+the conv (on the synaptic current); with ``pool_position='after'`` its pool acts on its spikes, folded into the
+next connection like a ``Pool2d`` layer.  A neuron-less layer read by several layers is folded into
 each of their connections (each with its own dropout mask); it cannot be a model output or the
 end of a ``Feedback``.  All ops of one connection share its ``syn_kwargs``, so two pools (or two
 dropouts) with *different* settings in one chain raise a ``ValueError``.
 
 **Several inputs.**  ``Full(10)([a, b])`` makes one connection per input (each with its own
 weight); their synaptic currents are summed in the layer's neurons (the network sums every
-connection into a group).
+connection into a group).  The layer's one bias (``Full`` / ``Conv2dSyn``: ``bias=True`` by default, as
+``nn.Linear`` / ``nn.Conv2d``) sits on the connection from its first input.
 
 **Residual blocks.**  ``Conv2dSyn(..., shortcut='auto')([h, x])`` adds the block input ``x`` to the current of
 its neurons through an identity (frozen weight-1 one-to-one synapses) or a 1×1-conv + batch-norm shortcut, next

@@ -15,6 +15,9 @@ import numbers
 from collections.abc import Iterable
 from typing import Any, Optional
 
+import torch
+
+from ... import init as _init
 from ...connection import CONNECTION_PARAMS
 from ...connection.delays import check_delay_sigma, learn_delay_flag
 from ...connection.links import LINKS
@@ -31,6 +34,7 @@ __all__ = [
     "check_delays",
     "check_fraction",
     "check_int_pair",
+    "check_bias",
     "check_name",
     "check_neuron",
     "check_padding",
@@ -218,3 +222,12 @@ def check_connection_kwargs(owner: str, kwargs: dict[str, Any], link_type: str, 
             takes = f"its arguments are {', '.join(own)}; " if own else ""
             raise TypeError(f"{owner}: unknown keyword argument {key!r}{hint} ({takes}other keywords go to its "
                             f"connection, link_type={link_type!r}, accepted: {', '.join(sorted(accepted))})")
+
+
+def check_bias(owner: str, bias: Any) -> Any:
+    """A layer's ``bias``: ``True`` (PyTorch's default ``U(±1/sqrt(fan_in))``), ``False``/``None`` (none), a number,
+    a tensor or an initializer (its shape is checked when the layer is called)."""
+    if bias is None or isinstance(bias, (bool, numbers.Real, torch.Tensor, _init.Initializer)):
+        return bias
+    raise TypeError(f"{owner}: bias must be True (PyTorch's default init), False/None (no bias), a number, a tensor "
+                    f"or an initializer, got {type(bias).__name__} {bias!r}")

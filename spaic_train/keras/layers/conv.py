@@ -8,8 +8,17 @@ from typing import Any, Optional, Union
 
 from ... import init as _init
 from ...connection import Connection
-from .base import Shape, SymbolicTensor, format_shape, register_layer
-from .checks import batchnorm_op, check_batchnorm, check_fraction, check_int_pair, check_padding, check_positive_int
+from ...connection.synapses import SYNAPSES
+from .base import PendingOp, Shape, SymbolicTensor, format_shape, register_layer
+from .checks import (
+    batchnorm_op,
+    check_batchnorm,
+    check_bias,
+    check_fraction,
+    check_int_pair,
+    check_padding,
+    check_positive_int,
+)
 from .config import to_json_value
 from .neuron import NeuronLayer
 
@@ -22,7 +31,8 @@ class Conv2dSyn(NeuronLayer):
 
     Builds ``Connection(link_type='conv', syn_type=['conv'[, 'batchnorm'][, pool][, 'dropout']])`` (pool:
     ``'maxpool'``, ``'avgpool'`` or ``'sumpool'``) into a ``NeuronGroup`` whose shape the connection infers.  The
-    pool / batch norm / dropout act on the synaptic current, before the neurons.
+    pool / batch norm / dropout act on the synaptic current, before the neurons; ``pool_position='after'`` pools
+    the spikes instead (as a ``Pool2d`` layer after this one would).
 
     Args:
         out_channels: output channels.
@@ -30,6 +40,10 @@ class Conv2dSyn(NeuronLayer):
             ``'same'``/``'valid'``).
         pool: ``None``, ``'max'``, ``'avg'`` or ``'sum'``.
         pool_size: pooling window (int or pair); ``pool_stride`` defaults to the window.
+        pool_position: ``'before'`` (default) the neurons: pool the synaptic current, so the neurons have the pooled
+            shape; ``'after'``: pool the neurons' spikes (SpikingJelly's conv-BN-LIF-pool order): the neurons have
+            the conv's shape, the layer's output the pooled one, and the pool is folded into the next neuron layer's
+            synapses like a ``Pool2d`` layer (so a model cannot end on it).
         dropout: drop probability in ``[0, 1)`` (one mask per sample, shared by all steps) or ``None``.
         batchnorm: ``False``, ``True``, or a dict of ``eps``/``momentum``/``affine``.  In training the
             statistics are taken over all ``T·B`` samples (and ``H·W``) of a run, as tdBN does.
@@ -44,6 +58,8 @@ class Conv2dSyn(NeuronLayer):
             * ``'auto'``: ``'identity'`` when ``x`` has the output shape, else ``'projection'``.
 
             Without a shortcut, every input gets its own copy of the conv chain (their currents sum).
+        bias: ``True`` (default, as ``nn.Conv2d``), ``False``/``None``, a number, a tensor ``(out_channels,)`` or an
+            initializer; see :class:`Full`.
         neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs: see :class:`Full`;
             delays are per ``(out_channel, in_channel/groups)`` pair (main path only).
 
@@ -55,16 +71,21 @@ class Conv2dSyn(NeuronLayer):
 
     #: values of ``shortcut=``
     SHORTCUTS = (None, "auto", "identity", "projection")
+    #: values of ``pool_position=``
+    POOL_POSITIONS = ("before", "after")
 
     default_name = "conv"
     link_type = "conv"
+    takes_bias = True
 
     def __init__(self, out_channels: int, kernel_size=3, stride=1, padding=0, dilation=1, groups: int = 1,
                  pool: Optional[str] = None, pool_size=2, pool_stride=None, dropout: Optional[float] = None,
                  batchnorm: Union[bool, dict[str, Any]] = False, shortcut: Optional[str] = None,
-                 neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0, delay=None,
-                 name: Optional[str] = None, **connection_kwargs):
+                 neuron: Optional[str] = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0,
+                 delay=None, name: Optional[str] = None, bias=True, pool_position: str = "before",
+                 **connection_kwargs):
         super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
+        self.bias = check_bias(self.label, bias)
         self.out_channels = check_positive_int(self.label, "out_channels", out_channels)
         self.kernel_size = check_int_pair(self.label, "kernel_size", kernel_size)
         self.stride = check_int_pair(self.label, "stride", stride)
@@ -79,6 +100,12 @@ class Conv2dSyn(NeuronLayer):
         self.pool = pool
         self.pool_size = check_int_pair(self.label, "pool_size", pool_size)
         self.pool_stride = None if pool_stride is None else check_int_pair(self.label, "pool_stride", pool_stride)
+        if pool_position not in self.POOL_POSITIONS:
+            raise ValueError(f"{self.label}: pool_position must be 'before' (pool the synaptic current) or 'after' "
+                             f"(pool the spikes), got {pool_position!r}")
+        if pool_position == "after" and pool is None:
+            raise ValueError(f"{self.label}: pool_position='after' needs a pool ('max', 'avg' or 'sum'), got pool=None")
+        self.pool_position = pool_position
         if dropout is not None:
             check_fraction(self.label, "dropout", dropout)
         self.dropout = dropout
@@ -88,6 +115,9 @@ class Conv2dSyn(NeuronLayer):
         self.shortcut = shortcut
 
     def _build(self, inputs):
+        return self._pool_spikes(self._build_neurons(inputs))
+
+    def _build_neurons(self, inputs):
         if self.shortcut is None:
             return super()._build(inputs)
         if len(inputs) != 2:
@@ -102,6 +132,15 @@ class Conv2dSyn(NeuronLayer):
         out = super()._build([main])
         self.connections.append(self._shortcut_connection(skip, out.shape))
         return out
+
+    def _pool_spikes(self, out: SymbolicTensor) -> SymbolicTensor:
+        """With ``pool_position='after'``: the neurons' output with the pool pending, folded into the next layer."""
+        if self.pool_position != "after":
+            return out
+        syn = f"{self.pool}pool"
+        params = {"pool_kernel_size": self.pool_size, "pool_stride": self.pool_stride}
+        shape = tuple(SYNAPSES.get(syn)(self.label, out.shape, params).output_shape(out.shape))
+        return SymbolicTensor(self, shape, out.node, (PendingOp(syn, params, self),))
 
     def _shortcut_connection(self, skip: SymbolicTensor, out_shape: Shape) -> Connection:
         kind = self.shortcut
@@ -138,7 +177,7 @@ class Conv2dSyn(NeuronLayer):
 
     def _post_ops(self):
         ops = batchnorm_op(self.batchnorm)
-        if self.pool is not None:
+        if self.pool is not None and self.pool_position == "before":
             ops.append((f"{self.pool}pool", {"pool_kernel_size": self.pool_size, "pool_stride": self.pool_stride}))
         if self.dropout is not None:
             ops.append(("dropout", {"p": float(self.dropout)}))
@@ -153,6 +192,6 @@ class Conv2dSyn(NeuronLayer):
                 "pool": self.pool, "pool_size": to_json_value(self.label, "pool_size", self.pool_size),
                 "pool_stride": to_json_value(self.label, "pool_stride", self.pool_stride),
                 "dropout": self.dropout, "batchnorm": to_json_value(self.label, "batchnorm", self.batchnorm),
-                "shortcut": self.shortcut, **super().get_config()}
+                "shortcut": self.shortcut, "pool_position": self.pool_position, **super().get_config()}
 
 

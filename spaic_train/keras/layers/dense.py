@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional, Union
 
 from .base import register_layer
-from .checks import batchnorm_op, check_batchnorm, check_positive_int, check_probability
+from .checks import batchnorm_op, check_batchnorm, check_bias, check_positive_int, check_probability
 from .config import to_json_value
 from .neuron import NeuronLayer
 
@@ -21,9 +21,13 @@ class Full(NeuronLayer):
 
     Args:
         units: number of neurons.
-        neuron, neuron_kwargs, surrogate, max_delay, delay, name: see the module docstring / ``NeuronLayer``.
+        neuron, neuron_kwargs, surrogate, max_delay, delay, name: see the module docstring / ``NeuronLayer``
+            (``neuron=None``: a plain weighted layer, ``W x + b`` each step).
+        bias: ``True`` (default, as ``nn.Linear`` / Keras ``Dense``: PyTorch's ``U(±1/sqrt(fan_in))``), ``False``
+            or ``None`` for none, a number, a tensor ``(units,)`` or an initializer.  (A core ``Connection`` has no
+            bias unless asked, as in SPAIC; a saved config without a ``bias`` key loads without one.)
         **connection_kwargs: ``weight`` (default ``kaiming_uniform(a=sqrt(5))``, PyTorch's ``Linear``
-            init), ``bias`` (default none; ``True`` for PyTorch's default), ``w_min``/``w_max``, ...
+            init), ``w_min``/``w_max``, ...
 
     Output shape ``(units,)``; parameters ``units·in_num`` (+ ``units`` with a bias, + ``2·units`` with an
     affine ``batchnorm``: ``False``, ``True`` or a dict of ``eps``/``momentum``/``affine``, normalising the
@@ -32,12 +36,14 @@ class Full(NeuronLayer):
 
     default_name = "full"
     link_type = "full"
+    takes_bias = True
 
-    def __init__(self, units: int, neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0,
-                 delay=None, name: Optional[str] = None, batchnorm: Union[bool, dict[str, Any]] = False,
-                 **connection_kwargs):
+    def __init__(self, units: int, neuron: Optional[str] = "lif", neuron_kwargs=None, surrogate=None,
+                 max_delay: float = 0.0, delay=None, name: Optional[str] = None, bias=True,
+                 batchnorm: Union[bool, dict[str, Any]] = False, **connection_kwargs):
         super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
         self.units = check_positive_int(self.label, "units", units)
+        self.bias = check_bias(self.label, bias)
         self.batchnorm = check_batchnorm(self.label, batchnorm)
 
     def _group_shape(self, inputs):
@@ -65,16 +71,17 @@ class SparseRandom(Full):
         (other arguments: see :class:`Full`)
 
     The weight is dense ``(units, in_num)`` times a fixed 0/1 ``mask`` buffer (saved with the model);
-    the parameter count is the dense size.
+    the parameter count is the dense size.  No bias by default (``bias=True`` adds one), like the SPAIC sparse
+    connection it builds.
     """
 
     default_name = "sparse"
 
     def __init__(self, units: int, density: Optional[float] = None, probability: Optional[float] = None,
-                 neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0, delay=None,
-                 name: Optional[str] = None, **connection_kwargs):
+                 neuron: Optional[str] = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0,
+                 delay=None, name: Optional[str] = None, bias=False, **connection_kwargs):
         self.link_type = "random" if probability is not None else "sparse_connect"  # before the keyword check
-        super().__init__(units, neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
+        super().__init__(units, neuron, neuron_kwargs, surrogate, max_delay, delay, name, bias, **connection_kwargs)
         if density is not None and probability is not None:
             raise ValueError(f"{self.label}: give density= (sparse_connect) or probability= (random), not both")
         for what, value in (("density", density), ("probability", probability)):
@@ -106,8 +113,8 @@ class OneToOne(NeuronLayer):
     default_name = "one_to_one"
     link_type = "one_to_one"
 
-    def __init__(self, neuron: str = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0, delay=None,
-                 name: Optional[str] = None, **connection_kwargs):
+    def __init__(self, neuron: Optional[str] = "lif", neuron_kwargs=None, surrogate=None, max_delay: float = 0.0,
+                 delay=None, name: Optional[str] = None, **connection_kwargs):
         super().__init__(neuron, neuron_kwargs, surrogate, max_delay, delay, name, **connection_kwargs)
 
     def _group_shape(self, inputs):

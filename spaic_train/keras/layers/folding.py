@@ -84,21 +84,38 @@ class Dropout(FoldLayer):
 @register_layer
 class Pool2d(FoldLayer):
     """2-D pooling of ``(C, H, W)`` values: folds ``'maxpool'``/``'avgpool'``/``'sumpool'`` into the next
-    connection.
+    connection.  ``Pool2d(2)`` is Keras' ``MaxPooling2D(2)``; ``Pool2d(2, kind="avg")`` its ``AveragePooling2D``.
 
     Args:
-        kind: ``'max'``, ``'avg'`` or ``'sum'`` (the window's sum, NIR's ``SumPool2d``).
         size: window (int or pair).
         stride: step (default: the window).
         padding: zero padding (at most half the window).
+        kind: ``'max'`` (default), ``'avg'`` or ``'sum'`` (the window's sum, NIR's ``SumPool2d``).
+
+    The older order with the kind first, ``Pool2d("max", 2, stride=..., padding=...)``, is still accepted.
 
     Output ``(C, floor((H + 2p - size)/stride) + 1, ...)``.
     """
 
     default_name = "pool"
 
-    def __init__(self, kind: str = "max", size=2, stride=None, padding=0, name: Optional[str] = None):
+    def __init__(self, size=2, *args, stride=None, padding=0, kind: Optional[str] = None,
+                 name: Optional[str] = None):
         super().__init__(name=name)
+        if isinstance(size, str):  # the kind-first order of earlier versions: Pool2d("max", 2, ...)
+            if kind is not None:
+                raise TypeError(f"{self.label}: kind given twice ({size!r} first and kind={kind!r}); write "
+                                f"Pool2d(size, kind={kind!r})")
+            kind = size
+            size, args = (args[0], args[1:]) if args else (2, ())
+        if len(args) > 2:
+            raise TypeError(f"{self.label}: takes size, stride and padding positionally, got {len(args) + 1} "
+                            f"positional arguments; give kind= by keyword")
+        if args:
+            if stride is not None or (len(args) == 2 and padding != 0):
+                raise TypeError(f"{self.label}: stride/padding given both positionally and by keyword")
+            stride, padding = (args[0], padding) if len(args) == 1 else args
+        kind = "max" if kind is None else kind
         if kind not in POOL_KINDS:
             raise ValueError(f"{self.label}: kind must be 'max', 'avg' or 'sum', got {kind!r}")
         self.kind = kind

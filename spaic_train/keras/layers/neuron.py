@@ -43,7 +43,9 @@ class NeuronLayer(Layer):
 
     Args:
         neuron: neuron model name (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``,
-            ``'leaky_integrator'``).
+            ``'leaky_integrator'``), or ``None`` for no neurons: a plain weighted layer whose output is its
+            synaptic current (``W x + b`` each step, e.g. a readout of logits; a ``leaky_integrator`` with
+            ``tau=0`` inside).
         neuron_kwargs: model parameters (``tau`` in ms, ``v_th``, ``v_reset``, ``reset``, ...).
         surrogate: surrogate gradient (a name such as ``'atan'``, a dict ``{'name', 'alpha'}`` or a
             :class:`~spaic_train.surrogate.Surrogate`); ``None`` keeps the model's default.
@@ -55,11 +57,22 @@ class NeuronLayer(Layer):
     """
 
     link_type = "full"
+    #: whether the layer has a ``bias`` argument of its own (else a ``bias`` keyword goes to the connection as is)
+    takes_bias = False
+    #: what ``bias`` is when a saved config has no ``bias`` key (configs written before the layer had the argument)
+    legacy_bias = False
+    bias: Any = None
 
-    def __init__(self, neuron: str = "lif", neuron_kwargs: Optional[dict[str, Any]] = None, surrogate=None,
+    def __init__(self, neuron: Optional[str] = "lif", neuron_kwargs: Optional[dict[str, Any]] = None, surrogate=None,
                  max_delay: float = 0.0, delay=None, name: Optional[str] = None, **connection_kwargs):
         super().__init__(name=name)
-        check_neuron(self.label, neuron, neuron_kwargs, surrogate)
+        if neuron is None:
+            if neuron_kwargs or surrogate is not None:
+                raise ValueError(f"{self.label}: neuron=None (a plain weighted layer: its output is the synaptic "
+                                 f"current) takes no neuron_kwargs or surrogate, got neuron_kwargs={neuron_kwargs!r}, "
+                                 f"surrogate={surrogate!r}")
+        else:
+            check_neuron(self.label, neuron, neuron_kwargs, surrogate)
         check_delays(self.label, max_delay, delay, connection_kwargs)
         check_connection_kwargs(self.label, connection_kwargs, self.link_type, [self._weight_op()],
                                 reserved=RESERVED_CONNECTION_KWARGS,
@@ -88,7 +101,12 @@ class NeuronLayer(Layer):
     def _weight_op(self) -> str:
         return "basic"
 
+    def _neuron_model(self) -> str:
+        return "leaky_integrator" if self.neuron is None else self.neuron
+
     def _neuron_params(self) -> dict[str, Any]:
+        if self.neuron is None:
+            return {"tau": 0.0}  # a leaky integrator without memory: its output is the input current itself
         params = dict(self.neuron_kwargs)
         if self.surrogate is not None:
             params["surrogate"] = self.surrogate
@@ -106,7 +124,7 @@ class NeuronLayer(Layer):
         for t in inputs:
             self._check_input(t)
         shape = self._group_shape(inputs)
-        group = NeuronGroup(shape=shape, model=self.neuron, name=self.name, **self._neuron_params())
+        group = NeuronGroup(shape=shape, model=self._neuron_model(), name=self.name, **self._neuron_params())
         conns = []
         post_ops = self._post_ops()
         for i, t in enumerate(inputs):
@@ -115,6 +133,8 @@ class NeuronLayer(Layer):
             syn_kwargs = merge_syn_kwargs(self.label, ops)
             syn_type = [op.syn for op in t.ops] + [self._weight_op()] + [s for s, _ in post_ops]
             kwargs = {**self._connection_defaults(), **self.connection_kwargs, **self._link_kwargs()}
+            if self.takes_bias:  # one bias per layer, as in Keras: on the connection from its first input
+                kwargs["bias"] = self.bias if i == 0 else None
             if self.delay is not None:
                 kwargs["delay"] = self.delay
             kwargs = materialize_kwargs(kwargs)
@@ -134,6 +154,8 @@ class NeuronLayer(Layer):
 
     # description ---------------------------------------------------------------------------------------------
     def neuron_description(self) -> str:
+        if self.neuron is None:
+            return "none (weighted sum)"
         text = self.neuron
         params = {k: v for k, v in self._neuron_params().items()}
         if params:
@@ -150,7 +172,16 @@ class NeuronLayer(Layer):
             "delay": to_json_value(self.label, "delay", self.delay),
             "connection_kwargs": to_json_value(self.label, "connection_kwargs", self.connection_kwargs),
         }
+        if self.takes_bias:
+            cfg["bias"] = to_json_value(self.label, "bias", self.bias)
         return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> NeuronLayer:
+        """A config without a ``bias`` key was written before the layer had the argument: it had no bias then."""
+        if cls.takes_bias and "bias" not in config and "bias" not in (config.get("connection_kwargs") or {}):
+            config = {**config, "bias": cls.legacy_bias}
+        return super().from_config(config)
 
 
 def _short(v) -> str:
