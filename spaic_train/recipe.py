@@ -32,9 +32,11 @@ from omegaconf import DictConfig, OmegaConf
 from . import init as _init
 from .config import ConfigError, data_schema, trainer_fit_args, validate_config
 from .data import DataNotFoundError, build_datamodule
+from .interrupt import GracefulInterrupt
 from .keras import LAYERS, Input, Model, Sequential
 from .monitoring import TensorBoardMonitor
 from .training import get_loss
+from .training.checkpoint import check_checkpoint
 from .training.delay_sigma import as_delay_sigma_schedule
 from .training.progress import EpochProgress
 
@@ -44,6 +46,7 @@ __all__ = [
     "build_datamodule_from_config",
     "build_logger",
     "build_model",
+    "check_accelerator",
     "compile_kwargs",
     "fit_kwargs",
     "load_data",
@@ -51,6 +54,7 @@ __all__ = [
     "plain_config",
     "resolve_devices",
     "resolve_initializers",
+    "resume_checkpoint",
     "run",
 ]
 
@@ -117,7 +121,11 @@ def build_datamodule_from_config(data_cfg: Mapping) -> Any:
         key = getattr(e, "key", None)
         msg = getattr(e, "msg", str(e)).splitlines()[0]
         raise ConfigError(f"data.{key}: {msg} (data.name={name!r})" if key else f"data: {msg}") from e
-    return build_datamodule(**OmegaConf.to_container(checked, resolve=True))
+    try:
+        return build_datamodule(**OmegaConf.to_container(checked, resolve=True))
+    except (TypeError, ValueError) as e:  # the datamodule's own checks name the key (data.batch_size, ...)
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith("data.") else f"data: {msg}") from None
 
 
 def _check_layer_kwargs(cls: type, kwargs: dict, where: str) -> None:
@@ -236,19 +244,23 @@ def compile_kwargs(cfg: Mapping) -> dict:
     """
     opt = dict(plain_config(cfg["optimizer"]))
     model = dict(plain_config(cfg["model"]))
+    loss, loss_kwargs = model.get("loss", "ce_rate"), dict(model.get("loss_kwargs") or {})
     try:
-        loss = get_loss(model.get("loss", "ce_rate"), **(model.get("loss_kwargs") or {}))
+        get_loss(loss, **loss_kwargs)  # checked here; compile gets the names, which model.save can store
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.loss / model.loss_kwargs: {e}") from e
+    lr = opt["lr"]
+    if not 0 <= lr < float("inf"):
+        raise ConfigError(f"optimizer.lr: must be a finite number >= 0, got {lr!r}")
     sigma = opt.get("delay_sigma") or {}
     try:
         delay_sigma = as_delay_sigma_schedule(sigma if sigma.get("start") is not None else None)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"optimizer.{e}") from e
-    return {"optimizer": opt["name"], "lr": float(opt["lr"]), "optimizer_kwargs": opt.get("kwargs") or {},
+    return {"optimizer": opt["name"], "lr": float(lr), "optimizer_kwargs": opt.get("kwargs") or {},
             "scheduler": opt.get("scheduler"), "scheduler_kwargs": opt.get("scheduler_kwargs") or {},
-            "loss": loss, "metrics": list(model.get("metrics") or []), "delay_lr": opt.get("delay_lr"),
-            "delay_sigma": delay_sigma}
+            "loss": loss, "loss_kwargs": loss_kwargs, "metrics": list(model.get("metrics") or []),
+            "delay_lr": opt.get("delay_lr"), "delay_sigma": delay_sigma}
 
 
 def _check_limit(key: str, value: Any) -> None:
@@ -284,15 +296,63 @@ def build_callbacks(cfg: Mapping, logger: Any) -> list:
         raise ConfigError(str(e)) from e
 
 
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _gpu_visible() -> bool:
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
 def resolve_devices(devices: Any, accelerator: str) -> Any:
     """``trainer.devices`` for Lightning: ``-1`` ("every visible device") on the CPU becomes one process per core
-    this process may run on (Lightning accepts only a positive count there); anything else passes unchanged."""
-    if str(devices) != "-1":
-        return devices
-    on_gpu = accelerator not in ("auto", "cpu") or torch.cuda.is_available() or torch.backends.mps.is_available()
-    if on_gpu:
-        return devices
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    this process may run on (Lightning accepts only a positive count there); anything else passes unchanged.
+
+    More CPU processes than usable cores are allowed (they share the cores, and run slower than fewer would):
+    the launching process warns once."""
+    on_cpu = accelerator == "cpu" or accelerator == "auto" and not _gpu_visible()
+    if str(devices) == "-1":
+        return _usable_cores() if on_cpu else devices
+    count = devices if isinstance(devices, int) and not isinstance(devices, bool) else None
+    if on_cpu and count is not None and count > _usable_cores() and rank_zero_only.rank == 0:
+        log.warning(f"trainer.devices={count} on the CPU: {count} processes share {_usable_cores()} usable "
+                    f"core(s), slower than trainer.devices={_usable_cores()} would be")
+    return devices
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Stop before anything is built when ``trainer.accelerator`` names a device this machine lacks.
+
+    Raises:
+        ConfigError: ``gpu``/``cuda``/``mps`` without one visible to PyTorch.
+    """
+    available = {"gpu": _gpu_visible(), "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(str(accelerator).lower(), True):
+        raise ConfigError(f"trainer.accelerator={accelerator}: no such device is visible to PyTorch "
+                          f"(torch.cuda.is_available() is False); use trainer.accelerator=cpu, or auto to take a "
+                          f"GPU when there is one")
+
+
+def resume_checkpoint(resume: Optional[str], output_dir: Path) -> Optional[str]:
+    """``trainer.resume`` as the checkpoint file to continue from, checked before anything is built: ``last`` is
+    ``<run dir>/checkpoints/last.ckpt``, which must exist (a resume never silently starts from scratch).
+
+    Raises:
+        ConfigError: a missing, truncated, corrupt or unsafe file, naming ``trainer.resume``.
+    """
+    if resume is None:
+        return None
+    path = output_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.is_file():
+        what = f"no checkpoint at {path} (this run directory has none)" if resume == "last" else \
+            f"checkpoint {str(path)!r} does not exist"
+        raise ConfigError(f"trainer.resume={resume}: {what}; give the run directory of the run to continue "
+                          f"(hydra.run.dir=<dir> trainer.resume=last) or a checkpoint path")
+    try:
+        check_checkpoint(str(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"trainer.resume={resume}: {e}") from None
+    return str(path)
 
 
 def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
@@ -300,6 +360,7 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
     t = dict(plain_config(cfg["trainer"]))
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         _check_limit(key, t.get(key))
+    check_accelerator(t["accelerator"])
     if t["max_epochs"] < 1:
         raise ConfigError(f"trainer.max_epochs: must be >= 1, got {t['max_epochs']}")
     logger = build_logger(t, output_dir)
@@ -308,12 +369,14 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
         "checkpoint_dir": str(output_dir / "checkpoints") if t.get("checkpoint") else None, "seed": cfg.get("seed"),
         # one line per epoch always (the run's log); the live bar on a terminal only with enable_progress_bar
         "enable_progress_bar": True,
-        "callbacks": [EpochProgress(live=bool(t["enable_progress_bar"])), *build_callbacks(cfg, logger)],
+        "callbacks": [EpochProgress(live=bool(t["enable_progress_bar"])), *build_callbacks(cfg, logger),
+                      GracefulInterrupt(output_dir / "checkpoints" / "last.ckpt")],
     }
     for key, (arg, lightning_option) in trainer_fit_args().items():  # the keys passed on as they are
         if not lightning_option or t.get(key) is not None:
             kwargs[arg] = t[key]
     kwargs["epochs"] = int(kwargs["epochs"])
+    kwargs["resume"] = resume_checkpoint(t.get("resume"), output_dir)
     return kwargs
 
 
@@ -381,21 +444,35 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     dm = build_datamodule_from_config(cfg.data)
     load_data(dm, cfg)
     out = _output_dir(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log.info(f"Run directory: {out}")
     model = build_model(cfg.model, tuple(dm.input_shape))
-    if cfg.summary and rank_zero_only.rank == 0:  # the launcher's rank (RANK, SLURM_PROCID, LOCAL_RANK)
-        model.summary(print_fn=log.info)
-    model.compile(**compile_kwargs(cfg))
-    kwargs = fit_kwargs(cfg, out)
+    try:
+        model.compile(**compile_kwargs(cfg))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e) if isinstance(e, ConfigError) else f"optimizer / model: {e}") from None
+    kwargs = fit_kwargs(cfg, out)  # the last check: from here on the run writes
     recipe = _recipe_name(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    rank0 = rank_zero_only.rank == 0  # the launcher's rank (RANK, SLURM_PROCID, LOCAL_RANK)
+    if rank0:
+        log.info(f"Run directory: {out}")
+        if kwargs["resume"]:
+            log.info(f"Resuming from {kwargs['resume']}")
+    if cfg.summary and rank0:
+        model.summary(print_fn=log.info)
 
     t0 = time.perf_counter()
-    history = model.fit(dm, **kwargs)
+    interrupt = next(c for c in kwargs["callbacks"] if isinstance(c, GracefulInterrupt))
+    try:
+        history = model.fit(dm, **kwargs)
+    except SystemExit:  # Lightning's answer to a KeyboardInterrupt (a second Ctrl-C): say how to continue
+        if interrupt.hard:
+            raise interrupt.hard_stop() from None
+        raise
     fit_seconds = time.perf_counter() - t0
     trainer = history.trainer
-    metrics: dict[str, Any] = {"recipe": recipe, "epochs": len(history.epoch) if hasattr(history, "epoch") else None,
-                               "fit_seconds": round(fit_seconds, 2), "output_dir": str(out)}
+    metrics: dict[str, Any] = {"recipe": recipe, "fit_seconds": round(fit_seconds, 2), "output_dir": str(out),
+                               # epochs trained in all: a resumed fit's History holds only those after the resume
+                               "epochs": trainer.current_epoch if trainer is not None else len(history.epoch)}
     for key, values in history.history.items():
         if values:
             metrics[key] = float(values[-1])
