@@ -95,12 +95,11 @@ CLI_ERRORS = [  # (id, arguments, words of the one message)
 ]
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the gpu case needs a machine without a GPU")
-def test_input_errors_one_message_exit_2_no_traceback_no_run_dir(tmp_path):
-    """Every case at once (one process each, started together): the message alone on stderr, exit 2, and the
+def _check_cli_errors(tmp_path: Path, cases: list) -> None:
+    """The cases at once (one process each, started together): the message alone on stderr, exit 2, and the
     launch directory holds nothing new."""
     procs = {}
-    for case, args, _ in CLI_ERRORS:
+    for case, args, _ in cases:
         cwd = tmp_path / case
         cwd.mkdir()
         torch.save({"state_dict": {"w": torch.zeros(1000)}}, cwd / "truncated.ckpt")
@@ -108,7 +107,7 @@ def test_input_errors_one_message_exit_2_no_traceback_no_run_dir(tmp_path):
         (cwd / "truncated.ckpt").write_bytes(data[: len(data) // 2])
         (cwd / "corrupt.ckpt").write_text("not a checkpoint")
         procs[case] = start(args, cwd)
-    for case, _, words in CLI_ERRORS:
+    for case, _, words in cases:
         out, err = procs[case].communicate(timeout=300)
         assert procs[case].returncode == 2, (case, err[-2000:])
         assert "Traceback" not in err + out, (case, err)
@@ -116,6 +115,17 @@ def test_input_errors_one_message_exit_2_no_traceback_no_run_dir(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("Error: "), (case, err)
         assert all(w.lower() in lines[0].lower() for w in words), (case, lines[0])
         assert sorted(p.name for p in (tmp_path / case).iterdir()) == ["corrupt.ckpt", "truncated.ckpt"], case
+
+
+def test_input_errors_one_message_exit_2_no_traceback_no_run_dir(tmp_path):
+    """The first check of a run (the datamodule's) and the last (the resume file), and one of the command line."""
+    _check_cli_errors(tmp_path, [c for c in CLI_ERRORS if c[0] in ("batch-size", "resume-truncated", "dashes")])
+
+
+@pytest.mark.slow  # 8 processes, ~100 s on 2 loaded cores
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the gpu case needs a machine without a GPU")
+def test_every_listed_input_error_one_message_exit_2_no_traceback_no_run_dir(tmp_path):
+    _check_cli_errors(tmp_path, CLI_ERRORS)
 
 
 # ---------------------------------------------------------------------------------------------------- trainer=gpu
@@ -275,3 +285,36 @@ def test_ctrl_c_mid_epoch_prints_the_command_that_resumes_exactly(tmp_path):
     assert a == b and a["epochs"] == 2
     wa, wb = (torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (full, run))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+def test_more_cpu_processes_than_cores_warn_once_from_the_launching_process(monkeypatch, caplog):
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from spaic_train import recipe
+
+    monkeypatch.setattr(recipe, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(recipe, "_gpu_visible", lambda: False)
+    with caplog.at_level("WARNING", logger="spaic_train.cli"):
+        assert recipe.resolve_devices(4, "cpu") == 4
+        assert recipe.resolve_devices(2, "cpu") == 2 and recipe.resolve_devices(-1, "auto") == 2
+        monkeypatch.setattr(rank_zero_only, "rank", 1)  # a started process: says nothing
+        assert recipe.resolve_devices(4, "cpu") == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["trainer.devices=4 on the CPU: 4 processes share 2 usable core(s), slower than "
+                        "trainer.devices=2 would be"]
+
+
+def test_labels_name_y_and_keep_their_dtype():
+    """String labels: a TypeError naming ``y`` (not torch's own); float64 labels are reported as float64."""
+    import numpy as np
+
+    from spaic_train.training.checks import array_labels
+
+    with pytest.raises(TypeError, match=r"^y: expected numbers, got an array of dtype <U3 \(e.g. 'cat'\)"):
+        array_labels(torch.nn.Linear(2, 2), np.array(["cat", "dog"]), "y")
+    with pytest.raises(ValueError, match="dtype torch.float64 with non-integral values"):
+        array_labels(torch.nn.Linear(2, 2), np.array([0.0, 1.5]), "y")
+    y = array_labels(torch.nn.Linear(2, 2), np.array([0.0, 1.0]), "y")
+    assert y.dtype == torch.int64 and y.tolist() == [0, 1]
+    assert array_labels(torch.nn.Linear(2, 2), np.eye(2), "y").dtype == torch.float32  # [N, C] targets

@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spaic_train.registry import Registry
+from spaic_train.training.resume import EpochSkipping
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -184,7 +185,7 @@ class ImageTensorDataset(Dataset):
         return x, self.labels[i]
 
 
-class EpochShuffleSampler(torch.utils.data.Sampler):
+class EpochShuffleSampler(EpochSkipping, torch.utils.data.Sampler):
     """The training loader's shuffle: a function of ``(seed, epoch)``, so that a resumed fit draws the same order.
 
     Epoch ``e`` yields exactly the order that ``DataLoader(shuffle=True, generator=torch.Generator().manual_seed(
@@ -208,13 +209,6 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def skip(self, n: int) -> None:
-        """Drop the first ``n`` samples of the next iteration only."""
-        self._skip = max(0, int(n))
-
     def __iter__(self):
         n, g = self.num_samples, torch.Generator().manual_seed(self.seed)
         for _ in range(self.epoch):  # per epoch such a loader draws its base seed and two permutations
@@ -222,8 +216,7 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
             torch.randperm(n, generator=g)
             torch.randperm(n, generator=g)
         torch.empty((), dtype=torch.int64).random_(generator=g)
-        skip, self._skip = self._skip, 0
-        yield from torch.randperm(n, generator=g).tolist()[skip:]
+        yield from torch.randperm(n, generator=g).tolist()[self._take_skip():]
 
 
 class SpikeDataModule(pl.LightningDataModule):

@@ -71,7 +71,7 @@ def to_tensor(a: Any, what: str) -> Tensor:
     if arr.dtype == object:
         raise TypeError(f"{what}: cannot convert a ragged/object array to a tensor")
     if arr.dtype.kind not in "biuf":  # strings, dates, complex numbers
-        example = f" (e.g. {arr.flat[0]!r})" if arr.size else ""
+        example = f" (e.g. {arr.flat[0].tolist()!r})" if arr.size else ""
         raise TypeError(f"{what}: expected numbers, got an array of dtype {arr.dtype}{example}; class names must "
                         "become integer class indices first, e.g. names, y = np.unique(y, return_inverse=True)")
     return torch.from_numpy(np.ascontiguousarray(arr))

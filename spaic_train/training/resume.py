@@ -22,7 +22,7 @@ from torch.utils.data import DistributedSampler
 
 from .distributed import gather_objects
 
-__all__ = ["ResumableRandomSampler", "ResumeState", "SkippableSampler"]
+__all__ = ["EpochSkipping", "ResumableRandomSampler", "ResumeState", "SkippableSampler"]
 
 
 @runtime_checkable
@@ -38,7 +38,26 @@ class SkippableSampler(Protocol):
     def skip(self, n: int) -> None: ...
 
 
-class ResumableRandomSampler(DistributedSampler):
+class EpochSkipping:
+    """``set_epoch`` and ``skip`` of a :class:`SkippableSampler`: ``__iter__`` takes the pending skip with
+    :meth:`_take_skip` (so it applies to one iteration only)."""
+
+    epoch: int = 0
+    _skip: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def skip(self, n: int) -> None:
+        """Drop the first ``n`` samples of the next iteration only."""
+        self._skip = max(0, int(n))
+
+    def _take_skip(self) -> int:
+        skip, self._skip = self._skip, 0
+        return skip
+
+
+class ResumableRandomSampler(EpochSkipping, DistributedSampler):
     """Shuffles with a permutation that depends only on ``(seed, epoch)``; can skip the start of an epoch;
     shards the epoch between processes.
 
@@ -102,12 +121,6 @@ class ResumableRandomSampler(DistributedSampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def skip(self, n: int) -> None:
-        self._skip = max(0, int(n))
-
     def __iter__(self) -> Iterator[int]:
         n = len(self.dataset)
         world, rank = self._current_shard()
@@ -115,8 +128,7 @@ class ResumableRandomSampler(DistributedSampler):
         perm = torch.randperm(n, generator=g).tolist()
         padded = -(-n // world) * world
         perm += (perm * (-(-padded // n)))[: padded - n]
-        skip, self._skip = self._skip, 0
-        yield from perm[rank:padded:world][skip:]
+        yield from perm[rank:padded:world][self._take_skip():]
 
 
 def _rng_state() -> dict[str, Any]:
