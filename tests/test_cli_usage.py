@@ -82,6 +82,21 @@ def test_readme_hidden_units_override_on_the_default_recipe(tmp_path):
     assert again["accuracy"] == metrics["test_accuracy"]
 
 
+def test_sweep_dir_and_hidden_var_compose_in_process():
+    """The fast halves of the two tests above: the sweep directory resolves where the launcher reads it (before
+    Hydra's runtime config is set; ``${hydra:...}`` did not), and ``model.vars.hidden`` sizes the hidden layer."""
+    from hydra import compose, initialize_config_dir
+
+    from spaic_train.cli import CONFIG_DIR, build_model
+    from spaic_train.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model.vars.hidden=256"], return_hydra_config=True)
+    assert str(cfg.hydra.sweep.dir).startswith("multirun/digits_snn/")
+    assert build_model(cfg.model, (8, 8)).get_layer("hidden").output_shape == (256,)
+
+
 # ---------------------------------------------------------------------------------------------------- input errors
 CLI_ERRORS = [  # (id, arguments, words of the one message)
     ("batch-size", ["data.batch_size=-1"], ["data.batch_size must be >= 1", "-1"]),
