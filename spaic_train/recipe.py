@@ -423,13 +423,17 @@ def load_data(dm: Any, cfg: Mapping) -> None:
 def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict:
     """Build everything from ``cfg``, train, test, save; return the final metrics.
 
-    Order (every config or data error surfaces before anything is built): config check against the schema →
-    seed → datamodule and its data (:func:`load_data`) → output directory → model (+ summary) → compile →
-    callbacks/logger → ``fit`` → ``evaluate`` on the test split (``trainer.test``; the test metrics also go to
-    TensorBoard) → ``model.pt`` and ``metrics.json`` in the output directory.  What it prints goes through the
-    ``spaic_train`` logger (console and, under Hydra, ``train.log``).  Under several processes (DDP, one or many
-    machines) every process trains and evaluates (on its shard; the metrics are those of the whole split), and
-    only global rank 0 prints the summary and the final metrics and writes ``model.pt`` and ``metrics.json``.
+    Order (every config or data error surfaces before anything is written, as a :class:`ConfigError` or
+    ``DataNotFoundError``): config check against the schema → seed → datamodule and its data (:func:`load_data`)
+    → model → compile → trainer arguments (callbacks, logger, :func:`check_accelerator`, the ``trainer.resume``
+    file: :func:`resume_checkpoint`) → output directory (+ summary) → ``fit`` → ``evaluate`` on the test split
+    (``trainer.test``; the test metrics also go to TensorBoard) → ``model.pt`` and ``metrics.json`` in the output
+    directory.  A Ctrl-C during ``fit`` ends it after the current batch with the state saved
+    (:class:`~spaic_train.interrupt.TrainingInterrupted`, see :mod:`spaic_train.interrupt`).  What it prints goes
+    through the ``spaic_train`` logger (console and, under Hydra, ``train.log``).  Under several processes (DDP,
+    one or many machines) every process trains and evaluates (on its shard; the metrics are those of the whole
+    split), and only global rank 0 prints the summary and the final metrics and writes ``model.pt`` and
+    ``metrics.json``.
 
     Returns:
         ``{'val_loss': ..., 'val_accuracy': ..., 'test_loss': ..., 'test_accuracy': ..., 'epochs': ...,

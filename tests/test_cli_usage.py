@@ -133,8 +133,8 @@ def _check_cli_errors(tmp_path: Path, cases: list) -> None:
 
 
 def test_input_errors_one_message_exit_2_no_traceback_no_run_dir(tmp_path):
-    """The first check of a run (the datamodule's) and the last (the resume file), and one of the command line."""
-    _check_cli_errors(tmp_path, [c for c in CLI_ERRORS if c[0] in ("batch-size", "resume-truncated", "dashes")])
+    """The first check of a run (the datamodule's) and one of the command line (all of them: the slow test)."""
+    _check_cli_errors(tmp_path, [c for c in CLI_ERRORS if c[0] in ("batch-size", "dashes")])
 
 
 @pytest.mark.slow  # 8 processes, ~100 s on 2 loaded cores
@@ -177,13 +177,19 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_second_run_into_a_locked_run_dir_stops_and_a_stale_lock_is_taken_over(tmp_path):
+def test_second_run_into_a_locked_run_dir_stops(tmp_path):
     run_dir = tmp_path / "run"
     with RunDirLock(run_dir):  # a live run (this process) holds the directory
         res = train(f"hydra.run.dir={run_dir}", *SMALL, cwd=tmp_path)
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert f"in use by another run (pid {os.getpid()}" in res.stderr
         assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]  # nothing of the second run was written
+
+
+@pytest.mark.slow  # a whole run, ~20 s on 2 loaded cores (the takeover itself: test_run_dir_lock_in_process)
+def test_a_stale_lock_is_taken_over_by_the_next_run(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
     (run_dir / LOCK_NAME).write_text(f"{_dead_pid()} {os.uname().nodename}\n")  # left by a killed run
     res = train(f"hydra.run.dir={run_dir}", *SMALL, "trainer.logger=none", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -205,7 +211,8 @@ def test_run_dir_lock_in_process(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- Ctrl-C
 def test_ctrl_c_during_start_up_is_one_line_exit_130(tmp_path):
-    """SIGINT while the run imports torch: one line, exit 130, no traceback, no run directory."""
+    """SIGINT while the run imports torch (spaic_train, then the run's modules): one line, exit 130, no traceback,
+    no run directory."""
     proc = start([], tmp_path)
     deadline = time.monotonic() + 120
     maps = Path(f"/proc/{proc.pid}/maps")
