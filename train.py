@@ -10,7 +10,13 @@
 See ``spaic_train/cli.py`` and the README's "Recipes" section.
 """
 
-from spaic_train.cli import main
+import sys
+
+try:
+    from spaic_train.cli import main  # imports torch: seconds, in which a Ctrl-C must not print a traceback
+except KeyboardInterrupt:
+    print("Interrupted (Ctrl-C) before training started; nothing to continue", file=sys.stderr)
+    raise SystemExit(130) from None
 
 if __name__ == "__main__":
     main()

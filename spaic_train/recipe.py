@@ -33,12 +33,14 @@ from . import init as _init
 from .config import ConfigError, data_schema, trainer_fit_args, validate_config
 from .data import DataNotFoundError, build_datamodule
 from .data.events import RecordedSplit
+from .interrupt import GracefulInterrupt
 from .keras import LAYERS, Input, Model, Sequential
 from .monitoring import TensorBoardMonitor
 from .monitoring.event_frames import EventFramePreview
 from .profiling import EnergyMonitor
 from .profiling.runs import run_metrics
 from .training import get_loss
+from .training.checkpoint import check_checkpoint
 from .training.delay_sigma import as_delay_sigma_schedule
 from .training.progress import EpochProgress
 from .training.regularizers import build_regularizers
@@ -49,6 +51,7 @@ __all__ = [
     "build_datamodule_from_config",
     "build_logger",
     "build_model",
+    "check_accelerator",
     "compile_kwargs",
     "fit_kwargs",
     "load_data",
@@ -56,6 +59,7 @@ __all__ = [
     "plain_config",
     "resolve_devices",
     "resolve_initializers",
+    "resume_checkpoint",
     "run",
 ]
 
@@ -124,8 +128,9 @@ def build_datamodule_from_config(data_cfg: Mapping) -> Any:
         raise ConfigError(f"data.{key}: {msg} (data.name={name!r})" if key else f"data: {msg}") from e
     try:
         return build_datamodule(**OmegaConf.to_container(checked, resolve=True))
-    except (TypeError, ValueError) as e:  # a value the constructor rejects (data.num_workers=many, ...)
-        raise ConfigError(str(e)) from e
+    except (TypeError, ValueError) as e:  # the datamodule's own checks name the key (data.batch_size, ...)
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith("data.") else f"data: {msg}") from None
 
 
 def _check_layer_kwargs(cls: type, kwargs: dict, where: str) -> None:
@@ -245,8 +250,9 @@ def compile_kwargs(cfg: Mapping) -> dict:
     """
     opt = dict(plain_config(cfg["optimizer"]))
     model = dict(plain_config(cfg["model"]))
+    loss, loss_kwargs = model.get("loss", "ce_rate"), dict(model.get("loss_kwargs") or {})
     try:
-        loss = get_loss(model.get("loss", "ce_rate"), **(model.get("loss_kwargs") or {}))
+        get_loss(loss, **loss_kwargs)  # checked here; compile gets the names, which model.save can store
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.loss / model.loss_kwargs: {e}") from e
     regularizers = model.get("regularizers") or None
@@ -254,15 +260,18 @@ def compile_kwargs(cfg: Mapping) -> dict:
         build_regularizers(regularizers)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.{e}") from e  # the message starts with regularizers[.<name>]
+    lr = opt["lr"]
+    if not 0 <= lr < float("inf"):
+        raise ConfigError(f"optimizer.lr: must be a finite number >= 0, got {lr!r}")
     sigma = opt.get("delay_sigma") or {}
     try:
         delay_sigma = as_delay_sigma_schedule(sigma if sigma.get("start") is not None else None)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"optimizer.{e}") from e
-    return {"optimizer": opt["name"], "lr": float(opt["lr"]), "optimizer_kwargs": opt.get("kwargs") or {},
+    return {"optimizer": opt["name"], "lr": float(lr), "optimizer_kwargs": opt.get("kwargs") or {},
             "scheduler": opt.get("scheduler"), "scheduler_kwargs": opt.get("scheduler_kwargs") or {},
-            "loss": loss, "metrics": list(model.get("metrics") or []), "delay_lr": opt.get("delay_lr"),
-            "delay_sigma": delay_sigma, "regularizers": regularizers}
+            "loss": loss, "loss_kwargs": loss_kwargs, "metrics": list(model.get("metrics") or []),
+            "delay_lr": opt.get("delay_lr"), "delay_sigma": delay_sigma, "regularizers": regularizers}
 
 
 def _check_limit(key: str, value: Any) -> None:
@@ -299,15 +308,63 @@ def build_callbacks(cfg: Mapping, logger: Any) -> list:
         raise ConfigError(str(e)) from e
 
 
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _gpu_visible() -> bool:
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
 def resolve_devices(devices: Any, accelerator: str) -> Any:
     """``trainer.devices`` for Lightning: ``-1`` ("every visible device") on the CPU becomes one process per core
-    this process may run on (Lightning accepts only a positive count there); anything else passes unchanged."""
-    if str(devices) != "-1":
-        return devices
-    on_gpu = accelerator not in ("auto", "cpu") or torch.cuda.is_available() or torch.backends.mps.is_available()
-    if on_gpu:
-        return devices
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    this process may run on (Lightning accepts only a positive count there); anything else passes unchanged.
+
+    More CPU processes than usable cores are allowed (they share the cores, and run slower than fewer would):
+    the launching process warns once."""
+    on_cpu = accelerator == "cpu" or accelerator == "auto" and not _gpu_visible()
+    if str(devices) == "-1":
+        return _usable_cores() if on_cpu else devices
+    count = devices if isinstance(devices, int) and not isinstance(devices, bool) else None
+    if on_cpu and count is not None and count > _usable_cores() and rank_zero_only.rank == 0:
+        log.warning(f"trainer.devices={count} on the CPU: {count} processes share {_usable_cores()} usable "
+                    f"core(s), slower than trainer.devices={_usable_cores()} would be")
+    return devices
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Stop before anything is built when ``trainer.accelerator`` names a device this machine lacks.
+
+    Raises:
+        ConfigError: ``gpu``/``cuda``/``mps`` without one visible to PyTorch.
+    """
+    available = {"gpu": _gpu_visible(), "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(str(accelerator).lower(), True):
+        raise ConfigError(f"trainer.accelerator={accelerator}: no such device is visible to PyTorch "
+                          f"(torch.cuda.is_available() is False); use trainer.accelerator=cpu, or auto to take a "
+                          f"GPU when there is one")
+
+
+def resume_checkpoint(resume: Optional[str], output_dir: Path) -> Optional[str]:
+    """``trainer.resume`` as the checkpoint file to continue from, checked before anything is built: ``last`` is
+    ``<run dir>/checkpoints/last.ckpt``, which must exist (a resume never silently starts from scratch).
+
+    Raises:
+        ConfigError: a missing, truncated, corrupt or unsafe file, naming ``trainer.resume``.
+    """
+    if resume is None:
+        return None
+    path = output_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.is_file():
+        what = f"no checkpoint at {path} (this run directory has none)" if resume == "last" else \
+            f"checkpoint {str(path)!r} does not exist"
+        raise ConfigError(f"trainer.resume={resume}: {what}; give the run directory of the run to continue "
+                          f"(hydra.run.dir=<dir> trainer.resume=last) or a checkpoint path")
+    try:
+        check_checkpoint(str(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"trainer.resume={resume}: {e}") from None
+    return str(path)
 
 
 def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
@@ -315,6 +372,7 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
     t = dict(plain_config(cfg["trainer"]))
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         _check_limit(key, t.get(key))
+    check_accelerator(t["accelerator"])
     if t["max_epochs"] < 1:
         raise ConfigError(f"trainer.max_epochs: must be >= 1, got {t['max_epochs']}")
     logger = build_logger(t, output_dir)
@@ -323,12 +381,14 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
         "checkpoint_dir": str(output_dir / "checkpoints") if t.get("checkpoint") else None, "seed": cfg.get("seed"),
         # one line per epoch always (the run's log); the live bar on a terminal only with enable_progress_bar
         "enable_progress_bar": True,
-        "callbacks": [EpochProgress(live=bool(t["enable_progress_bar"])), *build_callbacks(cfg, logger)],
+        "callbacks": [EpochProgress(live=bool(t["enable_progress_bar"])), *build_callbacks(cfg, logger),
+                      GracefulInterrupt(output_dir / "checkpoints" / "last.ckpt")],
     }
     for key, (arg, lightning_option) in trainer_fit_args().items():  # the keys passed on as they are
         if not lightning_option or t.get(key) is not None:
             kwargs[arg] = t[key]
     kwargs["epochs"] = int(kwargs["epochs"])
+    kwargs["resume"] = resume_checkpoint(t.get("resume"), output_dir)
     return kwargs
 
 
@@ -375,13 +435,17 @@ def load_data(dm: Any, cfg: Mapping) -> None:
 def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict:
     """Build everything from ``cfg``, train, test, save; return the final metrics.
 
-    Order (every config or data error surfaces before anything is built): config check against the schema →
-    seed → datamodule and its data (:func:`load_data`) → output directory → model (+ summary) → compile →
-    callbacks/logger → ``fit`` → ``evaluate`` on the test split (``trainer.test``; the test metrics also go to
-    TensorBoard) → ``model.pt`` and ``metrics.json`` in the output directory.  What it prints goes through the
-    ``spaic_train`` logger (console and, under Hydra, ``train.log``).  Under several processes (DDP, one or many
-    machines) every process trains and evaluates (on its shard; the metrics are those of the whole split), and
-    only global rank 0 prints the summary and the final metrics and writes ``model.pt`` and ``metrics.json``.
+    Order (every config or data error surfaces before anything is written, as a :class:`ConfigError` or
+    ``DataNotFoundError``): config check against the schema → seed → datamodule and its data (:func:`load_data`)
+    → model → compile → trainer arguments (callbacks, logger, :func:`check_accelerator`, the ``trainer.resume``
+    file: :func:`resume_checkpoint`) → output directory (+ summary) → ``fit`` → ``evaluate`` on the test split
+    (``trainer.test``; the test metrics also go to TensorBoard) → ``model.pt`` and ``metrics.json`` in the output
+    directory.  A Ctrl-C during ``fit`` ends it after the current batch with the state saved
+    (:class:`~spaic_train.interrupt.TrainingInterrupted`, see :mod:`spaic_train.interrupt`).  What it prints goes
+    through the ``spaic_train`` logger (console and, under Hydra, ``train.log``).  Under several processes (DDP,
+    one or many machines) every process trains and evaluates (on its shard; the metrics are those of the whole
+    split), and only global rank 0 prints the summary and the final metrics and writes ``model.pt`` and
+    ``metrics.json``.
 
     Returns:
         ``{'val_loss': ..., 'val_accuracy': ..., 'test_loss': ..., 'test_accuracy': ..., 'epochs': ...,
@@ -396,21 +460,35 @@ def run(cfg: DictConfig, output_dir: Optional[str | os.PathLike] = None) -> dict
     dm = build_datamodule_from_config(cfg.data)
     load_data(dm, cfg)
     out = _output_dir(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log.info(f"Run directory: {out}")
     model = build_model(cfg.model, tuple(dm.input_shape))
-    if cfg.summary and rank_zero_only.rank == 0:  # the launcher's rank (RANK, SLURM_PROCID, LOCAL_RANK)
-        model.summary(print_fn=log.info)
-    model.compile(**compile_kwargs(cfg))
-    kwargs = fit_kwargs(cfg, out)
+    try:
+        model.compile(**compile_kwargs(cfg))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e) if isinstance(e, ConfigError) else f"optimizer / model: {e}") from None
+    kwargs = fit_kwargs(cfg, out)  # the last check: from here on the run writes
     recipe = _recipe_name(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    rank0 = rank_zero_only.rank == 0  # the launcher's rank (RANK, SLURM_PROCID, LOCAL_RANK)
+    if rank0:
+        log.info(f"Run directory: {out}")
+        if kwargs["resume"]:
+            log.info(f"Resuming from {kwargs['resume']}")
+    if cfg.summary and rank0:
+        model.summary(print_fn=log.info)
 
     t0 = time.perf_counter()
-    history = model.fit(dm, **kwargs)
+    interrupt = next(c for c in kwargs["callbacks"] if isinstance(c, GracefulInterrupt))
+    try:
+        history = model.fit(dm, **kwargs)
+    except SystemExit:  # Lightning's answer to a KeyboardInterrupt (a second Ctrl-C): say how to continue
+        if interrupt.hard:
+            raise interrupt.hard_stop() from None
+        raise
     fit_seconds = time.perf_counter() - t0
     trainer = history.trainer
-    metrics: dict[str, Any] = {"recipe": recipe, "epochs": len(history.epoch) if hasattr(history, "epoch") else None,
-                               "fit_seconds": round(fit_seconds, 2), "output_dir": str(out)}
+    metrics: dict[str, Any] = {"recipe": recipe, "fit_seconds": round(fit_seconds, 2), "output_dir": str(out),
+                               # epochs trained in all: a resumed fit's History holds only those after the resume
+                               "epochs": trainer.current_epoch if trainer is not None else len(history.epoch)}
     if isinstance(dm, RecordedSplit):  # event datasets: which files were train/val/test (data.events.splits)
         metrics["split_hash"] = dm.split_hash()
     for key, values in history.history.items():

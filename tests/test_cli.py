@@ -232,18 +232,6 @@ def test_override_run_end_to_end(tmp_path):
     assert "optimizer.lr=3e-4" in (out / ".hydra" / "overrides.yaml").read_text()
 
 
-def test_multirun_sweep_creates_one_dir_per_value(tmp_path):
-    sweep = tmp_path / "sweep"
-    res = train("-m", "optimizer.lr=1e-3,3e-4", *TINY, "trainer.logger=none", "save_model=false",
-                f"hydra.sweep.dir={sweep}")
-    assert res.returncode == 0, res.stderr[-3000:]
-    dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [d.name for d in dirs] == ["0", "1"]
-    lrs = [yaml.safe_load((d / ".hydra" / "config.yaml").read_text())["optimizer"]["lr"] for d in dirs]
-    assert lrs == pytest.approx([1e-3, 3e-4])
-    assert all((d / "metrics.json").is_file() for d in dirs)
-
-
 def _cifar_folder(root: Path, shared_data: Path, per_class: int = 3) -> Path:
     """``root/{train,test}/<class>/*.jpg``: the first images of each class from the shared CIFAR-10 JPEG tars,
     or random JPEGs when the tars are not there."""

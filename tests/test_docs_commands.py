@@ -89,8 +89,6 @@ SLOW = {
 
 #: commands that fail as printed today → the reason (strict: once they pass, the mark must go)
 XFAIL = {
-    "python train.py trainer.max_epochs=1 optimizer.lr=3e-4 model.vars.hidden=256":
-        "issue 25 item 2, fixed on branch i25-cli",
 }
 
 

@@ -363,6 +363,71 @@ def buffer_pool_limit_from_env(value):
             os.environ["SPAIC_TRAIN_BUFFER_POOL_MB"] = old
 
 
+# ------------------------------------------------------------------------------ the command line (python train.py)
+def _in_tmp(fn):
+    """``fn(tmp_dir)`` run with a fresh temporary directory as the working directory."""
+    import tempfile
+
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            return fn(tmp)
+        finally:
+            os.chdir(cwd)
+
+
+def cli_resume(kind: str):
+    """``trainer.resume=<file>`` checked before the run starts: a missing, text, truncated file or ``last``."""
+    from pathlib import Path
+
+    from spaic_train.recipe import resume_checkpoint
+
+    def check(tmp):
+        path = Path(tmp) / "x.ckpt"
+        if kind == "text":
+            path.write_text("not a checkpoint")
+        elif kind == "truncated":
+            torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+            path.write_bytes(path.read_bytes()[:2000])
+        return resume_checkpoint("last" if kind == "last" else str(path), Path(tmp))
+
+    return _in_tmp(check)
+
+
+def cli_gpu_absent():
+    """``trainer.accelerator=gpu`` where PyTorch sees no GPU (as on this machine)."""
+    from spaic_train import recipe
+
+    visible, recipe._gpu_visible = recipe._gpu_visible, lambda: False
+    try:
+        recipe.check_accelerator("gpu")
+    finally:
+        recipe._gpu_visible = visible
+
+
+def cli_arguments(*argv):
+    from spaic_train.cli import _checked_arguments
+
+    return _in_tmp(lambda tmp: _checked_arguments(list(argv)))
+
+
+def cli_locked_run_dir():
+    from spaic_train.run_dir import RunDirLock
+
+    def lock_twice(tmp):
+        with RunDirLock(tmp), RunDirLock(tmp):
+            pass
+
+    return _in_tmp(lock_twice)
+
+
+def cli_compile_kwargs(**optimizer):
+    from spaic_train.recipe import compile_kwargs
+
+    return compile_kwargs({"optimizer": {"name": "adam", **optimizer}, "model": {}})
+
+
 CASES = [
     # --- NeuronGroup / Encoder / Decoder --------------------------------------------------------------------
     ("group-unknown-model", lambda: spaic.NeuronGroup(4, model="lf"), ValueError,
@@ -588,6 +653,28 @@ CASES = [
      ["decode once", "b.png", "16x8", "8x8", "data.decode_once=false"]),
     ("config-unknown-inbound", config_unknown_inbound, ValueError,
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
+    # --- the command line: python train.py (each stops the run: the message alone, exit 2, no run directory) ---
+    ("cli-bad-batch-size", lambda: __import__("spaic_train.recipe", fromlist=["x"]).build_datamodule_from_config(
+        {"name": "digits", "batch_size": -1}), ValueError, ["data.batch_size must be >= 1", "-1"]),
+    ("cli-negative-lr", lambda: cli_compile_kwargs(lr=-1.0), ValueError, ["optimizer.lr", ">= 0", "-1.0"]),
+    ("cli-gpu-absent", cli_gpu_absent, ValueError, ["trainer.accelerator=gpu", "no such device", "cpu"]),
+    ("cli-resume-missing", lambda: cli_resume("missing"), ValueError, ["trainer.resume", "x.ckpt", "does not exist"]),
+    ("cli-resume-corrupt", lambda: cli_resume("text"), ValueError, ["trainer.resume", "not a pytorch file"]),
+    ("cli-resume-truncated", lambda: cli_resume("truncated"), ValueError,
+     ["trainer.resume", "truncated or corrupt"]),
+    ("cli-resume-last-no-checkpoint", lambda: cli_resume("last"), ValueError,
+     ["trainer.resume=last", "no checkpoint at", "last.ckpt", "hydra.run.dir"]),
+    ("cli-resume-last-no-run", lambda: cli_arguments("trainer.resume=last"), ValueError,
+     ["trainer.resume=last", "no run of recipe 'digits_snn'", "outputs/digits_snn/", "hydra.run.dir"]),
+    ("cli-run-dir-locked", cli_locked_run_dir, ValueError, ["in use by another run", f"pid {os.getpid()}"]),
+    ("cli-dashed-override", lambda: cli_arguments("--recipe", "cifar_snn"), ValueError,
+     ["unrecognized option '--recipe'", "without dashes", "recipe=cifar_snn"]),
+    ("compile-negative-lr", lambda: keras_model().compile(lr=-1e-2), ValueError,
+     ["lr must be a finite number >= 0", "-0.01"]),
+    ("fit-string-labels", lambda: keras_fit(X, np.array(list("abcabcab"))), TypeError,
+     ["y", "expected numbers", "dtype <u1", "'a'", "class indices"]),
+    ("fit-float64-labels", lambda: keras_fit(X, np.full(8, 0.5)), ValueError,
+     ["y", "float64", "non-integral", "0.5"]),
     # --- callbacks and History ------------------------------------------------------------------------------
     ("callback-auto-mode-unknown", lambda: spaic.callbacks.EarlyStopping("val_spikes"), ValueError,
      ["EarlyStopping", "mode='auto' cannot tell", "'val_spikes'", "mode='min' or mode='max'"]),

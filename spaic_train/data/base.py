@@ -13,7 +13,8 @@ Every datamodule registered in :data:`DATASETS` follows the same contract:
   ``Trainer`` or directly (they call :meth:`setup` on first use).
 
 Determinism: ``seed`` fixes the train/val split, the shuffling order of the training loader
-(through a seeded ``torch.Generator``) and the fixed order of the validation and test sets, so two
+(:class:`EpochShuffleSampler`: each epoch's order is a function of ``(seed, epoch)``, so a resumed fit
+continues with the order an uninterrupted one draws) and the fixed order of the validation and test sets, so two
 datamodules built with the same arguments yield the same batches (random augmentations draw from the
 torch RNG of the loading process / worker, whose seed the DataLoader derives from that generator).
 
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from spaic_train.registry import Registry
 
+from .sampling import EpochSkipping
 from .workers import AUTO, LoaderOptions, TrainerContext, check_num_workers, check_pin_memory, resolve_loader_options
 
 log = logging.getLogger(__name__)
@@ -188,6 +190,40 @@ class ImageTensorDataset(Dataset):
         return x, self.labels[i]
 
 
+class EpochShuffleSampler(EpochSkipping, torch.utils.data.Sampler):
+    """The training loader's shuffle: a function of ``(seed, epoch)``, so that a resumed fit draws the same order.
+
+    Epoch ``e`` yields exactly the order that ``DataLoader(shuffle=True, generator=torch.Generator().manual_seed(
+    seed))`` yields in its ``e``-th epoch of one uninterrupted run (the draws that loader makes from its generator,
+    epoch after epoch, are replayed from the seed), so runs keep the orders they always had; but a fit resumed at
+    epoch ``e`` (Lightning calls :meth:`set_epoch`) starts from epoch ``e``'s order instead of epoch 0's, and
+    :meth:`skip` drops the samples of the batches already trained on before a mid-epoch checkpoint
+    (:class:`~spaic_train.training.resume.ResumeState` calls it).
+
+    Args:
+        num_samples: size of the training set.
+        seed: the shuffle seed (``data.seed``).
+    """
+
+    def __init__(self, num_samples: int, seed: int):
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.epoch = 0
+        self._skip = 0
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        n, g = self.num_samples, torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch):  # per epoch such a loader draws its base seed and two permutations
+            torch.empty((), dtype=torch.int64).random_(generator=g)
+            torch.randperm(n, generator=g)
+            torch.randperm(n, generator=g)
+        torch.empty((), dtype=torch.int64).random_(generator=g)
+        yield from torch.randperm(n, generator=g).tolist()[self._take_skip():]
+
+
 class SpikeDataModule(pl.LightningDataModule):
     """Common base: loaders, seeding, lazy setup.  Subclasses implement :meth:`_build`.
 
@@ -277,7 +313,7 @@ class SpikeDataModule(pl.LightningDataModule):
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=EpochShuffleSampler(len(ds), self.seed) if train else None,
             num_workers=opts.num_workers,
             pin_memory=opts.pin_memory,
             drop_last=self.drop_last and train,

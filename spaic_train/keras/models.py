@@ -297,7 +297,8 @@ class Model(Network):
     def compile(self, optimizer: Any = "adam", lr: float = 1e-3, loss: Any = "ce_rate",
                 metrics: Union[Sequence[Any], Any, None] = ("accuracy",), scheduler: Any = None,
                 optimizer_kwargs: Optional[dict] = None, scheduler_kwargs: Optional[dict] = None,
-                delay_lr: Optional[float] = None, delay_sigma: Any = None, regularizers: Any = None) -> None:
+                delay_lr: Optional[float] = None, delay_sigma: Any = None, regularizers: Any = None,
+                loss_kwargs: Optional[dict] = None) -> None:
         """Configure training: builds the :class:`~spaic_train.training.SNNModule` that ``fit`` uses.
 
         (This shadows ``nn.Module.compile``; use ``torch.compile(model)`` for TorchDynamo.)  Compiling again
@@ -320,6 +321,12 @@ class Model(Network):
                 :class:`~spaic_train.training.SNNModule`).
             regularizers: activity regularisers in the training loss, e.g. ``{"rate": {"target": 0.05}}``,
                 ``{"spike_l1": 0.5}``, ``{"energy": 1.0}`` (see :mod:`spaic_train.training.regularizers`).
+            loss_kwargs: options of a named loss (``loss='ce_rate', loss_kwargs={'scale': 5.0}``); kept as names
+                and numbers, so ``model.save`` stores them and ``load_model`` compiles the same loss again.
+
+        Raises:
+            ValueError: an unknown loss, optimizer, scheduler or metric name, a bad ``lr`` (negative, NaN) or
+                ``delay_lr``, a model with several inputs or outputs.
         """
         if len(self.output_layers) != 1:
             raise ValueError(f"{self.label}: compile/fit need a single-output model, this one has "
@@ -327,7 +334,8 @@ class Model(Network):
         if len(self.input_layers) != 1:
             raise ValueError(f"{self.label}: compile/fit need a single-input model (the training loop feeds one "
                              f"tensor), this one has {len(self.input_layers)} inputs")
-        module = training.SNNModule(self, loss=loss, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
+        loss_fn = training.get_loss(loss, **loss_kwargs) if loss_kwargs else loss
+        module = training.SNNModule(self, loss=loss_fn, optimizer=optimizer, lr=lr, optimizer_kwargs=optimizer_kwargs,
                            scheduler=scheduler, scheduler_kwargs=scheduler_kwargs, metrics=metrics, delay_lr=delay_lr,
                            delay_sigma=delay_sigma, regularizers=regularizers)
         self.__dict__["_module"] = module
@@ -335,9 +343,9 @@ class Model(Network):
         self.__dict__["_pending_optimizer_state"] = None
         metric_list = None if metrics is None else _as_list(metrics)
         self.__dict__["_compile_config"] = {
-            "optimizer": optimizer, "lr": lr, "loss": loss, "metrics": metric_list, "scheduler": scheduler,
-            "optimizer_kwargs": optimizer_kwargs, "scheduler_kwargs": scheduler_kwargs, "delay_lr": delay_lr,
-            "delay_sigma": None if module.delay_sigma is None else module.delay_sigma.to_dict(),
+            "optimizer": optimizer, "lr": lr, "loss": loss, "loss_kwargs": loss_kwargs, "metrics": metric_list,
+            "scheduler": scheduler, "optimizer_kwargs": optimizer_kwargs, "scheduler_kwargs": scheduler_kwargs,
+            "delay_lr": delay_lr, "delay_sigma": None if module.delay_sigma is None else module.delay_sigma.to_dict(),
             "regularizers": {r.name: r.get_config() for r in module.regularizers} or None}
 
     @property

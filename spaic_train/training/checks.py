@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .data import as_target_tensor, class_index_labels
+from .data import as_target_tensor, class_index_labels, to_tensor
 from .losses import check_class_indices
 from .protocols import CheckedNetwork, network_of
 
@@ -111,7 +111,8 @@ def array_labels(module: Any, y: Any, what: str) -> Any:
         return y
     net = checked_network(module)
     owner = net.label if net is not None else type(network_of(module)).__name__
-    return class_index_labels(as_target_tensor(y, what), f"{owner}: {what}")
+    # the check sees the labels' own dtype (float64 is reported as float64), then they are cast for training
+    return as_target_tensor(class_index_labels(to_tensor(y, what), f"{owner}: {what}"), what)
 
 
 def _tensors(loader: Any) -> Optional[torch.utils.data.TensorDataset]:

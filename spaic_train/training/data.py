@@ -49,6 +49,7 @@ __all__ = [
     "as_target_tensor",
     "check_finite",
     "class_index_labels",
+    "to_tensor",
     "make_loader",
     "prepare_eval_data",
     "prepare_fit_data",
@@ -60,7 +61,8 @@ __all__ = [
 DataLike = Union[Tensor, np.ndarray, Sequence, Dataset, DataLoader, pl.LightningDataModule]
 
 
-def _to_tensor(a: Any, what: str) -> Tensor:
+def to_tensor(a: Any, what: str) -> Tensor:
+    """Array-like → tensor of its own dtype (a tensor is detached); ``TypeError`` naming ``what`` for non-numbers."""
     if isinstance(a, Tensor):
         return a.detach()
     try:
@@ -69,12 +71,16 @@ def _to_tensor(a: Any, what: str) -> Tensor:
         raise TypeError(f"{what}: cannot convert {type(a).__name__} to a tensor") from exc
     if arr.dtype == object:
         raise TypeError(f"{what}: cannot convert a ragged/object array to a tensor")
+    if arr.dtype.kind not in "biuf":  # strings, dates, complex numbers
+        example = f" (e.g. {arr.flat[0].tolist()!r})" if arr.size else ""
+        raise TypeError(f"{what}: expected numbers, got an array of dtype {arr.dtype}{example}; class names must "
+                        "become integer class indices first, e.g. names, y = np.unique(y, return_inverse=True)")
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def as_input_tensor(x: Any, what: str = "x") -> Tensor:
     """Array-like ``[N, ...]`` → ``float32`` tensor (other floating dtypes such as bf16/fp16 are kept)."""
-    t = _to_tensor(x, what)
+    t = to_tensor(x, what)
     if t.dtype == torch.float64 or not torch.is_floating_point(t):
         t = t.to(torch.float32)
     return t
@@ -82,7 +88,7 @@ def as_input_tensor(x: Any, what: str = "x") -> Tensor:
 
 def as_target_tensor(y: Any, what: str = "y") -> Tensor:
     """Array-like labels → ``int64`` (integer/bool) or ``float32`` (floating) tensor."""
-    t = _to_tensor(y, what)
+    t = to_tensor(y, what)
     return t.to(torch.float32) if torch.is_floating_point(t) else t.to(torch.int64)
 
 
@@ -124,7 +130,7 @@ def to_dataset(x: Any, y: Any = None, what: str = "x") -> Dataset:
     check_finite(xt, what)
     if y is None:
         return TensorDataset(xt)
-    yt = class_index_labels(as_target_tensor(y, what.replace("x", "y")), what.replace("x", "y"))
+    yt = as_target_tensor(class_index_labels(to_tensor(y, what.replace("x", "y")), what.replace("x", "y")))
     check_finite(yt, what.replace("x", "y"))
     if yt.dim() == 0 or yt.shape[0] != xt.shape[0]:
         raise ValueError(f"{what} has {xt.shape[0]} samples but its labels have shape {list(yt.shape)}")

@@ -136,6 +136,8 @@ class SNNModule(pl.LightningModule):
         check_optimizer(optimizer)
         check_scheduler(scheduler)
         self.optimizer_spec = optimizer
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr < float("inf"):
+            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
         self.lr = float(lr)
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         self.scheduler_spec = scheduler

@@ -13,19 +13,33 @@ from __future__ import annotations
 import random
 import warnings
 from collections.abc import Iterator, Sized
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
+from ..data.sampling import EpochSkipping
 from .distributed import gather_objects
 
-__all__ = ["ResumableRandomSampler", "ResumeState"]
+__all__ = ["ResumableRandomSampler", "ResumeState", "SkippableSampler"]
 
 
-class ResumableRandomSampler(DistributedSampler):
+@runtime_checkable
+class SkippableSampler(Protocol):
+    """A training sampler that a mid-epoch resume can fast-forward: its order is a function of the epoch
+    (Lightning calls ``set_epoch``) and ``skip(n)`` drops the first ``n`` samples of its next iteration
+    (:class:`ResumableRandomSampler`, a datamodule's ``EpochShuffleSampler``)."""
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def skip(self, n: int) -> None: ...
+
+
+class ResumableRandomSampler(EpochSkipping, DistributedSampler):
     """Shuffles with a permutation that depends only on ``(seed, epoch)``; can skip the start of an epoch;
     shards the epoch between processes.
 
@@ -89,12 +103,6 @@ class ResumableRandomSampler(DistributedSampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def skip(self, n: int) -> None:
-        self._skip = max(0, int(n))
-
     def __iter__(self) -> Iterator[int]:
         n = len(self.dataset)
         world, rank = self._current_shard()
@@ -102,8 +110,7 @@ class ResumableRandomSampler(DistributedSampler):
         perm = torch.randperm(n, generator=g).tolist()
         padded = -(-n // world) * world
         perm += (perm * (-(-padded // n)))[: padded - n]
-        skip, self._skip = self._skip, 0
-        yield from perm[rank:padded:world][skip:]
+        yield from perm[rank:padded:world][self._take_skip():]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -151,8 +158,9 @@ class ResumeState(pl.Callback):
     processes resumes with fresh RNG streams and sums (with a warning).
 
     Args:
-        sampler: the :class:`ResumableRandomSampler` of the training loader (``None``: a user-supplied loader;
-            Lightning then warns that a mid-epoch resume is not exact).
+        sampler: the :class:`ResumableRandomSampler` of the training loader; ``None``: the one of the trainer's
+            training loader when it is a :class:`SkippableSampler` (a spaic_train datamodule's), else none (a
+            user-supplied loader: Lightning then warns that a mid-epoch resume is not exact).
         batch_size: samples per batch of that loader.
     """
 
@@ -162,6 +170,7 @@ class ResumeState(pl.Callback):
         self.batch_size = int(batch_size)
         self._pending_rng: Optional[dict] = None
         self._pending_metrics: Optional[dict] = None
+        self._resume_at: Optional[tuple[int, Optional[dict]]] = None  # (batches done, partial sums) to restore
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.sampler is None:
@@ -200,14 +209,25 @@ class ResumeState(pl.Callback):
             return
         mine = ranks[trainer.global_rank]
         self._pending_rng = mine["rng"]
-        done = int(state["batches_done"])
-        num_batches = None
+        self._resume_at = (int(state["batches_done"]), mine["metrics"] or None)
         if self.sampler is not None:
-            num_batches = -(-len(self.sampler) // self.batch_size)
-        mid_epoch = num_batches is not None and 0 < done < num_batches
-        if mid_epoch:
+            self._skip_done_batches()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.sampler is None:  # a datamodule's loader exists from here on (and is not iterated yet)
+            loader = trainer.train_dataloader
+            sampler = getattr(loader, "sampler", None)
+            if isinstance(sampler, SkippableSampler):
+                self.sampler, self.batch_size = sampler, int(getattr(loader, "batch_size", None) or 1)
+        if self.sampler is not None and self._resume_at is not None:
+            self._skip_done_batches()
+
+    def _skip_done_batches(self) -> None:
+        """A checkpoint written mid-epoch: skip the batches it had trained on, and add its partial sums back."""
+        (done, metrics), self._resume_at = self._resume_at, None
+        if 0 < done < -(-len(self.sampler) // self.batch_size):
             self.sampler.skip(done * self.batch_size)
-            self._pending_metrics = mine["metrics"] or None
+            self._pending_metrics = metrics
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
