@@ -36,6 +36,9 @@ _EXPORTS = {
     "load_model": "keras",
     "save_model": "keras",
     "SNNModule": "training",
+    # ANN -> SNN conversion
+    "convert": "conversion",
+    "conversion_report": "conversion",
 }
 __all__ = [
     "Assembly",
@@ -50,6 +53,8 @@ __all__ = [
     "StateMonitor",
     "console",
     "constant",
+    "conversion_report",
+    "convert",
     "from_nir",
     "init",
     "kaiming_normal",
