@@ -36,8 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import spaic_train as st  # noqa: E402
-from spaic_train.conversion.ann2snn_cifar import augment, load_cifar_subset, normalize, resnet_ann, train_ann  # noqa: E402
+from spaic_train.conversion.ann2snn_cifar import resnet_ann, train_ann  # noqa: E402
 from spaic_train.data import read_idx, read_mnist_csv  # noqa: E402
+from spaic_train.data.cifar_arrays import augment, load_cifar_subset, normalize  # noqa: E402
 
 STEPS = [4, 8, 16, 32, 64]
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conversion_error_cases import _Branchy, _Tanh
 from torch import nn
 
 import spaic_train as st
@@ -178,30 +179,12 @@ class _Nested(nn.Module):
         return self.fc(self.block(x).flatten(1))
 
 
-class _Sigmoid(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.fc2(torch.sigmoid(self.fc1(x)))
-
-
-class _Branchy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.fc(x) if x.sum() > 0 else -self.fc(x)
-
-
 @pytest.mark.parametrize("ann, x, pattern", [
     (nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), torch.rand(2, 4),
      r"Sigmoid at '1' in Sequential: Sigmoid is not a convertible module\. Supported parts: modules: "
      r"AdaptiveAvgPool2d, .*Conv2d.*; functions: .*add"),
     (_Nested(), torch.rand(2, 1, 6, 6), r"GELU at 'block\.1' in _Nested: GELU is not a convertible module"),
-    (_Sigmoid(), torch.rand(2, 4), r"sigmoid\(\) at 'sigmoid' in _Sigmoid: sigmoid\(\) is not a convertible function"),
+    (_Tanh(), torch.rand(2, 4), r"tanh\(\) at 'tanh' in _Tanh: tanh\(\) is not a convertible function"),
     (_Branchy(), torch.rand(2, 4), r"_Branchy cannot be traced by torch\.fx"),
     (nn.Sequential(nn.Linear(4, 2), nn.ReLU()), torch.rand(2, 4), r"must end with one weight op"),
     (nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), torch.rand(2, 4), r"Linear at '1'.*two weight ops"),

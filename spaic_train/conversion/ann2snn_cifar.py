@@ -7,8 +7,8 @@ models, and this recipe trains an ANN first)::
 
 writes ``ann.pt`` (the ANN's state dict), ``snn.pt`` (the converted model, ``st.load_model``), ``report.json``,
 ``report.md`` and ``report.png`` (accuracy vs T).  ``--activation relu`` trains a plain ReLU network instead
-(converted with the 99.9th-percentile thresholds).  :func:`resnet_ann`, :func:`load_cifar_subset` and
-:func:`train_ann` are reused by ``benchmarks/conversion.py``.
+(converted with the 99.9th-percentile thresholds).  :func:`resnet_ann` and :func:`train_ann` are reused by
+``benchmarks/conversion.py`` (the data come from :mod:`spaic_train.data.cifar_arrays`).
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.cifar_arrays import augment, load_cifar_subset, normalize
 from .api import convert
 from .qcfs import QCFS
 from .report import conversion_report
 
-__all__ = ["BasicBlock", "augment", "load_cifar_subset", "main", "normalize", "resnet_ann", "train_ann"]
+__all__ = ["BasicBlock", "main", "resnet_ann", "train_ann"]
 
 
 def _act(activation: str, levels: int) -> nn.Module:
@@ -69,59 +69,6 @@ def resnet_ann(width: int = 16, activation: str = "relu", levels: int = 8, num_c
         BasicBlock(width, 2 * width, 2, activation, levels),
         BasicBlock(2 * width, 4 * width, 2, activation, levels),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes))
-
-
-def load_cifar_subset(root: str, n_train: int, n_test: int, seed: int = 0):
-    """``(x_train, y_train, x_test, y_test)`` from the CIFAR-10 JPEG tars (or ``<split>/<class>/*.jpg``) under
-    ``root``: ``n/10`` images per class of each split drawn with ``seed``; ``x`` uint8 ``[N, 3, 32, 32]``."""
-    from PIL import Image
-
-    from ..data.folder import IMG_EXTENSIONS, resolve_split_dir
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for split, n in (("train", n_train), ("test", n_test)):
-        d = resolve_split_dir(root, split)
-        if d is None:
-            raise FileNotFoundError(f"ann2snn_cifar: no CIFAR-10 '{split}' split under {root!r} (expects the "
-                                    "CIFAR-10-images_{train,test}.tar JPEG tars or <split>/<class>/*.jpg)")
-        classes = sorted(c for c in d.iterdir() if c.is_dir())
-        if len(classes) != 10 or n % 10:
-            raise ValueError(f"ann2snn_cifar: expected 10 class folders in {d} and a multiple of 10 images, got "
-                             f"{len(classes)} classes and n={n}")
-        files, labels = [], []
-        for label, c in enumerate(classes):
-            names = sorted(p for p in c.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
-            pick = rng.choice(len(names), n // 10, replace=False)
-            files += [names[i] for i in sorted(pick)]
-            labels += [label] * (n // 10)
-        order = rng.permutation(n)
-        x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in order]).transpose(0, 3, 1, 2)
-        out += [torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(labels)[torch.from_numpy(order)]]
-    return tuple(out)
-
-
-def normalize(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 images → float, standardised with the CIFAR-10 channel mean and std."""
-    from ..data import CIFAR10_MEAN, CIFAR10_STD
-
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-    return (x_uint8.float() / 255.0 - mean) / std
-
-
-def augment(x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random 32-px crop of the 4-px zero-padded image and a random horizontal flip (uint8 in and out)."""
-    n = x_uint8.shape[0]
-    padded = F.pad(x_uint8, (4, 4, 4, 4))
-    top = torch.randint(0, 9, (n,), generator=gen)
-    left = torch.randint(0, 9, (n,), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    ar = torch.arange(32)
-    rows = top[:, None] + ar
-    cols = left[:, None] + torch.where(flip[:, None], 31 - ar, ar)
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def train_ann(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int = 128,
