@@ -315,3 +315,26 @@ def test_readme_recipe_command_runs_as_printed(tmp_path, shared_data):
     out = tmp_path / "run" / "outputs" / "ann2snn_quick"
     assert {"ann.pt", "snn.pt", "report.md", "report.json", "report.png"} <= {p.name for p in out.iterdir()}
     assert "| 8 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_conversion_benchmark_quick_mode_runs(tmp_path, shared_data):
+    """``python benchmarks/conversion.py --quick`` (tiny sizes), then ``--merge`` of its JSON (the README table's
+    script)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("spikingjelly", reason="the benchmark compares with SpikingJelly (pip install "
+                                               "'spaic_train[bench]')")
+    if not (shared_data / "cifar10-jpeg").is_dir() or not (shared_data / "mnist").is_dir():
+        pytest.skip(f"needs MNIST and the CIFAR-10 JPEG tars under {shared_data}")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "conversion.py"
+    out = tmp_path / "quick.json"
+    res = subprocess.run([sys.executable, str(script), "--quick", "--data", str(shared_data), "--out", str(out)],
+                         capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "| MNIST CNN |" in res.stdout and "SpikingJelly 2.0.0" in res.stdout
+    res = subprocess.run([sys.executable, str(script), "--merge", str(out)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "CIFAR ResNet (QCFS L=8)" in res.stdout, res.stderr[-3000:]
