@@ -152,6 +152,9 @@ def test_max_pooling_moves_before_the_neurons(float64):
     kinds = {m: [layer.kind for layer in st.convert(ann, x, maxpool=m).layers if type(layer).__name__ == "Pool2d"]
              for m in ("spikes", "avg")}
     assert kinds == {"spikes": ["max"], "avg": ["avg"]}
+    before = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(3 * 3 * 3, 4)).eval()  # pooling the pre-activation: part of the layer
+    assert [st.convert(before, x, maxpool=m).get_layer("l0").pool for m in ("current", "avg")] == ["max", "avg"]
 
 
 # ------------------------------------------------------------------------------------------------- residual nets

@@ -152,6 +152,8 @@ def _qcfs(ctx, node, mod, args, kwargs):
 def _pool(ctx, node, value, kind: str, size, stride, padding):
     size = _pair(size)
     stride = size if stride is None or stride == [] else _pair(stride)
+    if kind == "maxpool" and ctx.maxpool == "avg":
+        kind = "avgpool"
     fold = Fold(kind, ctx.path(node), size, stride, _pair(padding))
     if isinstance(value, Pre):
         if len(value.terms) != 1 or value.terms[0].affine is None or value.terms[0].affine.kind != "conv" \
@@ -159,11 +161,8 @@ def _pool(ctx, node, value, kind: str, size, stride, padding):
             ctx.fail(node, "pooling of a pre-activation is supported right after a single conv (no padding)")
         t = value.terms[0]
         return Pre([Term(t.source, t.folds, t.affine, [fold])])
-    if kind == "maxpool":
-        if ctx.maxpool == "avg":
-            fold = Fold("avgpool", fold.path, fold.size, fold.stride, fold.padding)
-        elif ctx.maxpool == "current" and ctx.move_pool_into_layer(node, value, fold):
-            return Act(value.layer, [], node.name)
+    if kind == "maxpool" and ctx.maxpool == "current" and ctx.move_pool_into_layer(node, value, fold):
+        return Act(value.layer, [], node.name)
     return Act(value.layer, value.folds + [fold], value.node)
 
 
