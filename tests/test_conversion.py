@@ -216,6 +216,20 @@ def test_bad_arguments_are_refused_early():
         st.conversion_report(st.convert(ann, x), ann, (x, torch.zeros(8, dtype=torch.long)), time_steps=[0])
 
 
+def test_calibration_reads_loaders_and_datasets_up_to_max_samples():
+    torch.manual_seed(9)
+    ann = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).eval()
+    x, y = torch.rand(40, 4), torch.zeros(40, dtype=torch.long)
+    ds = torch.utils.data.TensorDataset(x, y)
+    from_tensor = st.convert(ann, x[:32], threshold="max")
+    from_loader = st.convert(ann, torch.utils.data.DataLoader(ds, batch_size=16), threshold="max", max_samples=32)
+    from_dataset = st.convert(ann, ds, threshold="max", batch_size=12, max_samples=32)
+    assert from_loader.conversion["calibration_samples"] == from_dataset.conversion["calibration_samples"] == 32
+    expected = float(ann[1](ann[0](x[:32])).detach().max())
+    for snn in (from_tensor, from_loader, from_dataset):
+        assert snn.conversion["thresholds"]["1"] == pytest.approx(expected, rel=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------- report
 def test_report_from_one_run_equals_separate_runs_at_each_t(tmp_path):
     torch.manual_seed(6)

@@ -83,8 +83,10 @@ class ActivationStats:
         param = next(gm.parameters(), None)
         with torch.no_grad():
             for x in iter_batches(data, batch_size):
-                if max_samples is not None and self.samples >= max_samples:
-                    break
+                if max_samples is not None:
+                    if self.samples >= max_samples:
+                        break
+                    x = x[:max_samples - self.samples]
                 if param is not None:
                     x = x.to(device=param.device, dtype=param.dtype)
                 recorder.run(x)
