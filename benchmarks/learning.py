@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -49,6 +48,8 @@ for _p in (str(HERE), str(ROOT)):
 
 from run import machine_info  # noqa: E402
 from workloads import ATAN_ALPHA, TAU, V_RESET, V_TH  # noqa: E402
+
+from spaic_train.data.cifar_arrays import augment, load_cifar_subset, normalize  # noqa: E402, F401 (augment: tests)
 
 #: full / quick settings (``--width`` etc. override them)
 FULL = dict(n_train=10_000, n_test=10_000, n_curve=2_000, width=16, hidden=128, T=4, batch=64, epochs=6, seeds=3)
@@ -64,55 +65,11 @@ OURS, SJ = "spaic_train", "spikingjelly"
 # ============================================================================================ data
 def load_subset(root: str, n_train: int, n_test: int, seed: int):
     """``(x_train, y_train, x_test, y_test)``: ``n/10`` images per class of each split drawn with ``seed``, shuffled;
-    ``x`` uint8 ``[N, 3, 32, 32]``, ``y`` int64 ``[N]``."""
-    from PIL import Image
-
-    from spaic_train.data.folder import IMG_EXTENSIONS, resolve_split_dir
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for split, n in (("train", n_train), ("test", n_test)):
-        d = resolve_split_dir(root, split)
-        if d is None:
-            raise SystemExit(f"learning.py: no CIFAR-10 '{split}' split under --data {root} (expects the "
-                             "CIFAR-10-images_{train,test}.tar JPEG tars or train/<class>/*.jpg)")
-        classes = sorted(c for c in d.iterdir() if c.is_dir())
-        if len(classes) != 10 or n % 10:
-            raise SystemExit(f"learning.py: expected 10 class folders in {d} and a multiple of 10 images, "
-                             f"got {len(classes)} classes and n={n}")
-        files, labels = [], []
-        for label, c in enumerate(classes):
-            names = sorted(p for p in c.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
-            pick = rng.choice(len(names), n // 10, replace=False)
-            files += [names[i] for i in sorted(pick)]
-            labels += [label] * (n // 10)
-        order = rng.permutation(n)
-        x = np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in order]).transpose(0, 3, 1, 2)
-        out += [torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(labels)[torch.from_numpy(order)]]
-    return tuple(out)
-
-
-def normalize(x_uint8: torch.Tensor) -> torch.Tensor:
-    from spaic_train.data import CIFAR10_MEAN, CIFAR10_STD
-
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-    return (x_uint8.float() / 255.0 - mean) / std
-
-
-def augment(x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random crop 32 of the 4-px zero-padded image + random horizontal flip (torchvision's RandomCrop(32,
-    padding=4) and RandomHorizontalFlip), drawn from ``gen``; uint8 in, uint8 out."""
-    n = x_uint8.shape[0]
-    padded = F.pad(x_uint8, (4, 4, 4, 4))
-    top = torch.randint(0, 9, (n,), generator=gen)
-    left = torch.randint(0, 9, (n,), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    ar = torch.arange(32)
-    rows = top[:, None] + ar
-    cols = left[:, None] + torch.where(flip[:, None], 31 - ar, ar)
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
+    ``x`` uint8 ``[N, 3, 32, 32]``, ``y`` int64 ``[N]`` (:func:`spaic_train.data.cifar_arrays.load_cifar_subset`)."""
+    try:
+        return load_cifar_subset(root, n_train, n_test, seed)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"learning.py: {e} (--data {root})") from None
 
 
 # ============================================================================================ models

@@ -39,6 +39,9 @@ _EXPORTS = {
     # cost of a network: SOPs, MACs, firing rates, energy
     "profile": "profiling",
     "EnergyModel": "profiling",
+    # ANN -> SNN conversion
+    "convert": "conversion",
+    "conversion_report": "conversion",
 }
 __all__ = [
     "Assembly",
@@ -54,6 +57,8 @@ __all__ = [
     "StateMonitor",
     "console",
     "constant",
+    "conversion_report",
+    "convert",
     "from_nir",
     "init",
     "kaiming_normal",

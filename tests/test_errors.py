@@ -735,6 +735,10 @@ def _without(modules, fn):
                 sys.modules[m] = mod
 CASES += EVENT_CASES  # spaic_train.data.events (tests/event_error_cases.py)
 
+from conversion_error_cases import CONVERSION_CASES  # noqa: E402 - ANN -> SNN conversion (issue 24)
+
+CASES += CONVERSION_CASES
+
 
 class _Stream(torch.utils.data.IterableDataset):
     def __iter__(self):

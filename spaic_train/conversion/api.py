@@ -1,0 +1,123 @@
+"""``spaic_train.convert``: a trained ANN (``torch.nn.Module``) → a spiking Keras ``Model`` of IF neurons."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from torch import nn
+
+from ..keras import Model
+from .build import build_model
+from .calibration import ActivationStats, iter_batches
+from .plan import ConversionError, NetworkPlan
+from .trace import MAXPOOL_MODES, trace
+
+__all__ = ["THRESHOLD_METHODS", "convert"]
+
+#: how thresholds are set: the trained clip where a layer has one, else the percentile ('auto'), or one rule for all
+THRESHOLD_METHODS = ("auto", "percentile", "max", "clip")
+
+
+def _check(ann, threshold, percentile, time_steps, maxpool, reset, readout):
+    if not isinstance(ann, nn.Module):
+        raise TypeError(f"convert: ann must be a torch.nn.Module, got {type(ann).__name__}")
+    if threshold not in THRESHOLD_METHODS:
+        raise ValueError(f"convert: threshold must be one of {THRESHOLD_METHODS}, got {threshold!r}")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
+        raise ValueError(f"convert: percentile must be a number in (0, 100], got {percentile!r}")
+    if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
+        raise ValueError(f"convert: time_steps must be a positive int, got {time_steps!r}")
+    if maxpool not in MAXPOOL_MODES:
+        raise ValueError(f"convert: maxpool must be one of {MAXPOOL_MODES}, got {maxpool!r}")
+    if reset not in ("soft", "hard"):
+        raise ValueError(f"convert: reset must be 'soft' (by subtraction) or 'hard' (to zero), got {reset!r}")
+    if readout not in ("current", "spikes"):
+        raise ValueError(f"convert: readout must be 'current' or 'spikes', got {readout!r}")
+
+
+def _set_thresholds(plan: NetworkPlan, stats: ActivationStats, method: str, percentile: float) -> None:
+    for layer in plan.layers:
+        if method in ("auto", "clip") and layer.clip is not None and not layer.readout:
+            value = layer.clip
+        elif method == "clip" and not layer.readout:
+            raise ConversionError(f"convert: threshold='clip' needs a trained clip value, but the activation "
+                                  f"{layer.path!r} has none (use QCFS, ReLU6 or Hardtanh(0, m), or "
+                                  "threshold='percentile')")
+        elif method == "max":
+            value = stats.maximum[layer.node]
+        else:
+            value = stats.percentile(layer.node, percentile)
+            if value <= 0:  # a nearly silent layer: its largest value is the only scale it has
+                value = stats.maximum[layer.node]
+        layer.threshold = float(value) if math.isfinite(value) and value > 0 else 1.0
+
+
+def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percentile: float = 99.9,
+            time_steps: int = 32, maxpool: Optional[str] = None, reset: Optional[str] = None,
+            readout: Optional[str] = None, nir_compatible: bool = False, batch_size: int = 256,
+            max_samples: Optional[int] = None) -> Model:
+    """Convert a trained ANN into a spiking Keras :class:`~spaic_train.Model` of IF neurons (rate coding).
+
+    Args:
+        ann: a ``torch.nn.Module`` that ``torch.fx`` can trace (an ``nn.Sequential`` or a ``forward`` without
+            data-dependent control flow) mapping ``[B, *shape]`` to logits.  Parts: ``Conv2d``, ``Linear``,
+            ``BatchNorm1d/2d`` (folded into the weight op before it), ``ReLU``, ``ReLU6``, ``Hardtanh(0, m)``,
+            ``clamp(0, m)``, :class:`QCFS`, ``AvgPool2d``, ``AdaptiveAvgPool2d`` / ``x.mean((2, 3))`` (global
+            average pooling), ``MaxPool2d``, ``Flatten`` / ``view`` / ``reshape``, ``Dropout`` / ``Identity``
+            (removed) and residual additions (a weight-op path plus an identity or 1×1-conv shortcut), as modules
+            or as ``torch.nn.functional`` calls.  Anything else raises a :class:`ConversionError` naming the part,
+            its path in the network and the supported parts.
+        calibration_data: inputs for the activation statistics: a tensor ``[N, *shape]``, ``(x, y)``, a
+            ``Dataset`` or a ``DataLoader`` (a few hundred training images suffice).
+        threshold: ``'auto'`` (the trained clip of QCFS / ReLU6 / Hardtanh layers, the percentile elsewhere),
+            ``'percentile'``, ``'max'`` (largest activation) or ``'clip'`` (trained clips only).
+        percentile: the percentile (of all values of a layer's activation) for ``'percentile'``.
+        time_steps: default simulation steps ``T`` of the returned model.
+        maxpool: ``'current'`` (default): a max pooling right after an activation moves before the neurons (max
+            and a monotone activation commute), so the IF neurons integrate the window's largest input current each
+            step (exact for constant currents; otherwise it overestimates by the current's step-to-step spread);
+            where that is impossible the spikes are max-pooled (``'spikes'``: a window emits a spike when any of its
+            neurons does, which overestimates the rate).  ``'avg'`` replaces max by average pooling (for NIR).
+        reset: ``'soft'`` (default; reset by subtraction, no rate error) or ``'hard'`` (reset to 0, for NIR).
+        readout: ``'current'`` (default; the output layer integrates the logits' current and the model returns
+            its mean over ``T``) or ``'spikes'`` (IF output neurons with a calibrated threshold, for NIR).
+        nir_compatible: shorthand for ``reset='hard', maxpool='avg', readout='spikes'``, a variant that
+            :meth:`~spaic_train.Model.to_nir` can export (NIR has no soft reset and no max pooling).
+        batch_size, max_samples: calibration batch size and the most samples read from ``calibration_data``.
+
+    Returns:
+        A ``Model`` (``Input(encoder='direct')`` → ``Conv2dSyn`` / ``Full`` layers of ``'if'`` neurons → readout)
+        that works with ``compile`` / ``fit`` / ``evaluate`` / ``predict`` / ``save``; ``model.conversion`` holds
+        each layer's threshold.  The ANN is left unchanged.
+    """
+    defaults = {"maxpool": "current", "reset": "soft", "readout": "current"}
+    nir = {"maxpool": "avg", "reset": "hard", "readout": "spikes"}
+    given = {"maxpool": maxpool, "reset": reset, "readout": readout}
+    if nir_compatible:
+        clash = {k: v for k, v in given.items() if v is not None and v != nir[k]}
+        if clash:
+            raise ValueError(f"convert: nir_compatible=True needs {', '.join(f'{k}={nir[k]!r}' for k in clash)}, "
+                             f"got {', '.join(f'{k}={v!r}' for k, v in clash.items())}")
+    opts = {k: (v if v is not None else (nir if nir_compatible else defaults)[k]) for k, v in given.items()}
+    _check(ann, threshold, percentile, time_steps, **opts)
+    was_training = ann.training
+    ann.eval()
+    try:
+        sample = next(iter_batches(calibration_data, batch_size), None)
+        if sample is None:
+            raise ValueError("convert: calibration_data holds no samples")
+        param = next(ann.parameters(), None)
+        if param is not None:
+            sample = sample.to(device=param.device, dtype=param.dtype)
+        plan, gm = trace(ann, sample[:2], opts["maxpool"])
+        stats = ActivationStats(layer.node for layer in plan.layers)
+        stats.collect(gm, calibration_data, batch_size, max_samples)
+        _set_thresholds(plan, stats, threshold, percentile)
+    finally:
+        ann.train(was_training)
+    model = build_model(plan, time_steps, reset=opts["reset"], readout=opts["readout"])
+    model.conversion = {"thresholds": {layer.path: layer.threshold for layer in plan.layers if not layer.readout},
+                        "threshold": threshold, "percentile": percentile, **opts,
+                        "calibration_samples": stats.samples}
+    return model
