@@ -211,6 +211,37 @@ class SpikingJellyModel(PeerModel):
         return [s1, s2, s3, s4]
 
 
+class SpikingJellyMemoptModel(SpikingJellyModel):
+    """The SpikingJelly conv net with ``memopt.optimize_memory(level=1)`` (layer-wise recomputation with
+    compressed spikes; levels 2-4 need CUDA): each conv-BN-LIF block and the output block is a target."""
+
+    note = "exact (memopt level 1)"
+
+    def make_neurons(self, spec):
+        super().make_neurons(spec)
+        if self.w != "conv":
+            raise ValueError("spikingjelly-memopt runs the conv workloads only")
+        blocks = [nn.Sequential(c, b, node) for (c, b), node in zip(self.sj_conv, self.nodes)]
+        self.block1 = blocks[0]
+        self.block2 = blocks[1]
+        self.block3 = nn.Sequential(self.pool, *blocks[2])
+        self.block4 = nn.Sequential(self.pool, self.flat, self.fc4, self.nodes[3])
+        del self.sj_conv, self.fc4
+
+    def layers(self, x):
+        self._functional.reset_net(self)
+        xs = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        s1 = self.block1(xs)
+        s2 = self.block2(s1)
+        s3 = self.block3(s2)
+        return [s1, s2, s3, self.block4(s3)]
+
+    def optimize(self, x):
+        from spikingjelly.activation_based import memopt
+
+        memopt.optimize_memory(self, nn.Sequential, lambda m: m.output(x).sum(), level=1)
+
+
 # ------------------------------------------------------------------------------------------ snnTorch
 class SnnTorchModel(PeerModel):
     def make_neurons(self, spec):
@@ -283,7 +314,8 @@ class NorseModel(PeerModel):
         return torch.stack(out)
 
 
-MODELS = {"spikingjelly": SpikingJellyModel, "snntorch": SnnTorchModel, "norse": NorseModel}
+MODELS = {"spikingjelly": SpikingJellyModel, "spikingjelly-memopt": SpikingJellyMemoptModel, "snntorch": SnnTorchModel,
+          "norse": NorseModel}
 
 
 def version(name: str) -> str:
@@ -294,6 +326,10 @@ def version(name: str) -> str:
 
 def build(framework, workload, spec, params, probe=False):
     model = MODELS[framework](workload, spec, params)
+    if framework == "spikingjelly-memopt":
+        from workloads import make_data
+
+        model.optimize(make_data(workload, spec)[0])
     if framework == "norse" and base_name(workload) == "lif":
         model.note = "exact (input currents pre-doubled)"
     return model
