@@ -1,6 +1,7 @@
 """How spaic_train's peak training memory grows with the number of time steps T.
 
     python benchmarks/memory_scaling.py [--T 4,8,16,32,64] [--batch 16] [--width 64] [--threads 2] [--quick]
+    python benchmarks/memory_scaling.py --saved-bytes --T 4,16 [--batch 16]   # bytes kept for backward, bits vs float
 
 Runs the ``conv`` workload's network (benchmarks/workloads.py: conv-BN-LIF x3 with max pools, CIFAR-shaped,
 first width ``--width``) for one training iteration per T, each in a fresh process, twice: plain BPTT and
@@ -56,6 +57,35 @@ def _worker(T: int, ckpt: int, batch: int, width: int, threads: int) -> dict:
     return {"T": T, "checkpoint_steps": ckpt, "peak_mb": (_peak_rss_bytes() - rss0) / 2**20}
 
 
+def saved_mb(T: int, batch: int, width: int, compact: bool) -> float:
+    """MB autograd keeps for backward (distinct storages) after the forward of the conv net, with the spike inputs
+    of the weight / pooling ops stored as bits (``compact``) or as float32 (the plain ops)."""
+    sys.path[:0] = [str(HERE), str(HERE.parent)]
+    import torch
+    import workloads as W
+    from fw_spaic import build_network
+
+    import spaic_train as spaic
+    from spaic_train.connection import spike_ops
+
+    spec = dict(W.FULL["conv"], T=T, B=batch, C=(width, 2 * width, 2 * width))
+    net = build_network(spaic, "conv", spec, W.make_params("conv", spec))
+    x, y = W.make_data("conv", spec)
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    spike_ops.COMPACT_SPIKES = compact
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            W.loss_fn("conv", net(x, time_steps=T), y)
+    finally:
+        spike_ops.COMPACT_SPIKES = True
+    return sum(storages.values()) / 2**20
+
+
 def fit_exponent(Ts, peaks) -> float:
     """Least-squares slope of log(peak) against log(T)."""
     lx = [math.log(t) for t in Ts]
@@ -71,10 +101,18 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="T = 4, 8, 16, batch 2, width 8 (smoke test)")
+    ap.add_argument("--saved-bytes", action="store_true",
+                    help="instead: MB saved for backward at each T with spikes stored as bits vs as float32")
     ap.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
         args.T, args.batch, args.width = "4,8,16", 2, 8
+    if args.saved_bytes:
+        for T in [int(t) for t in args.T.split(",")]:
+            bits, plain = (saved_mb(T, args.batch, args.width, c) for c in (True, False))
+            print(f"T={T:<3d} saved for backward: {bits:9.1f} MB with spikes as bits, {plain:9.1f} MB as float32 "
+                  f"({bits / plain:.2f}x)", flush=True)
+        return 0
     if args.worker:
         print(TAG + json.dumps(_worker(*args.worker, args.batch, args.width, args.threads)), flush=True)
         return 0
