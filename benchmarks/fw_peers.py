@@ -23,7 +23,7 @@ import math
 
 import torch
 from torch import nn
-from workloads import ATAN_ALPHA, BETA, V_RESET, V_TH, base_name, readout
+from workloads import ATAN_ALPHA, BETA, V_RESET, V_TH, LayeredModel, base_name, conv_from, linear_from
 
 #: Norse 'circ' width with the same half-maximum width as atan(alpha=2): |x| = 1/pi
 NORSE_CIRC_ALPHA = 1.0 / (math.pi * math.sqrt(2.0 ** (2.0 / 3.0) - 1.0))
@@ -57,7 +57,7 @@ def _pool(x):
     return y.view(T, B, *y.shape[1:])
 
 
-class PeerModel(nn.Module):
+class PeerModel(LayeredModel):
     """Common structure; subclasses provide ``lif(i)`` (a neuron layer applied to a ``[T, B, ...]`` current)
     and optionally ``scale`` (the factor folded into the weights feeding a neuron layer)."""
 
@@ -95,19 +95,8 @@ class PeerModel(nn.Module):
             raise ValueError(f"workload {self.workload!r} is not available for this framework")
         self.make_neurons(spec)
 
-    @staticmethod
-    def _linear(W):
-        lin = nn.Linear(W.shape[1], W.shape[0], bias=False)
-        with torch.no_grad():
-            lin.weight.copy_(W)
-        return lin
-
-    @staticmethod
-    def _conv(K):
-        conv = nn.Conv2d(K.shape[1], K.shape[0], K.shape[2], padding=K.shape[2] // 2, bias=False)
-        with torch.no_grad():
-            conv.weight.copy_(K)
-        return conv
+    _linear = staticmethod(linear_from)
+    _conv = staticmethod(conv_from)
 
     # ---- to override
     def make_neurons(self, spec):
@@ -146,15 +135,6 @@ class PeerModel(nn.Module):
         # delay-feedback
         s1 = self.recurrent_lif(self.fc1(x))
         return [s1, self.lif(1, self.fc2(s1))]
-
-    def output(self, x):
-        return readout(self.workload, self.layers(x)[-1])
-
-    def probe(self, x):
-        return self.layers(x)
-
-    def after_step(self):
-        pass
 
 
 # ------------------------------------------------------------------------------------------ SpikingJelly

@@ -16,7 +16,7 @@ import math
 
 import torch
 from torch import nn
-from workloads import ATAN_ALPHA, BETA, V_TH, base_name, readout
+from workloads import ATAN_ALPHA, BETA, V_TH, LayeredModel, base_name, conv_from, linear_from
 
 NAME = "plain-pytorch"
 
@@ -55,8 +55,7 @@ def _time_fold(layer, x):
     return y.view(T, B, *y.shape[1:])
 
 
-class PlainModel(nn.Module):
-    note = "exact"
+class PlainModel(LayeredModel):
 
     def __init__(self, workload, spec, params):
         super().__init__()
@@ -75,19 +74,8 @@ class PlainModel(nn.Module):
         elif self.w != "lif":
             raise ValueError(f"workload {workload!r} has no plain PyTorch version")
 
-    @staticmethod
-    def _linear(W):
-        lin = nn.Linear(W.shape[1], W.shape[0], bias=False)
-        with torch.no_grad():
-            lin.weight.copy_(W)
-        return lin
-
-    @staticmethod
-    def _conv(K):
-        conv = nn.Conv2d(K.shape[1], K.shape[0], K.shape[2], padding=K.shape[2] // 2, bias=False)
-        with torch.no_grad():
-            conv.weight.copy_(K)
-        return conv
+    _linear = staticmethod(linear_from)
+    _conv = staticmethod(conv_from)
 
     def layers(self, x):
         if self.w == "lif":
@@ -101,15 +89,6 @@ class PlainModel(nn.Module):
         s3 = lif_loop(_time_fold(self.conv3, s2))
         s4 = lif_loop(_time_fold(self.fc4, s3))
         return [s1, s2, s3, s4]
-
-    def output(self, x):
-        return readout(self.workload, self.layers(x)[-1])
-
-    def probe(self, x):
-        return self.layers(x)
-
-    def after_step(self):
-        pass
 
 
 def version() -> str:

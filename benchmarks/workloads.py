@@ -151,6 +151,41 @@ def make_params(workload: str, spec: dict) -> dict:
     return p
 
 
+class LayeredModel(torch.nn.Module):
+    """What the benchmark calls on a model built layer by layer: subclasses give ``layers(x)`` (the spikes of every
+    neuron layer) and ``workload``."""
+
+    note = "exact"
+
+    def layers(self, x):
+        raise NotImplementedError
+
+    def output(self, x):
+        return readout(self.workload, self.layers(x)[-1])
+
+    def probe(self, x):
+        return self.layers(x)
+
+    def after_step(self):
+        pass
+
+
+def linear_from(W: torch.Tensor) -> torch.nn.Linear:
+    """``nn.Linear`` without bias holding ``W`` ``(out, in)`` (the peers and the plain loop build their layers so)."""
+    lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(W)
+    return lin
+
+
+def conv_from(K: torch.Tensor) -> torch.nn.Conv2d:
+    """``nn.Conv2d`` without bias, 'same' padding, holding ``K`` ``(out, in, k, k)``."""
+    conv = torch.nn.Conv2d(K.shape[1], K.shape[0], K.shape[2], padding=K.shape[2] // 2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(K)
+    return conv
+
+
 def loss_fn(workload: str, out: torch.Tensor, y) -> torch.Tensor:
     """Loss on a model's output: the spike sequence for ``lif``, counts / rates ``[B, n_out]`` otherwise."""
     if base_name(workload) == "lif":
