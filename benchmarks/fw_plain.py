@@ -56,7 +56,6 @@ def _time_fold(layer, x):
 
 
 class PlainModel(LayeredModel):
-
     def __init__(self, workload, spec, params):
         super().__init__()
         self.workload = workload

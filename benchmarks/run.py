@@ -409,7 +409,8 @@ def run_timing(workloads, frameworks, args, log) -> dict:
                 else:
                     res = _spawn(_worker_cmd(fw, wl, args, per_round), args)
                     raw[wl].setdefault(fw, []).append(res)
-                msg = res.get("error") or f"median {statistics.median(res['times_ms']):.1f} ms"
+                msg = res.get("error") or (f"median {statistics.median(res['times_ms']):.1f} ms, "
+                                           f"peak {res['peak_delta_mb']:.0f} MB")
                 log(f"  round {r + 1}/{args.rounds} {wl:15s} {fw:18s} {msg[:200]}")
     return {wl: {fw: _summary(runs) for fw, runs in d.items() if runs} for wl, d in raw.items()}
 
