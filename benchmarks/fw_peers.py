@@ -23,7 +23,7 @@ import math
 
 import torch
 from torch import nn
-from workloads import ATAN_ALPHA, BETA, V_RESET, V_TH, base_name, readout
+from workloads import ATAN_ALPHA, BETA, V_RESET, V_TH, LayeredModel, base_name, conv_from, linear_from
 
 #: Norse 'circ' width with the same half-maximum width as atan(alpha=2): |x| = 1/pi
 NORSE_CIRC_ALPHA = 1.0 / (math.pi * math.sqrt(2.0 ** (2.0 / 3.0) - 1.0))
@@ -57,7 +57,7 @@ def _pool(x):
     return y.view(T, B, *y.shape[1:])
 
 
-class PeerModel(nn.Module):
+class PeerModel(LayeredModel):
     """Common structure; subclasses provide ``lif(i)`` (a neuron layer applied to a ``[T, B, ...]`` current)
     and optionally ``scale`` (the factor folded into the weights feeding a neuron layer)."""
 
@@ -95,19 +95,8 @@ class PeerModel(nn.Module):
             raise ValueError(f"workload {self.workload!r} is not available for this framework")
         self.make_neurons(spec)
 
-    @staticmethod
-    def _linear(W):
-        lin = nn.Linear(W.shape[1], W.shape[0], bias=False)
-        with torch.no_grad():
-            lin.weight.copy_(W)
-        return lin
-
-    @staticmethod
-    def _conv(K):
-        conv = nn.Conv2d(K.shape[1], K.shape[0], K.shape[2], padding=K.shape[2] // 2, bias=False)
-        with torch.no_grad():
-            conv.weight.copy_(K)
-        return conv
+    _linear = staticmethod(linear_from)
+    _conv = staticmethod(conv_from)
 
     # ---- to override
     def make_neurons(self, spec):
@@ -146,15 +135,6 @@ class PeerModel(nn.Module):
         # delay-feedback
         s1 = self.recurrent_lif(self.fc1(x))
         return [s1, self.lif(1, self.fc2(s1))]
-
-    def output(self, x):
-        return readout(self.workload, self.layers(x)[-1])
-
-    def probe(self, x):
-        return self.layers(x)
-
-    def after_step(self):
-        pass
 
 
 # ------------------------------------------------------------------------------------------ SpikingJelly
@@ -209,6 +189,37 @@ class SpikingJellyModel(PeerModel):
         s3 = self.nodes[2](b3(c3(self.pool(s2))))
         s4 = self.nodes[3](self.fc4(self.flat(self.pool(s3))))
         return [s1, s2, s3, s4]
+
+
+class SpikingJellyMemoptModel(SpikingJellyModel):
+    """The SpikingJelly conv net with ``memopt.optimize_memory(level=1)`` (layer-wise recomputation with
+    compressed spikes; levels 2-4 need CUDA): each conv-BN-LIF block and the output block is a target."""
+
+    note = "exact (memopt level 1)"
+
+    def make_neurons(self, spec):
+        super().make_neurons(spec)
+        if self.w != "conv":
+            raise ValueError("spikingjelly-memopt runs the conv workloads only")
+        blocks = [nn.Sequential(c, b, node) for (c, b), node in zip(self.sj_conv, self.nodes)]
+        self.block1 = blocks[0]
+        self.block2 = blocks[1]
+        self.block3 = nn.Sequential(self.pool, *blocks[2])
+        self.block4 = nn.Sequential(self.pool, self.flat, self.fc4, self.nodes[3])
+        del self.sj_conv, self.fc4
+
+    def layers(self, x):
+        self._functional.reset_net(self)
+        xs = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        s1 = self.block1(xs)
+        s2 = self.block2(s1)
+        s3 = self.block3(s2)
+        return [s1, s2, s3, self.block4(s3)]
+
+    def optimize(self, x):
+        from spikingjelly.activation_based import memopt
+
+        memopt.optimize_memory(self, nn.Sequential, lambda m: m.output(x).sum(), level=1)
 
 
 # ------------------------------------------------------------------------------------------ snnTorch
@@ -283,7 +294,8 @@ class NorseModel(PeerModel):
         return torch.stack(out)
 
 
-MODELS = {"spikingjelly": SpikingJellyModel, "snntorch": SnnTorchModel, "norse": NorseModel}
+MODELS = {"spikingjelly": SpikingJellyModel, "spikingjelly-memopt": SpikingJellyMemoptModel, "snntorch": SnnTorchModel,
+          "norse": NorseModel}
 
 
 def version(name: str) -> str:
@@ -294,6 +306,10 @@ def version(name: str) -> str:
 
 def build(framework, workload, spec, params, probe=False):
     model = MODELS[framework](workload, spec, params)
+    if framework == "spikingjelly-memopt":
+        from workloads import make_data
+
+        model.optimize(make_data(workload, spec)[0])
     if framework == "norse" and base_name(workload) == "lif":
         model.note = "exact (input currents pre-doubled)"
     return model

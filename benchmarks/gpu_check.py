@@ -18,7 +18,10 @@
    on the loader's batches (copied to the device non-blocking) → seconds per step, next to the loader alone
    (batches drawn without training) and the synthetic-input step.  **Loader-bound** when a real-data step takes
    more than 1.1 × the synthetic step: the GPU waits for data.
-3. A summary ``DIR/gpu_check.json`` and ``DIR/gpu_check.md`` (with the CUDA test results passed in).
+3. ``long_t``: peak training memory of the ``conv`` workload's net (CIFAR-shaped, width 64, batch 16) at T=16 and
+   T=64, spaic_train vs SpikingJelly (peak CUDA memory allocated during one training iteration after a warm-up,
+   minus the memory allocated before it) and one iteration's time.
+4. A summary ``DIR/gpu_check.json`` and ``DIR/gpu_check.md`` (with the CUDA test results passed in).
 
 ``--dry-run``: the same code path on the CPU at tiny sizes (bf16 autocast on the CPU; the real data path on 12
 images per class); its figures are labelled dry-run and are not GPU measurements.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -50,9 +54,11 @@ from learning import compose  # noqa: E402
 from workloads import ATAN_ALPHA, BETA, TAU, V_RESET, V_TH  # noqa: E402
 
 FULL = {"lif": dict(N=65_536, T=256, B=32, iters=10, rounds=2),
+        "long_t": dict(T=(16, 64), B=16, C=(64, 128, 128), H=32),
         "epochs": dict(batch=64, warmup=5, batches=20, real_warmup=10, real_batches=50, limit_per_class=None,
                        overrides={})}
 DRY = {"lif": dict(N=256, T=16, B=4, iters=2, rounds=2),
+       "long_t": dict(T=(2, 4), B=2, C=(4, 8, 8), H=16),
        "epochs": dict(batch=8, warmup=1, batches=2, real_warmup=1, real_batches=3, limit_per_class=12,
                       overrides={"cifar_snn": ["model.vars.width=8", "model.vars.hidden=32"],
                                  "cifar_resnet19": ["model.vars.width=4", "model.vars.hidden=16"]})}
@@ -80,6 +86,58 @@ def _timed(fn, device) -> float:
     fn()
     _sync(device)
     return (time.perf_counter() - t0) * 1e3
+
+
+# ============================================================================================ long T
+def _train_step(model, opt, x, y):
+    import workloads as W
+
+    opt.zero_grad(set_to_none=True)
+    W.loss_fn("conv", model.output(x), y).backward()
+    opt.step()
+
+
+def bench_long_t(device, size: dict) -> dict:
+    """Peak training memory (MB) and one iteration's time of the conv net at each T, ours vs SpikingJelly."""
+    import fw_peers
+    import fw_spaic
+    import workloads as W
+    from run import _peak_rss_bytes, _reset_peak_rss, _rss_bytes
+
+    def allocated():
+        return torch.cuda.memory_allocated() if device.type == "cuda" else _rss_bytes()
+
+    def peak():
+        return torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_rss_bytes()
+
+    def reset_peak():
+        torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else _reset_peak_rss()
+
+    rows = {}
+    for T in size["T"]:
+        spec = dict(W.FULL["conv"], T=T, B=size["B"], C=tuple(size["C"]), H=size["H"])
+        params = W.make_params("conv", spec)
+        x, y = W.make_data("conv", spec)
+        x, y = x.to(device), y.to(device)
+        row = {}
+        for fw in ("spaic_train", "spikingjelly"):
+            if fw == "spaic_train":
+                model = fw_spaic.build("conv", spec, params)
+                module = model.net
+            else:
+                model = module = fw_peers.build("spikingjelly", "conv", spec, params)
+            module.to(device)
+            step = functools.partial(_train_step, model, torch.optim.Adam(module.parameters(), lr=1e-3), x, y)
+            step()  # warm-up
+            _sync(device)
+            before = allocated()
+            reset_peak()
+            ms = _timed(step, device)
+            row[fw] = {"peak_mb": max(0.0, (peak() - before) / 2**20), "ms": ms}
+        row["memory_ratio_ours_over_sj"] = row["spaic_train"]["peak_mb"] / max(row["spikingjelly"]["peak_mb"], 1e-9)
+        rows[str(T)] = row
+    return {"size": {**size, "T": list(size["T"])}, "rows": rows,
+            "memory": "peak CUDA memory allocated" if device.type == "cuda" else "peak RSS (dry run on the CPU)"}
 
 
 # ============================================================================================ lif
@@ -240,6 +298,15 @@ def markdown(res: dict) -> str:
               "| spaic_train ms | SpikingJelly ms | ours / SpikingJelly | spike agreement |", "|---|---|---|---|",
               f"| {lif['median_ms']['spaic_train']:.2f} | {lif['median_ms']['spikingjelly']:.2f} | "
               f"{lif['ratio_ours_over_sj']:.2f} | {lif['spike_agreement']:.4f} |", "",
+              f"## Long T: the conv net (width {res['long_t']['size']['C'][0]}, batch {res['long_t']['size']['B']}), "
+              "one training iteration after a warm-up "
+              f"({res['long_t']['memory']} minus what was allocated before it)", "",
+              "| T | spaic_train MB | SpikingJelly MB | ours / SpikingJelly memory | spaic_train ms | "
+              "SpikingJelly ms |",
+              "|---|---|---|---|---|---|",
+              *[f"| {T} | {r['spaic_train']['peak_mb']:.0f} | {r['spikingjelly']['peak_mb']:.0f} | "
+                f"{r['memory_ratio_ours_over_sj']:.2f} | {r['spaic_train']['ms']:.1f} | {r['spikingjelly']['ms']:.1f} |"
+                for T, r in res["long_t"]["rows"].items()], "",
               "## Recipes: training time, extrapolated from timed batches (synthetic input, bf16 autocast; "
               "validation and data loading not included)", "",
               "| recipe | params | batch × T | s / batch | batches / epoch | epoch (extrapolated) | epochs | "
@@ -290,6 +357,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res["lif"] = bench_lif(device, size["lif"])
     print(f"lif: {res['lif']['median_ms']} ratio {res['lif']['ratio_ours_over_sj']:.2f}", flush=True)
+    res["long_t"] = bench_long_t(device, size["long_t"])
+    print(f"long T: {json.dumps(res['long_t']['rows'])}", flush=True)
     res["epochs"] = {}
     for recipe in RECIPES:
         res["epochs"][recipe] = bench_epoch(recipe, device, size["epochs"], args.data or default_data())

@@ -3,7 +3,9 @@
 #   1. the CUDA tests: tests/test_triton_lif.py and every other test with "cuda" in its name (pytest -k cuda);
 #   2. the `lif` benchmark at 65,536 neurons (T=256, batch 32): spaic_train's Triton kernels vs SpikingJelly's
 #      fastest CUDA kernel, and their ratio;
-#   3. cifar_snn and cifar_resnet19 at full width, bf16 autocast, batch 64: timed training batches extrapolated to
+#   3. the long-T memory row: the conv net (width 64, batch 16) at T=16 and T=64, peak CUDA memory and time of one
+#      training iteration, spaic_train vs SpikingJelly;
+#   4. cifar_snn and cifar_resnet19 at full width, bf16 autocast, batch 64: timed training batches extrapolated to
 #      one epoch and to the recipe's max_epochs (labelled as extrapolated); then a slice of a real epoch through
 #      the real data path (the CIFAR-10 JPEG tars in DIR, the recipe's augmentation, num_workers: auto) next to
 #      the synthetic-input time, and whether the run is loader-bound.

@@ -1,9 +1,10 @@
-"""CPU training benchmark: spaic_train vs SpikingJelly, snnTorch and Norse (see benchmarks/README.md).
+"""CPU training benchmark: spaic_train vs SpikingJelly, snnTorch, Norse and a plain PyTorch loop (fw_plain.py)
+(see benchmarks/README.md).
 
     python benchmarks/run.py [--workloads lif,fc,conv,delay-feedback]
-                             [--frameworks spaic_train,spikingjelly,snntorch,norse]
+                             [--frameworks spaic_train,spaic_train-keras,spikingjelly,snntorch,norse,plain-pytorch]
                              [--iters 10] [--warmup 3] [--rounds 2] [--threads 2] [--quick] [--fastpath]
-                             [--learned-delays] [--memory] [--profiling]
+                             [--learned-delays] [--memory] [--profiling] [--long-t]
                              [--json benchmarks/results/latest.json]
 
 Each (framework, workload) runs in its own subprocess (``run.py --worker FRAMEWORK WORKLOAD ...``);
@@ -31,10 +32,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OURS = "spaic_train"
 KERAS = "spaic_train-keras"
+PLAIN = "plain-pytorch"
+SJ_MEMOPT = "spikingjelly-memopt"
 PEERS = ("spikingjelly", "snntorch", "norse")
-ALL_FRAMEWORKS = (OURS, KERAS, *PEERS)
+#: baselines that are not frameworks: the plain PyTorch loop (fw_plain.py) and SpikingJelly's memopt level 1
+BASELINES = (PLAIN, SJ_MEMOPT)
+ALL_FRAMEWORKS = (OURS, KERAS, *PEERS, *BASELINES)
+#: the default set (SpikingJelly's memopt runs only with the long-T workloads, where memory is the point)
+DEFAULT_FRAMEWORKS = (OURS, KERAS, *PEERS, PLAIN)
 #: (framework, workload) pairs that are not run: the Keras API has no neuron-only layer
-SKIP = {(KERAS, "lif")}
+SKIP = {(KERAS, "lif"), (PLAIN, "delay-feedback"), (SJ_MEMOPT, "lif"), (SJ_MEMOPT, "fc"),
+        (SJ_MEMOPT, "delay-feedback")}
 RESULT_TAG = "BENCH-RESULT "
 
 
@@ -54,10 +62,14 @@ def _build(framework: str, workload: str, spec: dict, params: dict, probe=False)
         import fw_spaic
 
         return fw_spaic.build_keras_model(workload, spec, params, probe=probe)
-    if framework in PEERS:
+    if framework in PEERS or framework == SJ_MEMOPT:
         import fw_peers
 
         return fw_peers.build(framework, workload, spec, params, probe=probe)
+    if framework == PLAIN:
+        import fw_plain
+
+        return fw_plain.build(workload, spec, params, probe=probe)
     raise ValueError(f"unknown framework {framework!r}; known: {', '.join(ALL_FRAMEWORKS)}")
 
 
@@ -66,9 +78,13 @@ def _version(framework: str) -> str:
         import fw_spaic
 
         return fw_spaic.version()
+    if framework == PLAIN:
+        import fw_plain
+
+        return fw_plain.version()
     import fw_peers
 
-    return fw_peers.version(framework)
+    return fw_peers.version("spikingjelly" if framework == SJ_MEMOPT else framework)
 
 
 def _rss_bytes() -> int:
@@ -116,6 +132,10 @@ def worker(framework: str, workload: str, args) -> dict:
     params = W.make_params(workload, spec)
     x, y = W.make_data(workload, spec)
     probe = bool(args.check_out)
+    # memory is counted from here, before the framework (or peer) is imported: fixed runtimes count
+    gc.collect()
+    rss_pre_import = _rss_bytes()
+    hwm_reset = _reset_peak_rss()
     if probe and workload == "delay-feedback" and framework in (OURS, KERAS):
         probe = "zero-delay"
     model = _build(framework, workload, spec, params, probe=probe)
@@ -147,16 +167,16 @@ def worker(framework: str, workload: str, args) -> dict:
             W.loss_fn(workload, model.output(x), y).backward()
 
     if framework in (OURS, KERAS):
-        # numba's runtime and the compiled LIF kernels are loaded once per process (like the peers' imports),
-        # not counted as training memory; their resident size is reported separately
+        # numba's runtime and the compiled LIF kernels (~120 MB) load before the warm-up so that no timed step
+        # pays for them; their resident size counts in the peak (it is part of what the user pays)
         from spaic_train.neurons import load_compiled_kernels
 
         before = _rss_bytes()
         info["compiled_kernels"] = load_compiled_kernels("cpu")
         info["kernel_load_mb"] = (_rss_bytes() - before) / 2**20
     gc.collect()
-    rss0 = _rss_bytes()
-    hwm_reset = _reset_peak_rss()
+    rss0 = rss_pre_import
+    rss_setup = _rss_bytes()
     for _ in range(args.warmup):
         step()
     times = []
@@ -165,7 +185,8 @@ def worker(framework: str, workload: str, args) -> dict:
         step()
         times.append((time.perf_counter() - t0) * 1e3)
     peak = _peak_rss_bytes()
-    info.update(times_ms=times, rss_before_mb=rss0 / 2**20, peak_rss_mb=peak / 2**20,
+    info.update(times_ms=times, rss_before_mb=rss0 / 2**20, rss_before_training_mb=rss_setup / 2**20,
+                peak_rss_mb=peak / 2**20,
                 peak_delta_mb=max(0.0, (peak - rss0) / 2**20), peak_counter_reset=hwm_reset)
     return info
 
@@ -198,6 +219,25 @@ def _spawn(cmd, args) -> dict:
     return {"error": f"exit code {proc.returncode}: " + " | ".join(tail)}
 
 
+def cpu_flags() -> list:
+    """The CPU's feature flags as ``lscpu`` reports them (``/proc/cpuinfo`` when lscpu is missing)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Flags:"):
+                return line.split(":", 1)[1].split()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
 def machine_info() -> dict:
     cpu = platform.processor() or ""
     try:
@@ -221,6 +261,9 @@ def machine_info() -> dict:
         info["affinity_cores"] = len(os.sched_getaffinity(0))
     except AttributeError:
         pass
+    flags = cpu_flags()
+    info["cpu_flags"] = flags
+    info["vector_flags"] = [f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4"))]
     import torch
 
     info["torch"] = torch.__version__
@@ -248,11 +291,12 @@ def _agreement(ref, other) -> dict:
 
 def check_agreement(workloads, frameworks, args, log) -> dict:
     import torch
+    import workloads as W
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for wl in workloads:
-            if wl in ("memory", "delays"):
+            if wl in ("memory", "delays", *W.LONG_T_WORKLOADS):
                 # memory: probes run without autograd, where checkpoint_steps does nothing; delays: the relaxed
                 # (training) path differs from the integer one by design (eval is equal bit for bit: tests)
                 continue
@@ -303,6 +347,37 @@ def _summary(runs) -> dict:
             "version": ok[0]["version"], "rounds": len(ok), "errors": errors}
 
 
+#: the frameworks of the long-T rows: the plain loop, snnTorch, and SpikingJelly's fastest CPU path and memopt
+LONG_T_FRAMEWORKS = (OURS, PLAIN, "spikingjelly", SJ_MEMOPT, "snntorch")
+#: peer libraries (not the plain loop) a ratio "vs the fastest / lowest peer" is taken over
+PEER_LIBRARIES = (*PEERS, SJ_MEMOPT)
+
+
+def _fmt_long_t(results) -> str:
+    """Per long-T row: ours over the fastest / lowest-memory peer library and over the plain loop."""
+    import workloads as W
+
+    lines = []
+    for wl in W.LONG_T_WORKLOADS:
+        d = results.get(wl, {})
+        ours = d.get(OURS, {})
+        if "median_ms" not in ours:
+            continue
+        peers = {fw: s for fw, s in d.items() if fw in PEER_LIBRARIES and "median_ms" in s}
+        plain = d.get(PLAIN, {})
+        parts = [f"{wl}: ours {ours['median_ms']:.0f} ms, {ours['peak_delta_mb']:.0f} MB"]
+        if peers:
+            fast = min(peers, key=lambda f: peers[f]["median_ms"])
+            low = min(peers, key=lambda f: peers[f]["peak_delta_mb"])
+            parts.append(f"time {ours['median_ms'] / peers[fast]['median_ms']:.2f}x fastest peer ({fast})")
+            parts.append(f"memory {ours['peak_delta_mb'] / peers[low]['peak_delta_mb']:.2f}x lowest peer ({low})")
+        if "median_ms" in plain:
+            parts.append(f"time {ours['median_ms'] / plain['median_ms']:.2f}x / memory "
+                         f"{ours['peak_delta_mb'] / plain['peak_delta_mb']:.2f}x the plain loop")
+        lines.append("; ".join(parts))
+    return "\n".join(lines)
+
+
 #: --memory: untimed + timed iterations of each memory worker (one round; the peak RSS is the point)
 MEMORY_WARMUP, MEMORY_ITERS = 1, 2
 
@@ -324,6 +399,8 @@ def run_timing(workloads, frameworks, args, log) -> dict:
             continue
         paired = {"fastpath": W.FASTPATH_WORKLOADS, "delays": W.DELAY_WORKLOADS}.get(wl)
         fws = list(paired) if paired else [f for f in frameworks if (f, wl) not in SKIP]
+        if wl in W.LONG_T_WORKLOADS:
+            fws = [f for f in LONG_T_FRAMEWORKS if f in frameworks or f in BASELINES]
         for r in range(args.rounds):
             for fw in fws:
                 if paired:
@@ -331,8 +408,9 @@ def run_timing(workloads, frameworks, args, log) -> dict:
                     raw[wl].setdefault(fw, []).append(res)
                 else:
                     res = _spawn(_worker_cmd(fw, wl, args, per_round), args)
-                    raw[wl][fw].append(res)
-                msg = res.get("error") or f"median {statistics.median(res['times_ms']):.1f} ms"
+                    raw[wl].setdefault(fw, []).append(res)
+                msg = res.get("error") or (f"median {statistics.median(res['times_ms']):.1f} ms, "
+                                           f"peak {res['peak_delta_mb']:.0f} MB")
                 log(f"  round {r + 1}/{args.rounds} {wl:15s} {fw:18s} {msg[:200]}")
     return {wl: {fw: _summary(runs) for fw, runs in d.items() if runs} for wl, d in raw.items()}
 
@@ -409,7 +487,7 @@ def _fmt_memory(results, quick: bool) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default="lif,fc,conv,delay-feedback")
-    ap.add_argument("--frameworks", default=",".join(ALL_FRAMEWORKS))
+    ap.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS))
     ap.add_argument("--iters", type=int, default=None, help="timed iterations in total over all rounds (default 10)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed iterations per worker (default 3)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2)")
@@ -422,6 +500,9 @@ def main(argv=None) -> int:
                     help="also compare spaic_train's peak RSS at long T without / with checkpoint_steps")
     ap.add_argument("--profiling", action="store_true",
                     help="also time fc/conv training with SOP counting on vs off (benchmarks/profiling_cost.py)")
+    ap.add_argument("--long-t", action="store_true",
+                    help="also time the conv net at T = 4, 16, 64 against the plain loop, snnTorch and SpikingJelly "
+                         "(plain and memopt level 1)")
     ap.add_argument("--no-check", action="store_true", help="skip the spike-agreement check")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per worker process")
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"))
@@ -447,7 +528,7 @@ def main(argv=None) -> int:
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     for w in workloads:
-        if w not in W.WORKLOADS:
+        if w not in W.WORKLOADS + W.LONG_T_WORKLOADS:
             ap.error(f"unknown workload {w!r}; choose from {', '.join(W.WORKLOADS)}")
     for f in frameworks:
         if f not in ALL_FRAMEWORKS:
@@ -460,6 +541,8 @@ def main(argv=None) -> int:
         workloads.append("delays")
     if args.memory:
         workloads.append("memory")
+    if args.long_t:
+        workloads += list(W.LONG_T_WORKLOADS)
 
     def log(msg):
         print(msg, flush=True)
@@ -468,6 +551,7 @@ def main(argv=None) -> int:
     machine = machine_info()
     log(f"machine: {machine['cpu']} ({machine['logical_cores']} logical cores), torch {machine['torch']}, "
         f"threads {args.threads}, {'QUICK sizes' if args.quick else 'full sizes'}")
+    log(f"CPU vector flags: {' '.join(machine['vector_flags']) or 'none found'}")
     agreement = {}
     if not args.no_check:
         log("spike agreement (same input, same weights; fraction of equal spike entries over all layers):")
@@ -484,10 +568,13 @@ def main(argv=None) -> int:
     ratios = {wl: {fw: d[OURS]["median_ms"] / s["median_ms"] for fw, s in d.items()
                    if fw != OURS and "median_ms" in s and "median_ms" in d.get(OURS, {})}
               for wl, d in results.items() if wl not in ("fastpath", "memory", "delays")}
+    mem_ratios = {wl: {fw: d[OURS]["peak_delta_mb"] / s["peak_delta_mb"] for fw, s in d.items()
+                       if fw != OURS and s.get("peak_delta_mb") and "peak_delta_mb" in d.get(OURS, {})}
+                  for wl, d in results.items() if wl not in ("fastpath", "memory", "delays")}
     log("")
     log("ms/iter = median wall time of one full training iteration (forward over all T, loss, backward, "
         "Adam step; lif: forward + backward only); ours/peer < 1 means spaic_train is faster; "
-        "peak MB = peak RSS minus RSS before training")
+        "peak MB = peak RSS minus RSS before the framework import (fixed runtimes such as numba's count)")
     log(_fmt_table(results, agreement))
     fp = _fmt_fastpath(results, agreement)
     if fp:
@@ -498,14 +585,20 @@ def main(argv=None) -> int:
     mem = _fmt_memory(results, args.quick)
     if mem:
         log(mem)
+    lt = _fmt_long_t(results)
+    if lt:
+        log("long T (conv net; peak MB = peak RSS minus RSS before the framework import):")
+        log(lt)
     report = {
         "machine": machine, "versions": versions,
         "settings": {"workloads": workloads, "frameworks": frameworks, "iters": args.iters, "warmup": args.warmup,
                      "rounds": args.rounds, "threads": args.threads, "quick": args.quick,
                      "specs": {w: ({v: W.spec_for(v, args.quick) for v in W.MEMORY_WORKLOADS} if w == "memory"
                                    else W.spec_for(w, args.quick)) for w in workloads},
-                     "descriptions": {w: W.DESCRIPTIONS[w] for w in workloads}},
+                     "descriptions": {w: W.DESCRIPTIONS["long-t" if w in W.LONG_T_WORKLOADS else w]
+                                      for w in workloads}},
         "agreement": agreement, "results": results, "ratios_ours_over_peer": ratios,
+        "memory_ratios_ours_over_peer": mem_ratios,
         "wall_s": round(time.time() - t0, 1),
     }
     if "fastpath" in results:

@@ -35,6 +35,10 @@ MEMORY_WORKLOADS = ("memory-fc-plain", "memory-fc-ckpt", "memory-conv-plain", "m
 MEMORY_FULL = {"fc": dict(T=200, checkpoint_steps=20), "conv": dict(T=32, checkpoint_steps=4)}
 MEMORY_QUICK = {"fc": dict(T=64, checkpoint_steps=8), "conv": dict(T=8, checkpoint_steps=2)}
 
+#: long-T rows: the ``conv`` net (CIFAR-shaped, width 64: the ``cifar_snn`` scale) at T = 4, 16, 64 (``--long-t``)
+LONG_T_WORKLOADS = ("conv-t4", "conv-t16", "conv-t64")
+LONG_T_QUICK = {"conv-t4": 2, "conv-t16": 4, "conv-t64": 8}
+
 FULL = {
     "lif": dict(N=4096, T=256, B=32),
     "fc": dict(n_in=784, n_hid=512, n_out=10, T=25, B=128, p=0.2),
@@ -59,6 +63,7 @@ DESCRIPTIONS = {
     "fastpath": "in-hid LIF-10 LIF, per-synapse delays on both connections, no loop",
     "delays": "spaic_train only: the fastpath net with fixed vs learnable per-synapse delays (learn_delay=True, "
               "Gaussian relaxation, training mode)",
+    "long-t": "the conv net at T = 4, 16, 64 (--long-t): time and peak memory vs the plain loop and the peers",
     "memory": "spaic_train only: fc and conv at long T, plain vs Network checkpoint_steps (checkpoint through time)",
 }
 
@@ -66,12 +71,16 @@ DESCRIPTIONS = {
 def base_name(workload: str) -> str:
     if workload.startswith("memory-"):
         return workload.split("-")[1]  # memory-fc-ckpt -> fc
+    if workload in LONG_T_WORKLOADS:
+        return "conv"
     return "fastpath" if workload.startswith(("fastpath", "delays")) else workload
 
 
 def spec_for(workload: str, quick: bool) -> dict:
     base = base_name(workload)
     spec = dict((QUICK if quick else FULL)[base])
+    if workload in LONG_T_WORKLOADS:
+        spec["T"] = LONG_T_QUICK[workload] if quick else int(workload.split("-t")[1])
     if workload.startswith("memory-"):
         mem = (MEMORY_QUICK if quick else MEMORY_FULL)[base]
         spec["T"] = mem["T"]
@@ -140,6 +149,41 @@ def make_params(workload: str, spec: dict) -> dict:
         "D2": torch.randint(0, spec["max_delay"] + 1, (spec["n_out"], n_hid), generator=g).float(),
     }
     return p
+
+
+class LayeredModel(torch.nn.Module):
+    """What the benchmark calls on a model built layer by layer: subclasses give ``layers(x)`` (the spikes of every
+    neuron layer) and ``workload``."""
+
+    note = "exact"
+
+    def layers(self, x):
+        raise NotImplementedError
+
+    def output(self, x):
+        return readout(self.workload, self.layers(x)[-1])
+
+    def probe(self, x):
+        return self.layers(x)
+
+    def after_step(self):
+        pass
+
+
+def linear_from(W: torch.Tensor) -> torch.nn.Linear:
+    """``nn.Linear`` without bias holding ``W`` ``(out, in)`` (the peers and the plain loop build their layers so)."""
+    lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(W)
+    return lin
+
+
+def conv_from(K: torch.Tensor) -> torch.nn.Conv2d:
+    """``nn.Conv2d`` without bias, 'same' padding, holding ``K`` ``(out, in, k, k)``."""
+    conv = torch.nn.Conv2d(K.shape[1], K.shape[0], K.shape[2], padding=K.shape[2] // 2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(K)
+    return conv
 
 
 def loss_fn(workload: str, out: torch.Tensor, y) -> torch.Tensor:

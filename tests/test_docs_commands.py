@@ -85,6 +85,11 @@ SLOW = {
     "python benchmarks/learning.py --quick": "CIFAR-10 training, minutes",
     "python benchmarks/learning.py --recipes": "CIFAR-10 training, ~12 min",
     "bash benchmarks/gpu_check.sh --dry-run": "runs CUDA test selections and benchmarks at tiny sizes",
+    "python benchmarks/run.py --workloads conv --long-t": "the conv net at T = 4, 16, 64 in five frameworks",
+    "python benchmarks/memory_scaling.py": "one process per T up to 64",
+    "python benchmarks/memory_scaling.py --saved-bytes --T 4,16 --batch 4": "a minute",
+    "python benchmarks/event_loading.py --data ../shared/data --repeats 3": "three epochs of N-MNIST per loader",
+    "python benchmarks/loader.py": "5 rounds over 4,500 CIFAR-10 images, a few minutes",
 }
 
 #: commands that fail as printed today → the reason (strict: once they pass, the mark must go)

@@ -15,6 +15,7 @@ from ..init import Initializer
 from .checks import real_number, real_tensor
 from .delays import DelayLine, with_history
 from .links import LINKS, Link, LinkContext
+from .spike_ops import compact_spikes, rows_of
 from .synapses import SYNAPSES, Synapse
 
 __all__ = ["Connection", "PRE_VAR_NAMES", "POST_VAR_NAMES", "CONNECTION_PARAMS"]
@@ -447,10 +448,13 @@ class Connection(nn.Module):
         weight_op = self.synapses[wi]
         buffers = {name: getattr(self, name) for name in self._link_buffer_names}
 
+        # spikes reaching the weight op are saved for backward as bool, once for all delay taps
+        bits = compact_spikes(z) if link.compacts_spikes else None
+
         def seq_op(inp: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             # .forward, not the module call: the op runs once per delay tap, inside this connection's own call
             # (which hooks see), and must not fire forward hooks per tap
-            return weight_op.forward(inp, w, **buffers)
+            return weight_op.forward(inp, w, None if bits is None else rows_of(bits, z, inp), **buffers)
 
         y = self.delay_line.apply(seq_op, z, T, self.effective_weight(), self.delay, self.delay_sigma, self.training,
                                   link.expand_delay)

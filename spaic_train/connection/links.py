@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ..registry import Registry
 from .checks import fraction, int_pair, is_int
+from .spike_ops import spike_conv2d, spike_linear
 
 __all__ = ["LINKS", "LinkContext", "Link", "FullLink", "SparseLink", "RandomLink", "OneToOneLink",
            "OneToOneSparseLink", "ConvLink", "POOL_PARAMS"]
@@ -135,6 +136,15 @@ class Link:
         current copies of :meth:`extra_buffers`)."""
         raise NotImplementedError
 
+    #: whether :meth:`spike_op` saves less than :meth:`op` (the connection then builds the bool copy)
+    compacts_spikes = False
+
+    def spike_op(self, x: torch.Tensor, bits: torch.Tensor, weight: torch.Tensor,
+                 **buffers: torch.Tensor) -> torch.Tensor:
+        """:meth:`op` on a spike input ``x`` whose bool copy is ``bits``: links whose op saves its input for
+        backward keep only ``bits`` (:mod:`.spike_ops`, same results and gradients); others run :meth:`op`."""
+        return self.op(x, weight, **buffers)
+
     def add_bias(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Add the bias (shape :attr:`bias_shape`) to ``y`` ``[N, *output_shape]``."""
         return (y.reshape(y.shape[0], -1) + bias).reshape(y.shape)
@@ -168,6 +178,12 @@ class _DenseLink(Link):
     def op(self, x, weight):
         y = F.linear(x.reshape(x.shape[0], -1), weight)
         return y.reshape(x.shape[0], *self.post_shape)
+
+    compacts_spikes = True
+
+    def spike_op(self, x, bits, weight):
+        n = x.shape[0]
+        return spike_linear(x.reshape(n, -1), bits.reshape(n, -1), weight).reshape(n, *self.post_shape)
 
 
 @LINKS.register("full", "full_connection")
@@ -398,9 +414,15 @@ class ConvLink(Link):
             out.append(n)
         return (self.out_channels, *out)
 
+    compacts_spikes = True
+
     def op(self, x, weight):
+        return self.spike_op(x, None, weight)
+
+    def spike_op(self, x, bits, weight):
         if self.upscale is not None:
             x = F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+            bits = None if bits is None else x != 0
         stride = self.stride
         if x.device.type == "cpu":
             if self.kernel_size == (1, 1) and stride != (1, 1) and self.padding in ((0, 0), "valid"):
@@ -408,11 +430,13 @@ class ConvLink(Link):
                 # stride 1 (same sums).  oneDNN's own strided 1x1 backward on AVX2-only CPUs (AMD EPYC) corrupts
                 # memory or hangs for small channel counts (tests/test_connection.py reproduces the shapes)
                 x = x[:, :, ::stride[0], ::stride[1]]
+                bits = None if bits is None else bits[:, :, ::stride[0], ::stride[1]]
                 stride = (1, 1)
             # oneDNN's CPU convolutions are fastest channels-last; the output stays channels-last through
             # batch norm, pooling and the neurons (which integrate any dense layout in memory order)
             x = x.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(x, weight, None, stride, self.padding, self.dilation, self.groups)
+            bits = None if bits is None else bits.contiguous(memory_format=torch.channels_last)
+        return spike_conv2d(x, bits, weight, stride, self.padding, self.dilation, self.groups)
 
     def add_bias(self, y, bias):
         return y + bias.view(-1, 1, 1)

@@ -39,6 +39,7 @@ from torch import nn
 from ..registry import Registry
 from .checks import int_pair
 from .links import POOL_PARAMS, ConvLink, Link
+from .spike_ops import spike_max_pool2d
 
 __all__ = ["SYNAPSES", "Synapse", "BasicSynapse", "ConvSynapse", "MaxPool", "AvgPool", "SumPool", "Dropout",
            "Flatten", "BatchNorm"]
@@ -104,9 +105,13 @@ class BasicSynapse(Synapse):
     def output_shape(self, in_shape):
         return self.link.output_shape(in_shape)
 
-    def forward(self, x: torch.Tensor, weight: torch.Tensor, **buffers: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, bits: Optional[torch.Tensor] = None,
+                **buffers: torch.Tensor) -> torch.Tensor:
         """Undelayed weight op without bias, ``[T, B, *in] → [T, B, *out]`` (``buffers``: the link's extra buffers,
-        see :meth:`~spaic_train.connection.links.Link.op`)."""
+        see :meth:`~spaic_train.connection.links.Link.op`; ``bits``: ``x`` as bool when it holds spikes, so that
+        only 1 byte per spike is saved for backward, see :mod:`~spaic_train.connection.spike_ops`)."""
+        if bits is not None:
+            return _unfold(self.link.spike_op(_fold(x), _fold(bits), weight, **buffers), x.shape[0])
         return _unfold(self.link.op(_fold(x), weight, **buffers), x.shape[0])
 
 
@@ -160,9 +165,13 @@ class _Pool(Synapse):
 
 @SYNAPSES.register("maxpool", "max_pool", "maxpool2d")
 class MaxPool(_Pool):
-    """2-D max pooling over ``(C, H, W)`` samples (really max; SPAIC's pool link averages)."""
+    """2-D max pooling over ``(C, H, W)`` samples (really max; SPAIC's pool link averages).  A spike input is
+    kept for backward as 1 byte per spike (:func:`~spaic_train.connection.spike_ops.spike_max_pool2d`)."""
 
     _fn = F.max_pool2d
+
+    def forward(self, x):
+        return _unfold(spike_max_pool2d(_fold(x), self.kernel_size, self.stride, self.padding), x.shape[0])
 
 
 @SYNAPSES.register("avgpool", "avg_pool", "avgpool2d")

@@ -101,9 +101,9 @@ class LIFSequenceFunction(torch.autograd.Function):
     Returns:
         ``(O [T,B,...], V_T [B,...], a_T [B,...] or None, V_seq [T,B,...] or None)``.
 
-    Memory: besides its outputs the forward keeps only the state at the start of each block of
-    steps (``ceil(T / block)`` copies of ``[B, *shape]``); the backward recomputes the membrane of one
-    block at a time from that checkpoint and the saved input (same ops, so bit-identical).
+    Memory: the forward keeps its input, the spikes as ``uint8`` (1 byte each) and the state at the start of
+    each block of steps (``ceil(T / block)`` copies of ``[B, *shape]``); the backward recomputes the membrane
+    of one block at a time from that checkpoint and the saved input (same ops, so bit-identical).
     """
 
     @staticmethod
@@ -144,7 +144,8 @@ class LIFSequenceFunction(torch.autograd.Function):
         ctx.cfg = cfg
         ctx.block = n
         ctx.beta_f = beta_f
-        ctx.save_for_backward(I, O, Vck, ack, beta if isinstance(beta, torch.Tensor) else None)
+        # the spikes are kept for backward as 1 byte each (0/1: exact), expanded one block at a time there
+        ctx.save_for_backward(I, O.to(torch.uint8), Vck, ack, beta if isinstance(beta, torch.Tensor) else None)
         return O, VT, a, Vseq
 
     @staticmethod
@@ -199,7 +200,7 @@ def _backward(I, O, Vck, ack, beta, cfg, n, gO, gVT, gaT, gVseq, beta_shape):
     for j in range(Vck.shape[0] - 1, -1, -1):
         t0, t1 = j * n, min(T, (j + 1) * n)
         k = t1 - t0
-        H, Th, S = Hb[:k], (Thb[:k] if adaptive else None), O[t0:t1]
+        H, Th, S = Hb[:k], (Thb[:k] if adaptive else None), O[t0:t1].to(I.dtype)
         # recompute the block's pre-reset membrane (and thresholds)
         V.copy_(Vck[j])
         if adaptive:

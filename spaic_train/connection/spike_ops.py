@@ -1,0 +1,135 @@
+"""Weight ops that keep their spike input for backward as 1 byte per spike instead of 4.
+
+Autograd's ``F.linear`` / ``F.conv2d`` save their float32 input for the weight gradient.  When that input is a
+spike tensor (every entry 0 or 1) the same values fit in a ``torch.bool`` tensor; :class:`SpikeLinear` and
+:class:`SpikeConv2d` save that instead and expand it back to the weight's dtype in backward.  The expansion
+is exact (0 and 1 are representable), and backward calls the same kernels autograd would
+(``mm`` / ``aten.convolution_backward``) on the same values, so the gradients equal the plain ops' bit for bit
+(tests/test_spike_storage.py).  :class:`SpikeMaxPool2d` goes further: autograd's max pooling keeps its float
+input and int64 argmax indices (6 bytes per input spike for a 2x2 pool); it keeps the bits only and
+recomputes the indices in backward with the same kernel (recomputing is cheaper than storing them).
+
+:func:`compact_spikes` decides, per connection call, whether the presynaptic input is binary: one pass
+over it, only while autograd records (inference runs the plain ops).  Set :data:`COMPACT_SPIKES` to
+``False`` to always run the plain ops (the tests compare both).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["COMPACT_SPIKES", "compact_spikes", "rows_of", "SpikeLinear", "SpikeConv2d", "SpikeMaxPool2d",
+           "spike_linear", "spike_conv2d", "spike_max_pool2d"]
+
+#: store binary weight-op inputs as ``torch.bool`` for backward (see the module docstring)
+COMPACT_SPIKES = True
+
+
+def compact_spikes(x: torch.Tensor) -> Optional[torch.Tensor]:
+    """``x != 0`` as ``torch.bool`` when autograd records and every entry of the float ``x`` is 0 or 1; else
+    ``None`` (the plain ops run)."""
+    if not (COMPACT_SPIKES and torch.is_grad_enabled() and x.is_floating_point()) or x.numel() == 0:
+        return None
+    if torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling():
+        # autocast casts inside the op (the plain op keeps its dtype bookkeeping); a traced graph cannot branch
+        # on the values (and the compiler plans its own saved tensors)
+        return None
+    bits = x != 0
+    if not bool(torch.eq(x, bits).all()):
+        return None
+    return bits
+
+
+def rows_of(compact: torch.Tensor, full: torch.Tensor, part: torch.Tensor) -> Optional[torch.Tensor]:
+    """The rows of ``compact`` (same shape as ``full``) that ``part`` views: ``part`` is ``full[a:b]`` (a delay
+    tap's shifted input) or ``full`` itself; ``None`` when ``part`` is not such a view."""
+    if part.shape[1:] != full.shape[1:] or part.untyped_storage().data_ptr() != full.untyped_storage().data_ptr():
+        return None
+    if part.dim() == 0 or full.stride(0) == 0:
+        return compact if part.shape == full.shape else None
+    start, rem = divmod(part.storage_offset() - full.storage_offset(), full.stride(0))
+    if rem or start < 0 or start + part.shape[0] > full.shape[0] or part.stride() != full.stride():
+        return None
+    return compact.narrow(0, start, part.shape[0])
+
+
+class SpikeLinear(torch.autograd.Function):
+    """``F.linear(x, weight)`` (2-d ``x``, no bias) saving the spike input as ``bits`` (bool, same values)."""
+
+    @staticmethod
+    def forward(ctx, x, bits, weight):  # type: ignore[override]
+        ctx.save_for_backward(bits, weight)
+        return F.linear(x, weight)
+
+    @staticmethod
+    def backward(ctx, gy):  # type: ignore[override]
+        bits, weight = ctx.saved_tensors
+        gx = gy.mm(weight) if ctx.needs_input_grad[0] else None
+        gw = gy.t().mm(bits.to(weight.dtype)) if ctx.needs_input_grad[2] else None
+        return gx, None, gw
+
+
+class SpikeConv2d(torch.autograd.Function):
+    """``F.conv2d`` (no bias, integer padding) saving the spike input as ``bits`` (bool, same values and layout)."""
+
+    @staticmethod
+    def forward(ctx, x, bits, weight, stride, padding, dilation, groups):  # type: ignore[override]
+        ctx.save_for_backward(bits, weight)
+        ctx.conv = (list(stride), list(padding), list(dilation), groups)
+        return F.conv2d(x, weight, None, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, gy):  # type: ignore[override]
+        bits, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+        x = bits.to(weight.dtype)  # keeps the memory format (channels-last stays channels-last)
+        gx, gw, _ = torch.ops.aten.convolution_backward(gy, x, weight, None, stride, padding, dilation, False,
+                                                        [0, 0], groups, [need_x, need_w, False])
+        return gx, None, gw, None, None, None, None
+
+
+def spike_linear(x: torch.Tensor, bits: Optional[torch.Tensor], weight: torch.Tensor) -> torch.Tensor:
+    """``F.linear(x, weight)`` for a 2-d ``x``; with ``bits`` (``x`` as bool) only the bits are saved."""
+    if bits is None or x.dtype != weight.dtype:
+        return F.linear(x, weight)
+    return SpikeLinear.apply(x, bits, weight)
+
+
+def spike_conv2d(x: torch.Tensor, bits: Optional[torch.Tensor], weight: torch.Tensor, stride, padding, dilation,
+                 groups: int) -> torch.Tensor:
+    """``F.conv2d(x, weight, None, ...)``; with ``bits`` (``x`` as bool, same layout) only the bits are saved."""
+    if bits is None or isinstance(padding, str) or x.dtype != weight.dtype:
+        return F.conv2d(x, weight, None, stride, padding, dilation, groups)
+    return SpikeConv2d.apply(x, bits, weight, stride, padding, dilation, groups)
+
+
+class SpikeMaxPool2d(torch.autograd.Function):
+    """``F.max_pool2d`` saving only the spike input as ``bits``; backward recomputes the argmax indices."""
+
+    @staticmethod
+    def forward(ctx, x, bits, kernel_size, stride, padding):  # type: ignore[override]
+        ctx.save_for_backward(bits)
+        ctx.pool = (list(kernel_size), list(stride), list(padding))
+        return F.max_pool2d(x, kernel_size, stride, padding)
+
+    @staticmethod
+    def backward(ctx, gy):  # type: ignore[override]
+        (bits,) = ctx.saved_tensors
+        kernel_size, stride, padding = ctx.pool
+        x = bits.to(gy.dtype)
+        # the kernels autograd's max_pool2d runs, on the same values: same indices, same gradient
+        _, idx = torch.ops.aten.max_pool2d_with_indices(x, kernel_size, stride, padding, [1, 1], False)
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(gy, x, kernel_size, stride, padding, [1, 1], False, idx)
+        return gx, None, None, None, None
+
+
+def spike_max_pool2d(x: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:
+    """``F.max_pool2d(x, ...)`` (4-d ``x``); a spike input that needs a gradient is saved as bits only."""
+    bits = compact_spikes(x) if x.requires_grad else None
+    if bits is None:
+        return F.max_pool2d(x, kernel_size, stride, padding)
+    return SpikeMaxPool2d.apply(x, bits, kernel_size, stride, padding)
