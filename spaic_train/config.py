@@ -54,6 +54,7 @@ __all__ = [
     "DelaySigmaConfig",
     "InputConfig",
     "ModelConfig",
+    "EarlyStoppingConfig",
     "MonitorConfig",
     "OptimizerConfig",
     "PathsConfig",
@@ -182,6 +183,28 @@ def trainer_fit_args() -> dict[str, tuple[str, bool]]:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """``trainer.early_stopping``: stop when a History metric stops improving
+    (:class:`spaic_train.callbacks.EarlyStopping`, Keras' names).
+
+    Attributes:
+        enabled: add the callback.
+        monitor: History name of the quantity (``val_loss``, ``val_accuracy``, ...).
+        patience: epochs without improvement before stopping (0: at the first such epoch).
+        min_delta: smallest change that counts as an improvement.
+        mode: ``auto`` (losses decrease, accuracies increase), ``min`` or ``max``.
+        restore_best_weights: end with the weights of the best epoch.
+    """
+
+    enabled: bool = False
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    mode: str = "auto"
+    restore_best_weights: bool = False
+
+
+@dataclass
 class TrainerConfig:
     """``fit`` / ``lightning.Trainer`` options.
 
@@ -205,6 +228,7 @@ class TrainerConfig:
         resume: ``last`` or a checkpoint path to continue from.
         test: evaluate on the test split after training.
         num_threads: ``torch.set_num_threads`` (``null``: PyTorch's default).
+        early_stopping: :class:`EarlyStoppingConfig` (off by default).
     """
 
     max_epochs: int = field(default=10, metadata=_passed_to_fit("epochs"))
@@ -228,6 +252,7 @@ class TrainerConfig:
     resume: Optional[str] = field(default=None, metadata=_passed_to_fit())
     test: bool = True
     num_threads: Optional[int] = None
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 @dataclass

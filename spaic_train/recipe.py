@@ -40,6 +40,7 @@ from .monitoring.event_frames import EventFramePreview
 from .profiling import EnergyMonitor
 from .profiling.runs import run_metrics
 from .training import get_loss
+from .training.callbacks import EarlyStopping
 from .training.checkpoint import check_checkpoint
 from .training.delay_sigma import as_delay_sigma_schedule
 from .training.progress import EpochProgress
@@ -367,6 +368,21 @@ def resume_checkpoint(resume: Optional[str], output_dir: Path) -> Optional[str]:
     return str(path)
 
 
+def early_stopping(options: Mapping) -> list:
+    """``trainer.early_stopping`` → ``[EarlyStopping(...)]`` when enabled, else ``[]``.
+
+    Raises:
+        ConfigError: a bad option, naming ``trainer.early_stopping``.
+    """
+    options = dict(options)
+    if not options.pop("enabled", False):
+        return []
+    try:
+        return [EarlyStopping(**options)]
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"trainer.early_stopping: {e}") from None
+
+
 def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
     """``model.fit`` arguments from ``trainer.*`` (and ``seed``): logger, log/checkpoint dirs, Lightning options."""
     t = dict(plain_config(cfg["trainer"]))
@@ -382,7 +398,7 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
         # one line per epoch always (the run's log); the live bar on a terminal only with enable_progress_bar
         "enable_progress_bar": True,
         "callbacks": [EpochProgress(live=bool(t["enable_progress_bar"])), *build_callbacks(cfg, logger),
-                      GracefulInterrupt(output_dir / "checkpoints" / "last.ckpt")],
+                      *early_stopping(t["early_stopping"]), GracefulInterrupt(output_dir / "checkpoints" / "last.ckpt")],
     }
     for key, (arg, lightning_option) in trainer_fit_args().items():  # the keys passed on as they are
         if not lightning_option or t.get(key) is not None:

@@ -313,3 +313,25 @@ def test_mnist_fc_recipe_on_the_5k_subset_reaches_92_percent(tmp_path, shared_da
     dm.setup()
     assert len(dm.test_set) == 10000 and len(dm.train_set) + len(dm.val_set) == 5000
     assert metrics["test_accuracy"] >= 0.92
+
+
+def test_early_stopping_recipe_keys_stop_at_the_first_epoch_without_improvement(tmp_path):
+    """With ``min_delta`` larger than any loss, only the first epoch improves (on +inf): ``patience=0`` stops after
+    epoch 2 of 10."""
+    out = tmp_path / "run"
+    res = train("trainer.max_epochs=10", "trainer.early_stopping.enabled=true", "trainer.early_stopping.patience=0",
+                "trainer.early_stopping.min_delta=1e9", "trainer.enable_progress_bar=false", "trainer.logger=none",
+                "trainer.checkpoint=false", "summary=false", f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_early_stopping_options_are_checked():
+    from spaic_train.recipe import early_stopping
+
+    assert early_stopping({"enabled": False, "monitor": "val_loss", "patience": 5}) == []
+    (cb,) = early_stopping({"enabled": True, "monitor": "val_accuracy", "patience": 3, "min_delta": 0.01,
+                            "mode": "auto", "restore_best_weights": True})
+    assert isinstance(cb, st.callbacks.EarlyStopping) and cb.patience == 3 and cb.mode == "max"
+    with pytest.raises(ConfigError, match=r"trainer.early_stopping: EarlyStopping: patience must be an int >= 0"):
+        early_stopping({"enabled": True, "monitor": "val_loss", "patience": -1})

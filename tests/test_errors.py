@@ -347,6 +347,12 @@ def config_unknown_inbound():
                                                     {"type": "Full", "units": 3, "inbound": ["nope"]}]})
 
 
+def config_bad_early_stopping():
+    from spaic_train.recipe import early_stopping
+
+    early_stopping({"enabled": True, "monitor": "val_loss", "patience": 2, "mode": "largest"})
+
+
 # ------------------------------------------------------------------------------------------------ the table
 # (id, callable, exception type, key words)
 def buffer_pool_limit_from_env(value):
@@ -651,6 +657,8 @@ CASES = [
     ("data-bad-pin-memory", lambda: _cifar(pin_memory="yes"), ValueError, ["data.pin_memory", "'auto'", "'yes'"]),
     ("data-decode-mixed-sizes", decode_mixed_sizes, ValueError,
      ["decode once", "b.png", "16x8", "8x8", "data.decode_once=false"]),
+    ("config-bad-early-stopping", config_bad_early_stopping, ValueError,
+     ["trainer.early_stopping", "mode must be one of", "'largest'"]),
     ("config-unknown-inbound", config_unknown_inbound, ValueError,
      ["model.layers[1].inbound", "no earlier layer named 'nope'", "input"]),
     # --- the command line: python train.py (each stops the run: the message alone, exit 2, no run directory) ---
