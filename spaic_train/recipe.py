@@ -398,7 +398,8 @@ def fit_kwargs(cfg: Mapping, output_dir: Path) -> dict:
         # one line per epoch always (the run's log); the live bar on a terminal only with enable_progress_bar
         "enable_progress_bar": True,
         "callbacks": [EpochProgress(live=bool(t["enable_progress_bar"])), *build_callbacks(cfg, logger),
-                      *early_stopping(t["early_stopping"]), GracefulInterrupt(output_dir / "checkpoints" / "last.ckpt")],
+                      *early_stopping(t["early_stopping"]),
+                      GracefulInterrupt(output_dir / "checkpoints" / "last.ckpt")],
     }
     for key, (arg, lightning_option) in trainer_fit_args().items():  # the keys passed on as they are
         if not lightning_option or t.get(key) is not None:
