@@ -324,7 +324,8 @@ def test_gpu_check_times_the_real_data_path(jpeg_root, cache):
     md = gpu_check.markdown({"dry_run": True, "date": "d", "torch": "t", "cuda": None, "spikingjelly": "s",
                              "pytest": {"ran": False}, "lif": {"size": {"N": 1, "T": 1, "B": 1},
                              "median_ms": {"spaic_train": 1.0, "spikingjelly": 1.0}, "ratio_ours_over_sj": 1.0,
-                             "spike_agreement": 1.0}, "epochs": {"cifar_snn": e}})
+                             "spike_agreement": 1.0}, "epochs": {"cifar_snn": e},
+                             "long_t": {"size": gpu_check.DRY["long_t"], "memory": "peak CUDA memory", "rows": {}}})
     assert "a slice of a real epoch" in md and "| `cifar_snn` |" in md.split("a slice of a real epoch")[1]
     missing = gpu_check.bench_real_data(None, None, torch.device("cpu"), size, jpeg_root / "nowhere", 1.0)
     assert not missing["measured"] and "nowhere" in missing["reason"]
