@@ -37,6 +37,13 @@ class _SavedBytes:
         self._ctx.__exit__(*exc)
 
 
+@pytest.fixture(autouse=True)
+def _compaction_on(monkeypatch):
+    """The 1-byte storage is opt-in (``SPAIC_TRAIN_COMPACT_SPIKES=1``); these tests switch it on (tests that compare
+    against the plain ops switch it off again)."""
+    monkeypatch.setattr(spike_ops, "COMPACT_SPIKES", True)
+
+
 def _spikes(*shape, p=0.3, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(*shape, generator=g) < p).float()

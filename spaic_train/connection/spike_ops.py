@@ -10,12 +10,17 @@ input and int64 argmax indices (6 bytes per input spike for a 2x2 pool); it keep
 recomputes the indices in backward with the same kernel (recomputing is cheaper than storing them).
 
 :func:`compact_spikes` decides, per connection call, whether the presynaptic input is binary: one pass
-over it, only while autograd records (inference runs the plain ops).  Set :data:`COMPACT_SPIKES` to
-``False`` to always run the plain ops (the tests compare both).
+over it, only while autograd records (inference runs the plain ops).
+
+Off by default: the check and the expansion in backward cost time (on a 2-core Xeon, 2026-12-06,
+``python benchmarks/compare_revisions.py``: the ``fc`` workload 1.5x and ``conv`` 1.26x the time per training
+iteration) for 0.66x the bytes kept for backward.  ``SPAIC_TRAIN_COMPACT_SPIKES=1`` (read at import) or
+:data:`COMPACT_SPIKES` ``= True`` turns it on, a memory-for-time trade like ``checkpoint_steps``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
@@ -24,8 +29,8 @@ import torch.nn.functional as F
 __all__ = ["COMPACT_SPIKES", "compact_spikes", "rows_of", "SpikeLinear", "SpikeConv2d", "SpikeMaxPool2d",
            "spike_linear", "spike_conv2d", "spike_max_pool2d"]
 
-#: store binary weight-op inputs as ``torch.bool`` for backward (see the module docstring)
-COMPACT_SPIKES = True
+#: store binary weight-op inputs as ``torch.bool`` for backward (see the module docstring); off by default
+COMPACT_SPIKES = os.environ.get("SPAIC_TRAIN_COMPACT_SPIKES", "0").strip().lower() not in ("", "0", "false", "no")
 
 
 def compact_spikes(x: torch.Tensor) -> Optional[torch.Tensor]:
