@@ -90,6 +90,7 @@ SLOW = {
     "python benchmarks/memory_scaling.py --saved-bytes --T 4,16 --batch 4": "a minute",
     "python benchmarks/event_loading.py --data ../shared/data --repeats 3": "three epochs of N-MNIST per loader",
     "python benchmarks/loader.py": "5 rounds over 4,500 CIFAR-10 images, a few minutes",
+    "python benchmarks/compare_revisions.py 0c5775f HEAD --pairs 2 --iters 5": "two checkouts, 4 benchmark runs",
 }
 
 #: commands that fail as printed today → the reason (strict: once they pass, the mark must go)
