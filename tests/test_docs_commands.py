@@ -299,6 +299,8 @@ def _user_files(text: str, cwd: Path) -> None:
 
 
 def _tiny_shd(cwd: Path) -> None:
+    require("tonic", "events")  # the block reads event data: skip, naming the extra, without it
+    require("h5py", "events")
     from event_files import make_shd  # tiny SHD files in the release's HDF5 layout
 
     make_shd(cwd / "data" / "shd", n=40)
