@@ -41,6 +41,17 @@ class Registry(Generic[T]):
 
         return deco
 
+    def register_each(self, *names: str) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under several canonical names (each listed in messages, none an alias):
+        one converter for several module or node types."""
+
+        def deco(obj: T) -> T:
+            for name in names:
+                self.register(name)(obj)
+            return obj
+
+        return deco
+
     def names(self) -> list:
         """Canonical names (aliases excluded), sorted."""
         return sorted(set(self._canonical.values()))

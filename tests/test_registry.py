@@ -52,3 +52,16 @@ def test_loss_suggestion_is_accepted_and_listed():
     get_loss(suggested)
     with pytest.raises(TypeError, match=r"cross_entropy_rate"):
         get_loss(3)
+
+
+def test_register_each_gives_one_object_several_canonical_names():
+    from spaic_train.registry import Registry
+
+    reg = Registry("thing")
+
+    @reg.register_each("alpha", "beta")
+    class Thing:
+        pass
+
+    assert reg.get("alpha") is Thing and reg.get("BETA") is Thing
+    assert reg.names() == ["alpha", "beta"]

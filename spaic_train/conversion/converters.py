@@ -24,13 +24,6 @@ MODULE_CONVERTERS: Registry = Registry("convertible module")
 FUNCTION_CONVERTERS: Registry = Registry("convertible function")
 
 
-def _register(registry: Registry, *names: str):
-    def deco(fn):
-        for name in names:
-            registry.register(name)(fn)
-        return fn
-    return deco
-
 
 def _pair(v) -> tuple:
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
@@ -52,7 +45,7 @@ def _affine_on(ctx, node, value, affine: Affine):
     return Pre([Term(value.layer, list(value.folds), affine)])
 
 
-@_register(MODULE_CONVERTERS, "Conv2d")
+@MODULE_CONVERTERS.register_each("Conv2d")
 def _conv2d(ctx, node, mod: nn.Conv2d, args, kwargs):
     if mod.padding_mode != "zeros":
         ctx.fail(node, f"padding_mode={mod.padding_mode!r} (only 'zeros' is supported)")
@@ -63,7 +56,7 @@ def _conv2d(ctx, node, mod: nn.Conv2d, args, kwargs):
     return _affine_on(ctx, node, args[0], Affine("conv", mod.weight.detach().clone(), bias, ctx.path(node), conv))
 
 
-@_register(MODULE_CONVERTERS, "Linear")
+@MODULE_CONVERTERS.register_each("Linear")
 def _linear(ctx, node, mod: nn.Linear, args, kwargs):
     value = args[0]
     if isinstance(value, Act) and len(ctx.in_shape(node)) != 1:
@@ -72,7 +65,7 @@ def _linear(ctx, node, mod: nn.Linear, args, kwargs):
     return _affine_on(ctx, node, value, Affine("linear", mod.weight.detach().clone(), bias, ctx.path(node)))
 
 
-@_register(MODULE_CONVERTERS, "BatchNorm1d", "BatchNorm2d")
+@MODULE_CONVERTERS.register_each("BatchNorm1d", "BatchNorm2d")
 def _batchnorm(ctx, node, mod: nn.modules.batchnorm._BatchNorm, args, kwargs):
     value = args[0]
     if not isinstance(value, Pre) or any(t.affine is None for t in value.terms):
@@ -112,22 +105,22 @@ def _activation(ctx, node, value, clip=None, qcfs=None):
     return ctx.new_layer(node, value, clip=clip, qcfs=qcfs)
 
 
-@_register(MODULE_CONVERTERS, "ReLU")
+@MODULE_CONVERTERS.register_each("ReLU")
 def _relu(ctx, node, mod, args, kwargs):
     return _activation(ctx, node, args[0])
 
 
-@_register(FUNCTION_CONVERTERS, "relu", "relu_")
+@FUNCTION_CONVERTERS.register_each("relu", "relu_")
 def _relu_fn(ctx, node, fn, args, kwargs):
     return _activation(ctx, node, args[0])
 
 
-@_register(MODULE_CONVERTERS, "ReLU6")
+@MODULE_CONVERTERS.register_each("ReLU6")
 def _relu6(ctx, node, mod, args, kwargs):
     return _activation(ctx, node, args[0], clip=6.0)
 
 
-@_register(MODULE_CONVERTERS, "Hardtanh")
+@MODULE_CONVERTERS.register_each("Hardtanh")
 def _hardtanh(ctx, node, mod: nn.Hardtanh, args, kwargs):
     if mod.min_val != 0.0 or mod.max_val <= 0:
         ctx.fail(node, f"Hardtanh(min_val={mod.min_val}, max_val={mod.max_val}): only a clip to [0, max_val] with "
@@ -135,7 +128,7 @@ def _hardtanh(ctx, node, mod: nn.Hardtanh, args, kwargs):
     return _activation(ctx, node, args[0], clip=float(mod.max_val))
 
 
-@_register(FUNCTION_CONVERTERS, "clamp", "clip")
+@FUNCTION_CONVERTERS.register_each("clamp", "clip")
 def _clamp(ctx, node, fn, args, kwargs):
     lo, hi = _arg(args, kwargs, 1, "min"), _arg(args, kwargs, 2, "max")
     if lo != 0 or not isinstance(hi, (int, float)) or hi <= 0:
@@ -143,7 +136,7 @@ def _clamp(ctx, node, fn, args, kwargs):
     return _activation(ctx, node, args[0], clip=float(hi))
 
 
-@_register(MODULE_CONVERTERS, "QCFS")
+@MODULE_CONVERTERS.register_each("QCFS")
 def _qcfs(ctx, node, mod, args, kwargs):
     return _activation(ctx, node, args[0], clip=float(mod.threshold.detach()), qcfs=(mod.levels, mod.shift))
 
@@ -166,14 +159,14 @@ def _pool(ctx, node, value, kind: str, size, stride, padding):
     return Act(value.layer, value.folds + [fold], value.node)
 
 
-@_register(MODULE_CONVERTERS, "MaxPool2d")
+@MODULE_CONVERTERS.register_each("MaxPool2d")
 def _maxpool(ctx, node, mod: nn.MaxPool2d, args, kwargs):
     if mod.ceil_mode or mod.return_indices or _pair(mod.dilation) != (1, 1):
         ctx.fail(node, "MaxPool2d with ceil_mode, return_indices or dilation is not supported")
     return _pool(ctx, node, args[0], "maxpool", mod.kernel_size, mod.stride, mod.padding)
 
 
-@_register(FUNCTION_CONVERTERS, "max_pool2d")
+@FUNCTION_CONVERTERS.register_each("max_pool2d")
 def _maxpool_fn(ctx, node, fn, args, kwargs):
     if _arg(args, kwargs, 5, "ceil_mode", False) or _pair(_arg(args, kwargs, 4, "dilation", 1)) != (1, 1):
         ctx.fail(node, "max_pool2d with ceil_mode or dilation is not supported")
@@ -181,7 +174,7 @@ def _maxpool_fn(ctx, node, fn, args, kwargs):
                  _arg(args, kwargs, 2, "stride"), _arg(args, kwargs, 3, "padding", 0))
 
 
-@_register(MODULE_CONVERTERS, "AvgPool2d")
+@MODULE_CONVERTERS.register_each("AvgPool2d")
 def _avgpool(ctx, node, mod: nn.AvgPool2d, args, kwargs):
     if mod.ceil_mode or mod.divisor_override is not None or (_pair(mod.padding) != (0, 0)
                                                             and not mod.count_include_pad):
@@ -189,7 +182,7 @@ def _avgpool(ctx, node, mod: nn.AvgPool2d, args, kwargs):
     return _pool(ctx, node, args[0], "avgpool", mod.kernel_size, mod.stride, mod.padding)
 
 
-@_register(FUNCTION_CONVERTERS, "avg_pool2d")
+@FUNCTION_CONVERTERS.register_each("avg_pool2d")
 def _avgpool_fn(ctx, node, fn, args, kwargs):
     return _pool(ctx, node, args[0], "avgpool", _arg(args, kwargs, 1, "kernel_size"),
                  _arg(args, kwargs, 2, "stride"), _arg(args, kwargs, 3, "padding", 0))
@@ -203,12 +196,12 @@ def _adaptive_avg(ctx, node, value, output_size):
     return _pool(ctx, node, value, "avgpool", (h // oh, w // ow), None, 0)
 
 
-@_register(MODULE_CONVERTERS, "AdaptiveAvgPool2d")
+@MODULE_CONVERTERS.register_each("AdaptiveAvgPool2d")
 def _adaptive(ctx, node, mod, args, kwargs):
     return _adaptive_avg(ctx, node, args[0], mod.output_size)
 
 
-@_register(FUNCTION_CONVERTERS, "adaptive_avg_pool2d")
+@FUNCTION_CONVERTERS.register_each("adaptive_avg_pool2d")
 def _adaptive_fn(ctx, node, fn, args, kwargs):
     return _adaptive_avg(ctx, node, args[0], _arg(args, kwargs, 1, "output_size"))
 
@@ -224,17 +217,17 @@ def _flatten(ctx, node, value):
     return Act(value.layer, value.folds + [Fold("flatten", ctx.path(node))], value.node)
 
 
-@_register(MODULE_CONVERTERS, "Flatten")
+@MODULE_CONVERTERS.register_each("Flatten")
 def _flatten_mod(ctx, node, mod, args, kwargs):
     return _flatten(ctx, node, args[0])
 
 
-@_register(FUNCTION_CONVERTERS, "flatten", "view", "reshape")
+@FUNCTION_CONVERTERS.register_each("flatten", "view", "reshape")
 def _flatten_fn(ctx, node, fn, args, kwargs):
     return _flatten(ctx, node, args[0])
 
 
-@_register(FUNCTION_CONVERTERS, "mean")
+@FUNCTION_CONVERTERS.register_each("mean")
 def _mean(ctx, node, fn, args, kwargs):
     dims = _arg(args, kwargs, 1, "dim")
     dims = tuple(d % 4 for d in (dims if isinstance(dims, (tuple, list)) else (dims,))) if dims is not None else ()
@@ -246,17 +239,17 @@ def _mean(ctx, node, fn, args, kwargs):
 
 
 # ---------------------------------------------------------------------------------------------- no-ops
-@_register(MODULE_CONVERTERS, "Dropout", "Dropout1d", "Dropout2d", "Identity")
+@MODULE_CONVERTERS.register_each("Dropout", "Dropout1d", "Dropout2d", "Identity")
 def _identity(ctx, node, mod, args, kwargs):
     return args[0]
 
 
-@_register(FUNCTION_CONVERTERS, "dropout", "contiguous")
+@FUNCTION_CONVERTERS.register_each("dropout", "contiguous")
 def _identity_fn(ctx, node, fn, args, kwargs):
     return args[0]
 
 
-@_register(FUNCTION_CONVERTERS, "size", "dim", "getattr", "getitem")
+@FUNCTION_CONVERTERS.register_each("size", "dim", "getattr", "getitem")
 def _meta(ctx, node, fn, args, kwargs):
     if fn is operator.getitem and isinstance(args[0], (Act, Pre)):
         ctx.fail(node, "indexing a value of the network is not supported")
@@ -264,7 +257,7 @@ def _meta(ctx, node, fn, args, kwargs):
 
 
 # ---------------------------------------------------------------------------------------------- residual sums
-@_register(FUNCTION_CONVERTERS, "add", "add_", "iadd")
+@FUNCTION_CONVERTERS.register_each("add", "add_", "iadd")
 def _add(ctx, node, fn, args, kwargs):
     a, b = args[0], args[1]
     if not isinstance(a, (Act, Pre)) or not isinstance(b, (Act, Pre)):

@@ -66,16 +66,6 @@ def no_counterpart(kind: str, name: str, owner: str, registry: Registry) -> Valu
                       f"{', '.join(registry.names())}")
 
 
-def _register(registry: Registry, *names: str):
-    """Register one converter under several canonical names (all listed in error messages)."""
-
-    def deco(obj):
-        for name in names:
-            registry.register(name)(obj)
-        return obj
-
-    return deco
-
 
 def lookup(registry: Registry, kind: str, name: str, owner: str):
     if name not in registry:
@@ -107,7 +97,7 @@ def _hard_reset(neuron, owner: str) -> None:
                          "membrane to v_reset after a spike; use reset='hard'")
 
 
-@_register(NEURON_TO_NIR, "lif", "plif")
+@NEURON_TO_NIR.register_each("lif", "plif")
 def _lif_to_nir(neuron, shape, dt_s: float, owner: str) -> nir.LIF:
     """``V ← βV + I`` is forward Euler of ``τ dv/dt = −v + r·I`` with ``τ = dt_s/(1−β)``, ``r = 1/(1−β)``;
     ``decay_input`` (``V ← βV + (1−β)I``) is the same with ``r = 1``."""
@@ -141,7 +131,7 @@ def _no_reshape(conn, shape) -> ValueError:
                       f"{tuple(shape)}, but NIR has no reshape node; give the post group a 1-D shape")
 
 
-@_register(LINK_TO_NIR, "full", "sparse_connect", "random")
+@LINK_TO_NIR.register_each("full", "sparse_connect", "random")
 class _DenseToNIR:
     """``Affine``/``Linear`` with the dense weight (absent synapses of sparse links are zeros); a pre of any shape
     is flattened first, as the link does."""
@@ -156,7 +146,7 @@ class _DenseToNIR:
         return nir.Linear(weight=_np(weight)) if bias is None else nir.Affine(weight=_np(weight), bias=_np(bias))
 
 
-@_register(LINK_TO_NIR, "one_to_one", "one_to_one_sparse")
+@LINK_TO_NIR.register_each("one_to_one", "one_to_one_sparse")
 class _OneToOneToNIR:
     """``Scale`` by the weight vector (``Affine`` with a diagonal weight when there is a bias)."""
 
