@@ -20,11 +20,19 @@ import os
 import pickle
 import tempfile
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_torch_save", "atomic_write_bytes", "load_checkpoint_safely"]
+__all__ = ["CheckpointError", "atomic_torch_save", "atomic_write_bytes", "default_cache_dir", "load_checkpoint_safely"]
+
+
+def default_cache_dir() -> Path:
+    """Where spaic_train keeps what it derives once per machine (decoded datasets, event frames, built
+    kernels): ``$SPAIC_TRAIN_CACHE`` if set, else ``~/.cache/spaic_train``."""
+    env = os.environ.get("SPAIC_TRAIN_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "spaic_train"
 
 
 class CheckpointError(ValueError):

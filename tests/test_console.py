@@ -105,9 +105,10 @@ def test_live_bar_on_a_terminal_is_erased_before_each_epoch_line(monkeypatch, ca
 
 def test_numba_compile_notice_once(monkeypatch, caplog):
     """The first use on a machine (nothing in numba's cache for this CPU) says what the pause is, once."""
+    monkeypatch.setattr(dispatch, "USE_C", False)  # numba's turn: a machine without a working C compiler
     dispatch._kernels("cpu")  # the kernels as this session has them
     assert numba_lif.kernels_cached()  # compiled by now, so cached for this CPU
-    monkeypatch.delitem(dispatch._kernel_mods, "cpu")
+    monkeypatch.delitem(dispatch._kernel_mods, "numba")
     monkeypatch.setattr(numba_lif, "kernels_cached", lambda: False)
     with caplog.at_level(logging.INFO, logger="spaic_train"):
         assert dispatch._kernels("cpu") is numba_lif

@@ -405,7 +405,9 @@ def test_models_pickle():
 def test_fused_run_is_one_autograd_node_with_block_checkpoints(monkeypatch):
     from spaic_train.neurons.kernels import dispatch, torch_lif
 
-    monkeypatch.setattr(dispatch, "USE_NUMBA", False)  # the torch fused kernel (numba's: test_numba_lif)
+    # the torch fused kernel (the compiled ones: test_c_lif, test_numba_lif)
+    monkeypatch.setattr(dispatch, "USE_C", False)
+    monkeypatch.setattr(dispatch, "USE_NUMBA", False)
     m = LIF()
     I = torch.rand(50, 2, 3, requires_grad=True)
     O, st, _ = m.run_sequence(I)

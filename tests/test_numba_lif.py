@@ -12,7 +12,14 @@ from kernel_cases import check_kernel_supported, check_run_sequence_dispatch, co
 
 from spaic_train.neurons import build_neuron
 from spaic_train.neurons.buffers import BufferPool
-from spaic_train.neurons.kernels import dispatch, numba_lif
+from spaic_train.neurons.kernels import cpu_common, dispatch, numba_lif
+
+
+@pytest.fixture(autouse=True)
+def _numba_first(monkeypatch):
+    """The C kernels are the first CPU choice (test_c_lif.py): here numba's turn is tested, as on a machine
+    without a working C compiler."""
+    monkeypatch.setattr(dispatch, "USE_C", False)
 
 
 def _numba_impl(I, V0, beta, cfg):
@@ -29,10 +36,10 @@ def test_kernels_match_torch_fused():
 
 def test_several_chunks_and_tail_match(monkeypatch):
     # 16-neuron chunks: 5 chunks of 74 neurons, the last one partial; long T shrinks the backward chunk
-    monkeypatch.setattr(numba_lif, "_MAX_WIDTH", 16)
+    monkeypatch.setattr(cpu_common, "MAX_WIDTH", 16)
     compare_cases(_numba_impl, "cpu", T=5, B=2, shape=(37,), names=["atan", "rectangle"])
-    monkeypatch.setattr(numba_lif, "_MAX_WIDTH", 1024)
-    monkeypatch.setattr(numba_lif, "_SCRATCH_ELEMS", 64 * 40)
+    monkeypatch.setattr(cpu_common, "MAX_WIDTH", 1024)
+    monkeypatch.setattr(cpu_common, "SCRATCH_ELEMS", 64 * 40)
     compare_cases(_numba_impl, "cpu", T=40, B=3, shape=(50,), names=["sigmoid"])
 
 
@@ -45,7 +52,7 @@ def test_kernel_leaves_torch_thread_count_alone():
             "lif_sequence(x)[0].sum().backward()\n"
             "print(torch.get_num_threads())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "SPAIC_TRAIN_NUMBA": "1"})
+                         env={**os.environ, "SPAIC_TRAIN_NUMBA": "1", "SPAIC_TRAIN_C_KERNELS": "0"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "1"
 
@@ -91,14 +98,14 @@ def test_unsupported_cases_fall_back(monkeypatch):
 
 def test_without_numba_the_torch_kernel_runs(monkeypatch):
     # what a machine without numba (import fails) gets: same results from the torch fused kernel
-    monkeypatch.setitem(dispatch._kernel_mods, "cpu", False)
+    monkeypatch.setitem(dispatch._kernel_mods, "numba", False)
     model = build_neuron("lif")
     I = torch.randn(6, 3, 11, requires_grad=True)
     O, _, _ = model.run_sequence(I)
     assert type(O.grad_fn).__name__ == "LIFSequenceFunctionBackward"
-    monkeypatch.setitem(dispatch._kernel_mods, "cpu", numba_lif)
+    monkeypatch.setitem(dispatch._kernel_mods, "numba", numba_lif)
     O2, _, _ = model.run_sequence(I)
-    assert type(O2.grad_fn).__name__ == "NumbaLIFFunctionBackward"
+    assert type(O2.grad_fn).__name__ == "CPUKernelFunctionBackward"
     assert torch.equal(O, O2)
 
 
@@ -196,7 +203,7 @@ def test_load_compiled_kernels(monkeypatch):
     from spaic_train.neurons import load_compiled_kernels
 
     assert load_compiled_kernels("cpu") is True
-    monkeypatch.setitem(dispatch._kernel_mods, "cpu", False)  # numba missing
+    monkeypatch.setitem(dispatch._kernel_mods, "numba", False)  # numba missing
     assert load_compiled_kernels("cpu") is False
 
 
@@ -206,10 +213,10 @@ def test_a_kernel_that_fails_to_run_falls_back_with_a_warning(monkeypatch):
         raise RuntimeError("LLVM ERROR: cannot select")
 
     monkeypatch.setattr(numba_lif, "lif_sequence", broken)
-    monkeypatch.delitem(dispatch._kernel_mods, "cpu", raising=False)
+    monkeypatch.delitem(dispatch._kernel_mods, "numba", raising=False)
     model = build_neuron("lif")
     I = torch.randn(6, 3, 11, requires_grad=True)
-    with pytest.warns(RuntimeWarning, match="compiled LIF kernels for 'cpu' failed.*LLVM ERROR.*torch fused kernel"):
+    with pytest.warns(RuntimeWarning, match="numba LIF kernels for 'cpu' failed.*LLVM ERROR.*torch fused kernel"):
         O, _, _ = model.run_sequence(I)
     assert type(O.grad_fn).__name__ == "LIFSequenceFunctionBackward"
     O2, _, _ = model.run_sequence(I)  # decided once
@@ -220,9 +227,9 @@ def test_first_use_inside_inference_mode_keeps_the_compiled_kernels(monkeypatch)
     # Lightning's predict runs under torch.inference_mode(): the smoke run must not fail there
     import warnings
 
-    monkeypatch.delitem(dispatch._kernel_mods, "cpu", raising=False)
+    monkeypatch.delitem(dispatch._kernel_mods, "numba", raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         with torch.inference_mode():
             build_neuron("lif").run_sequence(torch.randn(5, 2, 7))
-    assert dispatch._kernel_mods["cpu"] is numba_lif
+    assert dispatch._kernel_mods["numba"] is numba_lif

@@ -31,18 +31,13 @@ import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import AutoAugment
 
+from ..io import default_cache_dir
 from .base import DATASETS, DataNotFoundError, SpikeDataModule, first_per_class, split_indices
 
 log = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-
-
-def default_cache_dir() -> Path:
-    """``$SPAIC_TRAIN_CACHE`` if set, else ``~/.cache/spaic_train``."""
-    env = os.environ.get("SPAIC_TRAIN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "spaic_train"
 
 
 def is_archive(path: str | os.PathLike) -> bool:

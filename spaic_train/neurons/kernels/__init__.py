@@ -5,25 +5,29 @@ neuron classes in :mod:`spaic_train.neurons` hold parameters and call these; the
 module             what
 =================  ==================================================================================
 ``dispatch``       the one dispatch point: :func:`lif_sequence` picks the backend of each call
-                   (:func:`kernel_supported`, ``SPAIC_TRAIN_NUMBA`` / ``SPAIC_TRAIN_TRITON``) and
+                   (:func:`kernel_supported`, ``SPAIC_TRAIN_C_KERNELS`` / ``SPAIC_TRAIN_NUMBA`` /
+                   ``SPAIC_TRAIN_TRITON``) and
                    :func:`load_compiled_kernels` loads the compiled ones up front
 ``torch_lif``      :class:`LIFSequenceFunction` (fused autograd function, any device, every LIF-family
                    model) and the elementwise steps it shares with ``LIFFamily.step``
-``numba_lif``      numba CPU kernels for plain LIF / IF (imported on first use)
+``c_lif``          C CPU kernels for plain LIF / IF (``c_lif.c``, built once per machine, first choice on CPU)
+``numba_lif``      numba CPU kernels for plain LIF / IF (where no C compiler works; imported on first use)
+``cpu_common``     what the two CPU backends share: chunk layout, gradient reading, the autograd function
 ``triton_lif``     Triton CUDA kernels for plain LIF / IF (imported on first CUDA use)
-``buffers``        :data:`~.buffers.OUTPUT_BUFFERS`, reuse of large CPU outputs of the numba kernels
+``buffers``        :data:`~.buffers.OUTPUT_BUFFERS`, reuse of large CPU outputs of the CPU kernels
 =================  ==================================================================================
 
 All backends share one contract: ``(I [T, B, ...], V0, beta, cfg) -> (O, V_T, a_T, V_seq)`` with the same
 equations and the same hand-derived backward; the tests compare them case by case.
 """
 
-from .dispatch import USE_NUMBA, USE_TRITON, kernel_supported, lif_sequence, load_compiled_kernels
+from .dispatch import USE_C, USE_NUMBA, USE_TRITON, kernel_supported, lif_sequence, load_compiled_kernels
 from .torch_lif import LIFConfig, LIFSequenceFunction
 
 __all__ = [
     "LIFConfig",
     "LIFSequenceFunction",
+    "USE_C",
     "USE_NUMBA",
     "USE_TRITON",
     "kernel_supported",

@@ -2,12 +2,14 @@
 
 :func:`lif_sequence` (hence :meth:`~spaic_train.neurons.lif.LIFFamily.run_sequence`) hands the calls that
 :func:`kernel_supported` accepts (plain LIF / IF: no adaptation, float ``beta``, built-in surrogate,
-float32, not traced by ``torch.compile``) to a per-neuron time loop compiled for the device: the
-numba kernels of :mod:`.numba_lif` on CPU, the Triton kernels of :mod:`.triton_lif` on CUDA (same
-equations, same backward).  Everything else (``plif``, ``alif``, float64, custom surrogates) uses the
-torch kernel :class:`~.torch_lif.LIFSequenceFunction`.  ``numba`` and ``triton`` are imported on first
-use only.  Opt out with the environment variables ``SPAIC_TRAIN_NUMBA=0`` / ``SPAIC_TRAIN_TRITON=0``
-(read at import) or by setting :data:`USE_NUMBA` / :data:`USE_TRITON` to ``False``.
+float32, not traced by ``torch.compile``) to a per-neuron time loop compiled for the device.  On CPU that is
+the C kernels of :mod:`.c_lif` (built with the system C compiler once per machine, well under 1 MB in the
+process) or, where no C compiler works, the numba kernels of :mod:`.numba_lif` (same code shape, ~120 MB of
+runtime); on CUDA the Triton kernels of :mod:`.triton_lif`.  All follow the same equations and backward.
+Everything else (``plif``, ``alif``, float64, custom surrogates) uses the torch kernel
+:class:`~.torch_lif.LIFSequenceFunction`.  Compiled backends are imported on first use only.  Switch them off
+with the environment variables ``SPAIC_TRAIN_C_KERNELS=0`` / ``SPAIC_TRAIN_NUMBA=0`` / ``SPAIC_TRAIN_TRITON=0``
+(read at import) or by setting :data:`USE_C` / :data:`USE_NUMBA` / :data:`USE_TRITON` to ``False``.
 """
 
 from __future__ import annotations
@@ -22,42 +24,60 @@ import torch
 from ...surrogate import KERNEL_SURROGATE_IDS, Surrogate, get_surrogate
 from .torch_lif import RESET_ALIASES, Beta, LIFConfig, LIFSequenceFunction
 
-__all__ = ["USE_NUMBA", "USE_TRITON", "kernel_supported", "lif_sequence", "load_compiled_kernels"]
+__all__ = ["USE_C", "USE_NUMBA", "USE_TRITON", "kernel_supported", "lif_sequence", "load_compiled_kernels"]
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-#: use the numba kernels for supported CPU calls (see the module docstring)
+#: use the C kernels for supported CPU calls (see the module docstring)
+USE_C = _env_flag("SPAIC_TRAIN_C_KERNELS")
+#: use the numba kernels for supported CPU calls where the C kernels are off or cannot be built
 USE_NUMBA = _env_flag("SPAIC_TRAIN_NUMBA")
 #: use the Triton kernels for supported CUDA calls (see the module docstring)
 USE_TRITON = _env_flag("SPAIC_TRAIN_TRITON")
 
-# kernel modules by device type once loaded; False when missing or failing on this machine
+# kernel modules by backend name once loaded; False when missing or failing on this machine
 _kernel_mods: dict[str, Any] = {}
 
 log = logging.getLogger(__name__)
 
 
-def _kernels(device_type: str):
-    """The compiled-kernel module for ``'cpu'`` (numba) or ``'cuda'`` (triton), or ``None``.
+def _backends(device_type: str) -> list[str]:
+    """The compiled backends to try for ``device_type``, in order of preference, as switched on now."""
+    if device_type == "cuda":
+        return ["triton"] if USE_TRITON else []
+    if device_type == "cpu":
+        return [name for name, on in (("c", USE_C), ("numba", USE_NUMBA)) if on]
+    return []
+
+
+def _import_backend(name: str):
+    # imported here, on first use: the compilers are optional and heavy (numba: ~1 s, ~120 MB; the C kernels:
+    # a compiler run the first time on a machine) and only one backend per device is ever needed in a process
+    if name == "triton":
+        from . import triton_lif as mod
+    elif name == "numba":
+        from . import numba_lif as mod
+    else:
+        from . import c_lif as mod
+    return mod
+
+
+def _backend(name: str, device_type: str, fallback: str):
+    """The kernel module of backend ``name``, or ``None`` where it is missing or broken on this machine.
 
     On first use the module is imported and run once on a tiny sequence (forward and backward), so a
     compiler that is missing (``ImportError``, silently) or broken on this machine (a ``RuntimeWarning``
-    naming the error) leaves the torch fused kernel in charge instead of failing a training step.  The
-    first time on a machine numba compiles the CPU kernels (~10 s): one log line says so.
+    naming the error) leaves the next backend in charge instead of failing a training step.  The first
+    time on a machine numba compiles its kernels (~10 s): one log line says so.
     """
-    mod = _kernel_mods.get(device_type)
+    mod = _kernel_mods.get(name)
     if mod is None:
         try:
-            # imported here, on first use: numba and triton are optional, heavy (numba: ~1 s, ~120 MB) and
-            # only one of them is ever needed in a process
-            if device_type == "cuda":
-                from . import triton_lif as mod
-            else:
-                from . import numba_lif as mod
-            if device_type == "cpu" and not mod.kernels_cached():
+            mod = _import_backend(name)
+            if name == "numba" and not mod.kernels_cached():
                 log.info(f"spaic_train: compiling the numba LIF kernels for this CPU (once per machine, ~10 s; "
                          f"cached in {mod.cache_dir()}) ...")
             # the first call may come from inside torch.inference_mode() (Lightning's predict), where no
@@ -67,24 +87,34 @@ def _kernels(device_type: str):
                 cfg = LIFConfig(1.0, 0.0, True, False, get_surrogate("atan"), 0.0, 0.0, True)
                 O, VT, _, Vseq = mod.lif_sequence(I, torch.zeros(1, 4, device=device_type), 0.5, cfg)
                 (O.sum() + VT.sum() + Vseq.sum()).backward()
-
         except ImportError:
             mod = False
         except Exception as err:  # a compiler that fails on this machine
-            warnings.warn(f"spaic_train: the compiled LIF kernels for {device_type!r} failed to run "
-                          f"({type(err).__name__}: {err}); using the torch fused kernel instead", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(f"spaic_train: the {name} LIF kernels for {device_type!r} failed to run "
+                          f"({type(err).__name__}: {err}); using {fallback} instead", RuntimeWarning, stacklevel=4)
             mod = False
-        _kernel_mods[device_type] = mod
+        _kernel_mods[name] = mod
     return mod or None
+
+
+def _kernels(device_type: str):
+    """The compiled-kernel module for ``'cpu'`` (C, else numba) or ``'cuda'`` (Triton), or ``None``."""
+    names = _backends(device_type)
+    for i, name in enumerate(names):
+        fallback = f"the {names[i + 1]} kernels" if i + 1 < len(names) else "the torch fused kernel"
+        mod = _backend(name, device_type, fallback)
+        if mod is not None:
+            return mod
+    return None
 
 
 def load_compiled_kernels(device: Union[str, torch.device] = "cpu") -> bool:
     """Load the compiled LIF kernels for ``device`` now rather than in the first training step.
 
-    On CPU this imports numba and loads (or, the first time on a machine, compiles and caches) the
-    kernels: about a second and ~120 MB of resident memory, once per process.  Returns ``False`` when
-    no compiled kernels are available there (the torch fused kernel is used instead).
+    On CPU this loads the C kernels (building them the first time on a machine: about a second; well under
+    1 MB of resident memory) or, without a working C compiler, numba's (about a second and ~120 MB, once per
+    process).  Returns ``False`` when no compiled kernels are available there (the torch fused kernel is used
+    instead).
     """
     return _kernels(torch.device(device).type) is not None
 
@@ -172,8 +202,7 @@ def lif_sequence(
     I = I.contiguous()
     cfg = LIFConfig(float(v_th), float(v_reset), reset == "hard", bool(detach_reset), surrogate, float(rho),
                float(beta_adapt), bool(return_v))
-    use = {"cpu": USE_NUMBA, "cuda": USE_TRITON}.get(I.device.type, False)
-    if use and kernel_supported(I, V0, beta, cfg, a0):
+    if kernel_supported(I, V0, beta, cfg, a0):
         kernels = _kernels(I.device.type)
         if kernels is not None:
             return kernels.lif_sequence(I, V0, beta, cfg)

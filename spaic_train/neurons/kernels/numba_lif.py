@@ -15,7 +15,8 @@ Used by :func:`~.dispatch.lif_sequence` for CPU calls that
 :func:`~.dispatch.kernel_supported` accepts (``lif`` / ``if``, float ``beta``,
 float32, built-in surrogate, not being traced by ``torch.compile``); everything else uses
 :class:`~.torch_lif.LIFSequenceFunction`.  ``numba`` is imported only on the first such
-call; without numba (or with ``SPAIC_TRAIN_NUMBA=0``) the torch fused kernel runs instead.
+call, and only where the C kernels of :mod:`.c_lif` (same code shape, no ~120 MB runtime) cannot be built;
+without numba (or with ``SPAIC_TRAIN_NUMBA=0``) the torch fused kernel runs instead.
 
 Threads: as many as ``torch.get_num_threads()`` (capped by numba's ``NUMBA_NUM_THREADS``).
 Large outputs (spikes, ``V_seq``, input gradient) come from :data:`~.buffers.OUTPUT_BUFFERS`,
@@ -25,31 +26,25 @@ which reuses their memory across iterations instead of page-faulting fresh memor
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numba
 import numpy as np
 import torch
 from numba import njit, prange
 from numba.extending import intrinsic
-from torch.autograd.function import once_differentiable
 
 from ...surrogate import KERNEL_SURROGATE_IDS
 from .buffers import OUTPUT_BUFFERS
+from .cpu_common import GO_FULL, GO_SCALAR, CPUKernelFunction, chunk_layout, incoming_spike_grad, new_outputs
 
-__all__ = ["lif_forward", "lif_backward", "NumbaLIFFunction", "lif_sequence", "kernels_cached", "cache_dir"]
-
-#: elements of each per-thread backward scratch (``H`` and ``g'``: ``T x width`` float32, about L2-sized)
-_SCRATCH_ELEMS = 1 << 18
-_MAX_WIDTH = 1024
+__all__ = ["lif_forward", "lif_backward", "lif_sequence", "kernels_cached", "cache_dir", "KERNEL_PAIR"]
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _HALF_PI = np.float32(math.pi / 2)
 _INV_SQRT_2PI = np.float32(1.0 / math.sqrt(2.0 * math.pi))
 _INV_SQRT_PI = np.float32(1.0 / math.sqrt(math.pi))
-
-# incoming spike-gradient layouts
-_GO_NONE, _GO_FULL, _GO_SCALAR = 0, 1, 2
 
 
 @intrinsic
@@ -163,7 +158,7 @@ def _backward_kernel(I, V0, gO, go_mode, go_scalar, gVT, has_gvt, gVseq, has_gvs
     for p in prange(nparts):
         H, G = scratch[p, 0], scratch[p, 1]
         v, u, go_row = rows[p, 0], rows[p, 1], rows[p, 2]
-        go_row[:] = go_scalar if go_mode == _GO_SCALAR else _F0
+        go_row[:] = go_scalar if go_mode == GO_SCALAR else _F0
         for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
             j0 = c * width
             W = min(N, j0 + width) - j0
@@ -178,7 +173,7 @@ def _backward_kernel(I, V0, gO, go_mode, go_scalar, gVT, has_gvt, gVseq, has_gvs
                 if has_gvseq:
                     u[:W] += gVseq[t, j0:j0 + W]
                 Ht, Gt = H[t], G[t]
-                gOt = gO[t, j0:j0 + W] if go_mode == _GO_FULL else go_row
+                gOt = gO[t, j0:j0 + W] if go_mode == GO_FULL else go_row
                 dIt = dI[t, j0:j0 + W]
                 for k in range(W):
                     h, d = Ht[k], Gt[k]
@@ -210,12 +205,8 @@ def cache_dir() -> str:
 
 
 def _launch_shape(T: int, N: int, scratch: bool) -> tuple[int, int]:
-    """``(width, nparts)``: neurons per chunk and parallel parts (one per thread); sets numba's thread
-    count from torch's.
-
-    Wide chunks amortise the per-row loop overhead; with a backward scratch (``T x width`` floats,
-    twice) the width shrinks for long sequences so the scratch stays cache-sized.
-    """
+    """``(width, nparts)`` (:func:`~.cpu_common.chunk_layout`, one part per thread); sets numba's thread count
+    from torch's."""
     torch_threads = torch.get_num_threads()
     threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
@@ -223,12 +214,7 @@ def _launch_shape(T: int, N: int, scratch: bool) -> tuple[int, int]:
         # numba's OpenMP layer sets the process's OpenMP thread count to NUMBA_NUM_THREADS when it starts its
         # pool (once per process): put the user's count back, or torch silently runs with another one
         torch.set_num_threads(torch_threads)
-    width = _MAX_WIDTH
-    if scratch:
-        width = max(16, min(_MAX_WIDTH, _SCRATCH_ELEMS // max(1, T)) // 16 * 16)
-    width = min(width, -(-N // 16) * 16)
-    nchunks = -(-N // width)
-    return width, max(1, min(nchunks, threads))
+    return chunk_layout(T, N, threads, scratch)
 
 
 def _as_2d(x: torch.Tensor, T: int) -> np.ndarray:
@@ -247,9 +233,7 @@ def lif_forward(I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_r
     """
     I, V0 = I.contiguous(), V0.contiguous()
     T, N = I.shape[0], V0.numel()
-    O = OUTPUT_BUFFERS.empty(I.shape)
-    VT = torch.empty_like(V0)
-    Vseq = OUTPUT_BUFFERS.empty(I.shape) if return_v else None
+    O, VT, Vseq = new_outputs(I, V0, return_v)
     if N == 0 or T == 0:
         VT.copy_(V0)
         return O, VT, Vseq
@@ -272,12 +256,8 @@ def lif_backward(I: torch.Tensor, V0: torch.Tensor, gO, gVT, gVseq, beta: float,
     if T == 0 or N == 0:  # nothing was integrated: V_T is V0
         return dI, (gVT.clone() if gVT is not None else dV0.zero_())
     dummy = np.empty((1, 1), np.float32)
-    go_mode, go_scalar, go = _GO_NONE, 0.0, dummy
-    if gO is not None:
-        if all(s == 0 for s in gO.stride()):
-            go_mode, go_scalar = _GO_SCALAR, float(gO.reshape(-1)[0])
-        else:
-            go_mode, go = _GO_FULL, _as_2d(gO.contiguous(), T)
+    go_mode, go_scalar, gO = incoming_spike_grad(gO)
+    go = dummy if gO is None else _as_2d(gO, T)
     width, nparts = _launch_shape(T, N, scratch=True)
     _backward_kernel(
         _as_2d(I, T), _as_1d(V0), go, go_mode, np.float32(go_scalar),
@@ -288,32 +268,10 @@ def lif_backward(I: torch.Tensor, V0: torch.Tensor, gO, gVT, gVseq, beta: float,
     return dI, dV0
 
 
-class NumbaLIFFunction(torch.autograd.Function):
-    """``apply(I, V0, beta, cfg) -> (O, V_T, None, V_seq or None)`` with the numba kernels (same
-    contract as :class:`~.torch_lif.LIFSequenceFunction` without adaptation).
-
-    Saves only the input and the initial membrane; the backward recomputes the membrane.
-    """
-
-    @staticmethod
-    def forward(ctx, I, V0, beta, cfg):  # type: ignore[override]
-        ctx.set_materialize_grads(False)
-        O, VT, Vseq = lif_forward(I, V0, beta, cfg.v_th, cfg.v_reset, cfg.hard, cfg.return_v)
-        ctx.cfg, ctx.beta = cfg, beta
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            ctx.save_for_backward(I, V0)
-        return O, VT, None, Vseq
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, gO, gVT, gaT, gVseq):  # type: ignore[override]
-        I, V0 = ctx.saved_tensors
-        cfg = ctx.cfg
-        dI, dV0 = lif_backward(I, V0, gO, gVT, gVseq, ctx.beta, cfg.v_th, cfg.v_reset, cfg.hard, cfg.detach,
-                               cfg.sg)
-        return (dI if ctx.needs_input_grad[0] else None, dV0 if ctx.needs_input_grad[1] else None, None, None)
+#: this module's :class:`~.cpu_common.LIFKernelPair`
+KERNEL_PAIR = SimpleNamespace(lif_forward=lif_forward, lif_backward=lif_backward)
 
 
 def lif_sequence(I: torch.Tensor, V0: torch.Tensor, beta: float, cfg):
     """Fused LIF/IF integration with the numba kernels (caller checked ``kernel_supported``)."""
-    return NumbaLIFFunction.apply(I.contiguous(), V0.contiguous(), float(beta), cfg)
+    return CPUKernelFunction.apply(I.contiguous(), V0.contiguous(), float(beta), cfg, KERNEL_PAIR)
