@@ -66,7 +66,7 @@ def saved_mb(T: int, batch: int, width: int, compact: bool) -> float:
     from fw_spaic import build_network
 
     import spaic_train as spaic
-    from spaic_train.connection import spike_ops
+    from spaic_train.neurons.kernels import spike_bits
 
     spec = dict(W.FULL["conv"], T=T, B=batch, C=(width, 2 * width, 2 * width))
     net = build_network(spaic, "conv", spec, W.make_params("conv", spec))
@@ -77,12 +77,12 @@ def saved_mb(T: int, batch: int, width: int, compact: bool) -> float:
         storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
-    spike_ops.COMPACT_SPIKES = compact
+    previous, spike_bits.COMPACT_SPIKES = spike_bits.COMPACT_SPIKES, compact
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             W.loss_fn("conv", net(x, time_steps=T), y)
     finally:
-        spike_ops.COMPACT_SPIKES = True
+        spike_bits.COMPACT_SPIKES = previous
     return sum(storages.values()) / 2**20
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import spaic_train as spaic
 from spaic_train.connection import spike_ops
-from spaic_train.neurons.kernels import torch_lif
+from spaic_train.neurons.kernels import spike_bits, torch_lif
 from spaic_train.surrogate import get_surrogate
 
 
@@ -41,7 +41,7 @@ class _SavedBytes:
 def _compaction_on(monkeypatch):
     """The 1-byte storage is opt-in (``SPAIC_TRAIN_COMPACT_SPIKES=1``); these tests switch it on (tests that compare
     against the plain ops switch it off again)."""
-    monkeypatch.setattr(spike_ops, "COMPACT_SPIKES", True)
+    monkeypatch.setattr(spike_bits, "COMPACT_SPIKES", True)
 
 
 def _spikes(*shape, p=0.3, seed=0):
@@ -209,9 +209,9 @@ def test_network_gradients_equal_with_and_without_compact_spikes(case, monkeypat
     x = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(7))
     net = _net(**kw)
     net.train()
-    monkeypatch.setattr(spike_ops, "COMPACT_SPIKES", False)  # the plain autograd ops (previous computation)
+    monkeypatch.setattr(spike_bits, "COMPACT_SPIKES", False)  # the plain autograd ops (previous computation)
     ref_out, ref = _grads(net, x, mode)
-    monkeypatch.setattr(spike_ops, "COMPACT_SPIKES", True)
+    monkeypatch.setattr(spike_bits, "COMPACT_SPIKES", True)
     calls = []
     orig = spike_ops.compact_spikes
     monkeypatch.setattr("spaic_train.connection.connection.compact_spikes",

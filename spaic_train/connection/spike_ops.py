@@ -20,28 +20,29 @@ iteration) for 0.66x the bytes kept for backward.  ``SPAIC_TRAIN_COMPACT_SPIKES=
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["COMPACT_SPIKES", "compact_spikes", "rows_of", "SpikeLinear", "SpikeConv2d", "SpikeMaxPool2d",
+from ..neurons.kernels import spike_bits
+
+__all__ = ["compact_spikes", "rows_of", "SpikeLinear", "SpikeConv2d", "SpikeMaxPool2d",
            "spike_linear", "spike_conv2d", "spike_max_pool2d"]
-
-#: store binary weight-op inputs as ``torch.bool`` for backward (see the module docstring); off by default
-COMPACT_SPIKES = os.environ.get("SPAIC_TRAIN_COMPACT_SPIKES", "0").strip().lower() not in ("", "0", "false", "no")
-
 
 def compact_spikes(x: torch.Tensor) -> Optional[torch.Tensor]:
     """``x != 0`` as ``torch.bool`` when autograd records and every entry of the float ``x`` is 0 or 1; else
-    ``None`` (the plain ops run)."""
-    if not (COMPACT_SPIKES and torch.is_grad_enabled() and x.is_floating_point()) or x.numel() == 0:
+    ``None`` (the plain ops run).  Spikes from a compiled LIF kernel bring their bytes along
+    (:mod:`~spaic_train.neurons.kernels.spike_bits`): no pass over ``x`` then."""
+    if not (spike_bits.COMPACT_SPIKES and torch.is_grad_enabled() and x.is_floating_point()) or x.numel() == 0:
         return None
     if torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling():
         # autocast casts inside the op (the plain op keeps its dtype bookkeeping); a traced graph cannot branch
         # on the values (and the compiler plans its own saved tensors)
         return None
+    known = spike_bits.lookup(x)
+    if known is not None:
+        return known
     bits = x != 0
     if not bool(torch.eq(x, bits).all()):
         return None
@@ -137,4 +138,8 @@ def spike_max_pool2d(x: torch.Tensor, kernel_size, stride, padding) -> torch.Ten
     bits = compact_spikes(x) if x.requires_grad else None
     if bits is None:
         return F.max_pool2d(x, kernel_size, stride, padding)
-    return SpikeMaxPool2d.apply(x, bits, kernel_size, stride, padding)
+    y = SpikeMaxPool2d.apply(x, bits, kernel_size, stride, padding)
+    if y.storage_offset() == 0 and y.untyped_storage().nbytes() == y.numel() * y.element_size():
+        # the max of spikes is a spike: its bytes, for the weight op that comes next (one pass over the output)
+        spike_bits.remember(y, y != 0)
+    return y

@@ -31,6 +31,8 @@ import torch
 __all__ = ["BufferPool", "OUTPUT_BUFFERS"]
 
 _MIB = 1 << 20
+#: what the pool hands out (blocks are raw bytes, viewed as the dtype asked for)
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.bool: np.bool_}
 
 
 class _Block:
@@ -64,22 +66,24 @@ class BufferPool:
         """Memory held by the pool now (idle and in use), in bytes."""
         return sum(b.memory.nbytes for blocks in self._blocks.values() for b in blocks)
 
-    def empty(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
-        """An uninitialised contiguous float32 CPU tensor of ``shape`` (pooled memory when large)."""
+    def empty(self, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """An uninitialised contiguous CPU tensor of ``shape`` and ``dtype`` (float32 or bool; pooled memory
+        when large)."""
         numel = 1
         for n in shape:
             numel *= int(n)
-        nbytes = numel * 4
+        np_dtype = _NUMPY_DTYPES[dtype]
+        nbytes = numel * np.dtype(np_dtype).itemsize
         if nbytes < max(1, self.min_bytes) or nbytes > self.max_bytes:
-            return torch.empty(tuple(shape), dtype=torch.float32)
+            return torch.empty(tuple(shape), dtype=dtype)
         with self._lock:
             block = next((b for b in self._blocks.get(nbytes, ()) if b.idle()), None)
             if block is None:
                 if not self._make_room(nbytes):
-                    return torch.empty(tuple(shape), dtype=torch.float32)
-                block = _Block(np.empty(numel, dtype=np.float32))
+                    return torch.empty(tuple(shape), dtype=dtype)
+                block = _Block(np.empty(nbytes, dtype=np.uint8))
                 self._blocks.setdefault(nbytes, []).append(block)
-            view = block.memory.view()
+            view = block.memory.view(np_dtype)
             block.in_use = weakref.ref(view)
         return torch.from_numpy(view).view(tuple(shape))
 

@@ -28,6 +28,7 @@ enum { GO_NONE = 0, GO_FULL = 1, GO_SCALAR = 2 };
 typedef struct {
     const float *I, *V0;
     float *O, *VT, *Vseq;
+    unsigned char *bits; /* forward: the spikes again as 0/1 bytes (NULL: not wanted) */
     int store_v, hard;
     float beta, v_th, v_reset;
     const float *gO, *gVT, *gVseq;
@@ -65,9 +66,11 @@ static void surrogate_row(const float *h, float v_th, float alpha, int sg, float
 }
 
 /* All T steps of neurons j0 .. j0+W-1 from the membrane v[:W] (left at V_T).  out[t * ostride + k] receives
- * the pre-reset membrane H (write_h) or the spike; Vseq[t * N + j0 + k] the post-reset membrane (store_v). */
+ * the pre-reset membrane H (write_h) or the spike (and bits[t * N + j0 + k] the spike as a byte, when wanted);
+ * Vseq[t * N + j0 + k] the post-reset membrane (store_v). */
 static void integrate_chunk(const lif_args *a, int64_t j0, int64_t W, float *v, float *out, int64_t ostride,
                             int write_h, int store_v) {
+    unsigned char *bits_out = write_h ? NULL : a->bits;
     const float beta = a->beta, v_th = a->v_th, v_reset = a->v_reset;
     for (int64_t t = 0; t < a->T; t++) {
         const float *It = a->I + t * a->N + j0;
@@ -76,6 +79,7 @@ static void integrate_chunk(const lif_args *a, int64_t j0, int64_t W, float *v, 
             float h = fmaf(beta, v[k], It[k]);
             int s = h >= v_th;
             Ot[k] = write_h ? h : (s ? 1.0f : 0.0f);
+            if (bits_out) bits_out[t * a->N + j0 + k] = (unsigned char)s;
             if (a->hard) v[k] = s ? v_reset : h;
             else v[k] = s ? h - v_th : h;
         }
@@ -158,10 +162,11 @@ static void run_parts(const lif_args *a, int backward) {
 }
 
 /* Returns 0 on success, 1 when the scratch could not be allocated. */
-int lif_forward(const float *I, const float *V0, float *O, float *VT, float *Vseq, int store_v, float beta,
-                float v_th, float v_reset, int hard, int64_t T, int64_t N, int64_t width, int64_t nparts) {
+int lif_forward(const float *I, const float *V0, float *O, unsigned char *bits, float *VT, float *Vseq, int store_v,
+                float beta, float v_th, float v_reset, int hard, int64_t T, int64_t N, int64_t width, int64_t nparts) {
     lif_args a = {0};
-    a.I = I; a.V0 = V0; a.O = O; a.VT = VT; a.Vseq = Vseq; a.store_v = store_v; a.beta = beta; a.v_th = v_th;
+    a.I = I; a.V0 = V0; a.O = O; a.bits = bits; a.VT = VT; a.Vseq = Vseq; a.store_v = store_v; a.beta = beta;
+    a.v_th = v_th;
     a.v_reset = v_reset; a.hard = hard; a.T = T; a.N = N; a.width = width; a.nparts = nparts;
     a.scratch = (float *)malloc((size_t)(nparts * width) * sizeof(float));
     if (!a.scratch) return 1;

@@ -30,11 +30,13 @@ import sysconfig
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import torch
 
 from ...io import default_cache_dir
 from ...surrogate import KERNEL_SURROGATE_IDS
+from . import spike_bits
 from .buffers import OUTPUT_BUFFERS
 from .cpu_common import CPUKernelFunction, chunk_layout, incoming_spike_grad, new_outputs
 
@@ -125,7 +127,8 @@ def _load() -> ctypes.CDLL:
         lib = ctypes.CDLL(str(path))
     except OSError as err:
         raise ImportError(f"spaic_train: the C LIF kernels in {path} do not load ({err})") from err
-    lib.lif_forward.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _i32, _f32, _f32, _f32, _i32, _i64, _i64, _i64, _i64]
+    lib.lif_forward.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i32, _f32, _f32, _f32, _i32, _i64, _i64, _i64,
+                                _i64]
     lib.lif_backward.argtypes = [_ptr, _ptr, _ptr, _i32, _f32, _ptr, _i32, _ptr, _i32, _ptr, _ptr, _f32, _f32, _f32,
                                  _f32, _i32, _i32, _i32, _i64, _i64, _i64, _i64]
     lib.lif_forward.restype = lib.lif_backward.restype = _i32
@@ -153,8 +156,9 @@ def _addr(x) -> int | None:
 
 
 def lif_forward(I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_reset: float, hard: bool,
-                return_v: bool = False):
-    """Forward kernel on float32 ``I [T, B, ...]`` and ``V0 [B, ...]``.  Returns ``(O, V_T, V_seq or None)``."""
+                return_v: bool = False, bits: Optional[torch.Tensor] = None):
+    """Forward kernel on float32 ``I [T, B, ...]`` and ``V0 [B, ...]``.  Returns ``(O, V_T, V_seq or None)``;
+    with ``bits`` (``torch.bool``, contiguous, shaped like ``I``) the spikes are written there as bytes too."""
     I, V0 = I.contiguous(), V0.contiguous()
     T, N = I.shape[0], V0.numel()
     O, VT, Vseq = new_outputs(I, V0, return_v)
@@ -162,8 +166,8 @@ def lif_forward(I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_r
         VT.copy_(V0)
         return O, VT, Vseq
     width, nparts = chunk_layout(T, N, torch.get_num_threads(), scratch=False)
-    _check(_library().lif_forward(I.data_ptr(), V0.data_ptr(), O.data_ptr(), VT.data_ptr(), _addr(Vseq), bool(return_v),
-                            beta, v_th, v_reset, bool(hard), T, N, width, nparts))
+    _check(_library().lif_forward(I.data_ptr(), V0.data_ptr(), O.data_ptr(), _addr(bits), VT.data_ptr(), _addr(Vseq),
+                                  bool(return_v), beta, v_th, v_reset, bool(hard), T, N, width, nparts))
     return O, VT, Vseq
 
 
@@ -191,5 +195,12 @@ KERNEL_PAIR = SimpleNamespace(lif_forward=lif_forward, lif_backward=lif_backward
 
 
 def lif_sequence(I: torch.Tensor, V0: torch.Tensor, beta: float, cfg):
-    """Fused LIF/IF integration with the C kernels (caller checked ``kernel_supported``)."""
-    return CPUKernelFunction.apply(I.contiguous(), V0.contiguous(), float(beta), cfg, KERNEL_PAIR)
+    """Fused LIF/IF integration with the C kernels (caller checked ``kernel_supported``).  While autograd
+    records and spike compaction is on, the spikes' bytes are written in the same pass and remembered
+    (:mod:`.spike_bits`) for the weight ops that will save them."""
+    I = I.contiguous()
+    bits = OUTPUT_BUFFERS.empty(I.shape, torch.bool) if spike_bits.wanted() and I.numel() else None
+    O, VT, aT, Vseq = CPUKernelFunction.apply(I, V0.contiguous(), float(beta), cfg, KERNEL_PAIR, bits)
+    if bits is not None:
+        spike_bits.remember(O, bits)
+    return O, VT, aT, Vseq

@@ -55,7 +55,7 @@ class LIFKernelPair(Protocol):
     """A compiled backend's forward and backward on contiguous float32 tensors."""
 
     def lif_forward(self, I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_reset: float,
-                    hard: bool, return_v: bool = False) -> tuple: ...
+                    hard: bool, return_v: bool = False, bits: Optional[torch.Tensor] = None) -> tuple: ...
 
     def lif_backward(self, I: torch.Tensor, V0: torch.Tensor, gO, gVT, gVseq, beta: float, v_th: float,
                      v_reset: float, hard: bool, detach: bool, surrogate) -> tuple: ...
@@ -68,16 +68,17 @@ def new_outputs(I: torch.Tensor, V0: torch.Tensor, return_v: bool):
 
 
 class CPUKernelFunction(torch.autograd.Function):
-    """``apply(I, V0, beta, cfg, kernels) -> (O, V_T, None, V_seq or None)`` with a compiled kernel pair (same
-    contract as :class:`~.torch_lif.LIFSequenceFunction` without adaptation).
+    """``apply(I, V0, beta, cfg, kernels, bits=None) -> (O, V_T, None, V_seq or None)`` with a compiled kernel
+    pair (same contract as :class:`~.torch_lif.LIFSequenceFunction` without adaptation); a kernel that can also
+    writes the spikes as bytes into ``bits`` (``torch.bool`` shaped like ``I``).
 
     Saves only the input and the initial membrane; the backward recomputes the membrane.
     """
 
     @staticmethod
-    def forward(ctx, I, V0, beta, cfg, kernels: LIFKernelPair):  # type: ignore[override]
+    def forward(ctx, I, V0, beta, cfg, kernels: LIFKernelPair, bits=None):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        O, VT, Vseq = kernels.lif_forward(I, V0, beta, cfg.v_th, cfg.v_reset, cfg.hard, cfg.return_v)
+        O, VT, Vseq = kernels.lif_forward(I, V0, beta, cfg.v_th, cfg.v_reset, cfg.hard, cfg.return_v, bits)
         ctx.cfg, ctx.beta, ctx.kernels = cfg, beta, kernels
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             ctx.save_for_backward(I, V0)
@@ -91,4 +92,4 @@ class CPUKernelFunction(torch.autograd.Function):
         dI, dV0 = ctx.kernels.lif_backward(I, V0, gO, gVT, gVseq, ctx.beta, cfg.v_th, cfg.v_reset, cfg.hard,
                                            cfg.detach, cfg.sg)
         return (dI if ctx.needs_input_grad[0] else None, dV0 if ctx.needs_input_grad[1] else None, None, None,
-                None)
+                None, None)

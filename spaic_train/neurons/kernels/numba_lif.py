@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
+from typing import Optional
 
 import numba
 import numpy as np
@@ -226,11 +227,14 @@ def _as_1d(x: torch.Tensor) -> np.ndarray:
 
 
 def lif_forward(I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_reset: float, hard: bool,
-                return_v: bool = False):
+                return_v: bool = False, bits: Optional[torch.Tensor] = None):
     """Forward kernel on contiguous float32 ``I [T, B, ...]`` and ``V0 [B, ...]``.
 
-    Returns ``(O, V_T, V_seq or None)``.
+    Returns ``(O, V_T, V_seq or None)``.  Writes no spike bytes (``bits`` must be ``None``: the weight ops
+    downstream check their input themselves).
     """
+    if bits is not None:
+        raise ValueError("numba_lif.lif_forward writes no spike bytes; pass bits=None")
     I, V0 = I.contiguous(), V0.contiguous()
     T, N = I.shape[0], V0.numel()
     O, VT, Vseq = new_outputs(I, V0, return_v)
