@@ -1,12 +1,11 @@
-"""Data-loading time per epoch vs model time on N-MNIST (issue 21): today's reader, the event path without and with
-the frame cache, and the nmnist recipe's model (forward + backward) on the same batches.
+"""Data-loading time per epoch vs model time on N-MNIST (issue 21): the ``nmnist`` datamodule (tonic's reader)
+without and with the frame cache, and the nmnist recipe's model (forward + backward) on the same batches.
 
     python benchmarks/event_loading.py --data ../shared/data [--repeats 3] [--threads 2]
 
-Prints seconds per training epoch (900 recordings, batch 32, T = 35 × 10 ms) for: the old reader
-(``data.name=nmnist``, decoding each file on first use then keeping the events in memory — its epoch 1 and a later
-epoch), the event path reading the files every epoch (``cache=false``), building the cache once, reading the cache,
-and the model.  Runs are interleaved ``--repeats`` times; the median is reported.
+Prints seconds per training epoch (900 recordings, batch 32, T = 35 × 10 ms) for: reading and binning the files
+every epoch (``data.cache=false``), building the frame cache once (train + test), an epoch from the cache, and the
+model.  Runs are interleaved ``--repeats`` times; the median is reported.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from spaic_train.cli import build_model
     from spaic_train.config import register_configs
-    from spaic_train.data import NMNISTDataModule, build_datamodule
+    from spaic_train.data import build_datamodule
     from spaic_train.training import get_loss
 
     root = str(Path(args.data).expanduser() / "nmnist-small" / "NMNISTsmall")
@@ -46,21 +45,17 @@ def main() -> None:
 
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["recipe=nmnist"])
-    times: dict[str, list[float]] = {k: [] for k in ("old reader, epoch 1", "old reader, later epoch",
-                                                      "event path, no cache", "event path, cache build",
-                                                      "event path, cached", "model fwd+bwd")}
+    times: dict[str, list[float]] = {k: [] for k in ("no cache (files every epoch)", "cache build (once)",
+                                                      "from the cache", "model fwd+bwd")}
     for _ in range(args.repeats):
-        old = NMNISTDataModule(**kw)
-        times["old reader, epoch 1"].append(epoch_seconds(old.train_dataloader()))
-        times["old reader, later epoch"].append(epoch_seconds(old.train_dataloader()))
-        times["event path, no cache"].append(
-            epoch_seconds(build_datamodule("nmnist_events", cache=False, **kw).train_dataloader()))
+        times["no cache (files every epoch)"].append(
+            epoch_seconds(build_datamodule("nmnist", cache=False, **kw).train_dataloader()))
         with tempfile.TemporaryDirectory() as cache:
             t0 = time.perf_counter()
-            dm = build_datamodule("nmnist_events", cache_dir=cache, **kw)
+            dm = build_datamodule("nmnist", cache_dir=cache, **kw)
             dm.setup()
-            times["event path, cache build"].append(time.perf_counter() - t0)
-            times["event path, cached"].append(epoch_seconds(dm.train_dataloader()))
+            times["cache build (once)"].append(time.perf_counter() - t0)
+            times["from the cache"].append(epoch_seconds(dm.train_dataloader()))
             batches = list(dm.train_dataloader())
         model = build_model(cfg.model, dm.input_shape)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -76,7 +71,7 @@ def main() -> None:
           f"median of {args.repeats}")
     for k, v in times.items():
         med = statistics.median(v)
-        print(f"  {k:26s} {med:7.2f} s   ({med / model_s:5.2f} x model time)")
+        print(f"  {k:28s} {med:7.2f} s   ({med / model_s:5.2f} x model time)")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import init as _init
 from .config import ConfigError, data_schema, trainer_fit_args, validate_config
-from .data import DataNotFoundError, build_datamodule
+from .data import DataNotFoundError, MissingExtraError, build_datamodule
 from .data.events import RecordedSplit
 from .interrupt import GracefulInterrupt
 from .keras import LAYERS, Input, Model, Sequential
@@ -435,10 +435,14 @@ def load_data(dm: Any, cfg: Mapping) -> None:
     Raises:
         DataNotFoundError: the datamodule's message (``data.root`` and the files looked for) plus where
             ``data.root`` comes from: ``paths.data`` and ``$SPAIC_TRAIN_DATA``.
+        ConfigError: the dataset needs an extra that is not installed (``tonic`` of ``[events]``); the message names
+            it (``python train.py``: that message alone, exit 2, no run directory).
     """
     try:
         dm.prepare_data()
         dm.setup()
+    except MissingExtraError as e:
+        raise ConfigError(str(e)) from None
     except DataNotFoundError as e:
         root = OmegaConf.to_container(cfg["data"], resolve=False).get("root")
         env = os.environ.get("SPAIC_TRAIN_DATA")

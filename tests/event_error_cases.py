@@ -3,18 +3,23 @@ must raise, with the key words of their messages."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
-from spaic_train.data import DataNotFoundError, build_datamodule
+from extras import require
+
+from spaic_train.data import DataNotFoundError, MissingExtraError, build_datamodule
 from spaic_train.data.events import CorruptEventFileError, read_aedat31
 
 
 def _missing_release():
+    require("h5py", "events")  # setup checks the extra before it looks for the files
     build_datamodule("shd", root="/nonexistent/shd-data", cache=False).setup()
 
 
 def _gzipped_release():
+    require("h5py", "events")
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "ssc_train.h5.gz").write_bytes(b"")
         build_datamodule("ssc", root=d, cache=False).setup()
@@ -28,7 +33,22 @@ def _truncated_aedat():
         read_aedat31(path)
 
 
+def _without_the_extra():
+    """``setup`` of ``nmnist`` as after ``pip install -e ".[dev]"``: tonic cannot be imported."""
+    saved = sys.modules.get("tonic")
+    sys.modules["tonic"] = None
+    try:
+        build_datamodule("nmnist", root="/nonexistent/nmnist", cache=False).setup()
+    finally:
+        if saved is None:
+            sys.modules.pop("tonic", None)
+        else:
+            sys.modules["tonic"] = saved
+
+
 EVENT_CASES = [
+    ("events-missing-extra", _without_the_extra, MissingExtraError,
+     ["data.name='nmnist'", "needs 'tonic'", "not installed", 'pip install -e ".[events]"']),
     ("events-missing-release", _missing_release, DataNotFoundError,
      ["shd not found", "data.root='/nonexistent/shd-data'", "shd_train.h5, shd_test.h5", "zenkelab.org",
       "never downloads"]),
@@ -41,7 +61,7 @@ EVENT_CASES = [
      ["data.split='tebn'", "dvs_gesture", "the release ships its split"]),
     ("events-bad-bin-mode", lambda: build_datamodule("dvs_gesture", bin_mode="count"), ValueError,
      ["data.bin_mode", "time, duration, events", "'count'"]),
-    ("events-bad-time-steps", lambda: build_datamodule("nmnist_events", time_steps=0), ValueError,
+    ("events-bad-time-steps", lambda: build_datamodule("nmnist", time_steps=0), ValueError,
      ["data.time_steps", ">= 1", "0"]),
     ("events-bad-channels", lambda: build_datamodule("shd", channels=701), ValueError,
      ["data.channels", "[1, 700]", "701"]),

@@ -1,5 +1,6 @@
 """Tests of spaic_train.data: registry, digits, MNIST (idx + CSV), CIFAR-10 folders/archives, generic
-ImageFolder, N-MNIST events.  Real-data tests use the ``shared_data`` fixture and skip when a file is missing."""
+ImageFolder, sequence batches (N-MNIST: tests/test_nmnist.py).  Real-data tests use the ``shared_data`` fixture and
+skip when a file is missing."""
 
 from __future__ import annotations
 
@@ -20,19 +21,14 @@ from spaic_train.data import (
     DigitsDataModule,
     ImageFolderDataModule,
     MNISTDataModule,
-    NMNISTDataModule,
-    NMNISTDataset,
+    batch_first_collate,
     build_datamodule,
-    events_to_frames,
     extract_tar,
     read_idx,
-    read_label_list,
     read_mnist_csv,
-    read_nmnist_events,
     split_indices,
     time_first_collate,
 )
-from spaic_train.data.nmnist import decode_nmnist_events
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 MNIST_TRAIN_FIRST = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
@@ -48,11 +44,6 @@ def need(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def mnist_dir(shared_data):
     return need(shared_data / "mnist")
-
-
-@pytest.fixture(scope="module")
-def nmnist_dir(shared_data):
-    return need(shared_data / "nmnist-small" / "NMNISTsmall")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -288,84 +279,15 @@ def test_generic_folder(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# N-MNIST
+# sequence batches (N-MNIST and the other event data: tests/test_nmnist.py, tests/test_event_data.py)
 # ---------------------------------------------------------------------------------------------------------------
-def test_nmnist_events(nmnist_dir):
-    ev = read_nmnist_events(need(nmnist_dir / "1.bs2"))
-    assert len(ev) > 1000 and set(ev.dtype.names) == {"x", "y", "p", "t"}
-    assert ev["x"].max() < 34 and ev["y"].max() < 34 and ev["x"].min() >= 0
-    assert np.all(np.diff(ev["t"]) >= 0)
-    assert 250_000 < ev["t"].max() - ev["t"].min() < 350_000  # ~300 ms in µs
-    assert set(np.unique(ev["p"]).tolist()) == {0, 1}
-    # first event of 1.bs2: bytes 12 10 80 03 7d → x=18, y=16, ON, t=0x037d µs
-    assert (int(ev["x"][0]), int(ev["y"][0]), int(ev["p"][0]), int(ev["t"][0])) == (18, 16, 1, 893)
-
-
-def test_nmnist_decode_overflow():
-    raw = bytes([1, 2, 0x80, 0x00, 0x10,  # x=1 y=2 ON t=16
-                 0, 240, 0, 0, 0,  # overflow marker
-                 3, 4, 0x00, 0x00, 0x05])  # x=3 y=4 OFF t=5 (+2**13)
-    ev = decode_nmnist_events(raw)
-    assert ev["x"].tolist() == [1, 3] and ev["p"].tolist() == [1, 0] and ev["t"].tolist() == [16, 5 + 8192]
-
-
-def test_nmnist_labels_match_mnist(nmnist_dir, mnist_dir):
-    train = read_label_list(need(nmnist_dir / "train1K.txt"))
-    test = read_label_list(need(nmnist_dir / "test100.txt"))
-    assert [s for s, _ in train] == [str(i) for i in range(1, 1001)]
-    assert [s for s, _ in test] == [str(i) for i in range(60001, 60101)]
-    assert [c for _, c in train][:10] == MNIST_TRAIN_FIRST
-    mnist_train = read_idx(need(mnist_dir / "train-labels-idx1-ubyte.gz"))
-    mnist_test = read_idx(need(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
-    assert [c for _, c in train] == mnist_train[:1000].tolist()
-    assert [c for _, c in test] == mnist_test[:100].tolist()
-
-
-def test_nmnist_frames(nmnist_dir):
-    ev = read_nmnist_events(need(nmnist_dir / "2.bs2"))
-    fr = events_to_frames(ev, time_steps=None, bin_ms=1.0)
-    assert fr.shape == (int(ev["t"].max() // 1000) + 1, 2, 34, 34) and fr.dtype == np.float32
-    assert fr.sum() == len(ev)
-    assert fr[:, 1].sum() == (ev["p"] == 1).sum()  # channel 1 = ON
-    fr35 = events_to_frames(ev, time_steps=35, bin_ms=10.0)
-    assert fr35.shape == (35, 2, 34, 34) and fr35.sum() == len(ev)  # 350 ms window holds everything
-    short = events_to_frames(ev, time_steps=5, bin_ms=10.0)
-    assert short.sum() == (ev["t"] < 50_000).sum()
-    binary = events_to_frames(ev, time_steps=35, bin_ms=10.0, clamp=True)
-    assert binary.max() == 1 and binary.sum() <= len(ev)
-
-
-def test_nmnist_datamodule(nmnist_dir):
-    ds = NMNISTDataset(nmnist_dir.parent, "test", time_steps=35, bin_ms=10.0)
-    assert len(ds) == 100
-    x, y = ds[0]
-    assert x.shape == (35, 2, 34, 34) and int(y) == 7
-    assert float(x.sum()) == len(read_nmnist_events(nmnist_dir / "60001.bs2"))
-    dm = NMNISTDataModule(root=str(nmnist_dir), batch_size=8, time_steps=20, bin_ms=15.0, val_fraction=0.1)
-    dm.setup()
-    assert dm.input_shape == (2, 34, 34) and dm.is_sequence and dm.sequence_length == 20 and dm.num_classes == 10
-    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (900, 100, 100)
-    x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (20, 8, 2, 34, 34) and x.dtype == torch.float32 and y.shape == (8,) and y.dtype == torch.int64
-    dm2 = NMNISTDataModule(root=str(nmnist_dir), batch_size=8, time_steps=20, bin_ms=15.0, time_first=False)
-    x2, y2 = next(iter(dm2.train_dataloader()))
-    assert x2.shape == (8, 20, 2, 34, 34)
-    assert torch.equal(x2.transpose(0, 1), x) and torch.equal(y, y2)  # same seed → same batches
-    xs, ys = time_first_collate([(torch.ones(3, 2), 1), (torch.zeros(3, 2), 4)])
-    assert xs.shape == (3, 2, 2) and ys.tolist() == [1, 4]
-    with pytest.raises(ValueError, match="download"):
-        NMNISTDataModule(download=True)
-
-
-def test_nmnist_folder_layout_and_errors(tmp_path):
-    d = tmp_path / "Train" / "3"
-    d.mkdir(parents=True)
-    (d / "00001.bin").write_bytes(bytes([5, 6, 0x80, 0x00, 0x01, 7, 8, 0x00, 0x27, 0x10]))  # t=1 µs, 10 ms
-    ds = NMNISTDataset(tmp_path, "train", time_steps=3, bin_ms=5.0)
-    x, y = ds[0]
-    assert int(y) == 3 and x[0, 1, 6, 5] == 1 and x[2, 0, 8, 7] == 1 and x.sum() == 2
-    with pytest.raises(DataNotFoundError, match=r"data\.root"):
-        NMNISTDataset(tmp_path, "test")
+def test_sequence_collate_time_first_and_batch_first():
+    batch = [(torch.arange(6.0).view(3, 2), 1), (torch.zeros(3, 2), torch.tensor(4))]
+    xs, ys = time_first_collate(batch)
+    assert xs.shape == (3, 2, 2) and xs.dtype == torch.float32 and ys.tolist() == [1, 4] and ys.dtype == torch.int64
+    assert torch.equal(xs, torch.stack([x for x, _ in batch], dim=1))
+    xb, yb = batch_first_collate(batch)
+    assert torch.equal(xb, xs.transpose(0, 1)) and torch.equal(yb, ys)
 
 
 # ---------------------------------------------------------------------------------------------------------------

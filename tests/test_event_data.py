@@ -51,7 +51,7 @@ def cache_dir(tmp_path):
 
 # --------------------------------------------------------------------------------------------------- readers
 def test_registered():
-    assert {"dvs_gesture", "cifar10_dvs", "ncaltech101", "shd", "ssc", "nmnist_events"} <= set(DATASETS.names())
+    assert {"dvs_gesture", "cifar10_dvs", "ncaltech101", "shd", "ssc", "nmnist"} <= set(DATASETS.names())
 
 
 def test_bin_reader_decodes_the_5_byte_records(tmp_path):
@@ -340,7 +340,7 @@ def test_corrupt_recordings_are_skipped_with_a_counted_warning(tmp_path, cache_d
 @pytest.mark.parametrize("name, expected", [
     ("shd", "shd_train.h5, shd_test.h5"), ("ssc", "ssc_train.h5, ssc_valid.h5, ssc_test.h5"),
     ("dvs_gesture", "trials_to_train.txt"), ("cifar10_dvs", "cifar10_<class>_<i>.aedat"),
-    ("ncaltech101", "image_NNNN.bin"), ("nmnist_events", "list file")])
+    ("ncaltech101", "image_NNNN.bin"), ("nmnist", "list file")])
 def test_missing_files_one_clear_error(tmp_path, name, expected):
     with pytest.raises(DataNotFoundError) as e:
         build_datamodule(name, root=str(tmp_path / "nowhere"), cache=False).setup()
@@ -392,30 +392,6 @@ def test_augmentation_only_on_training_and_clamp_after_it(tmp_path, cache_dir):
     torch.testing.assert_close(dm.val_set.dataset[j][0], plain.val_set.dataset[j][0])
     with pytest.raises(ValueError, match="flip_lr / data.translate_px need image frames"):
         FrameAugment(flip_lr=0.5).check_spatial((7,))
-
-
-# ----------------------------------------------------------------------------------------- N-MNIST, real files
-def test_nmnist_event_path_gives_todays_frames_and_batches(shared_data, tmp_path):
-    from spaic_train.data import NMNISTDataModule
-    from spaic_train.data.nmnist import read_nmnist_events
-
-    root = need(shared_data / "nmnist-small" / "NMNISTsmall")
-    for name in ("1.bs2", "60001.bs2", "517.bs2"):
-        old = read_nmnist_events(root / name)
-        new = read_bin(root / name)
-        for k in "xypt":
-            np.testing.assert_array_equal(new[k], old[k])
-    kw = {"root": str(root), "batch_size": 16, "time_steps": 35, "bin_ms": 10.0, "clamp": True, "seed": 5}
-    old_dm = NMNISTDataModule(**kw)
-    new_dm = build_datamodule("nmnist_events", cache_dir=str(tmp_path / "cache"), **kw)
-    for split in ("train", "val", "test"):
-        a = next(iter(getattr(old_dm, f"{split}_dataloader")()))
-        b = next(iter(getattr(new_dm, f"{split}_dataloader")()))
-        torch.testing.assert_close(b[0], a[0], rtol=0, atol=0)
-        assert torch.equal(a[1], b[1])
-    old_test = old_dm.test_set.dataset
-    for i in range(len(old_test)):
-        torch.testing.assert_close(new_dm.test_set.dataset[i][0], old_test[i][0], rtol=0, atol=0)
 
 
 def test_denoise_keeps_events_with_a_recent_neighbour():

@@ -123,20 +123,3 @@ def test_full_layer_batchnorm_is_torch_batchnorm_over_time_and_batch():
     assert Full.from_config(layer.get_config()).batchnorm is True
     with pytest.raises(TypeError, match="batchnorm must be a bool or a dict"):
         Full(4, batchnorm="yes")
-
-
-def test_nmnist_recipe_through_the_event_path_gives_todays_metrics(shared_data, tmp_path):
-    """``recipe=nmnist data=nmnist_events``: the same metrics at the same seed as ``data=nmnist`` (today's reader)."""
-    root = shared_data / "nmnist-small" / "NMNISTsmall"
-    if not root.is_dir():
-        pytest.skip(f"real data not available: {root}")
-    common = [f"data.root={root}", "seed=3", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-              "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "trainer.accelerator=cpu",
-              "trainer.enable_progress_bar=false", "trainer.checkpoint=false", "trainer.logger=none", "summary=false",
-              "save_model=false"]
-    old = run(composed("recipe=nmnist", *common), tmp_path / "old")
-    new = run(composed("recipe=nmnist", "data=nmnist_events", f"data.cache_dir={tmp_path / 'cache'}", *common),
-              tmp_path / "new")
-    keys = [k for k in old if k.endswith(("loss", "accuracy"))]
-    assert len(keys) >= 4 and {k: old[k] for k in keys} == {k: new[k] for k in keys}
-    assert "split_hash" in new and "split_hash" not in old

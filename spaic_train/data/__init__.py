@@ -14,8 +14,11 @@ name             input_shape / batches        source
 ``mnist``        ``(1, 28, 28)``              idx files (gz/raw), CSV training subset, or torchvision download
 ``cifar10``      ``(3, 32, 32)``              torchvision batches or ImageFolder tree / ``.tar`` of JPEGs
 ``folder``       ``(C, H, W)``                any ImageFolder tree / archive
-``nmnist``       ``(2, 34, 34)`` per step     N-MNIST events → ``x`` ``[T, B, 2, 34, 34]`` (time first)
 ===============  ==========================  ================================================================
+
+Event data (DVS Gesture, CIFAR10-DVS, N-Caltech101, SHD, SSC and ``nmnist``: N-MNIST events → ``x``
+``[T, B, 2, 34, 34]``) is :mod:`spaic_train.data.events`; it needs the ``events`` extra (tonic), and without it
+``setup`` raises a :class:`MissingExtraError` naming the extra.
 
 ``delay_coincidence``: a generated task only synaptic delays solve (which pair of channels fires with which lag),
 ``input_shape`` ``(channels,)`` per step, ``x`` ``[T, B, channels]`` with one spike per channel
@@ -31,26 +34,20 @@ from .base import (
     DATASETS,
     DataNotFoundError,
     ImageTensorDataset,
+    MissingExtraError,
     SpikeDataModule,
     build_datamodule,
     first_per_class,
     split_indices,
 )
 from .cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule
+from .collate import batch_first_collate, time_first_collate
 from .delay_coincidence import DelayCoincidenceDataModule
 from .digits import DigitsDataModule
 from .digits_rows import DigitsRowsDataModule, RowSequenceDataset
+from .events import NMNISTDataModule
 from .folder import ImageFolderDataModule, default_cache_dir, extract_tar, resolve_split_dir
 from .mnist import MNIST_MEAN, MNIST_STD, MNISTDataModule, find_mnist_csv, find_mnist_file, read_idx, read_mnist_csv
-from .nmnist import (
-    EVENT_DTYPE,
-    NMNISTDataModule,
-    NMNISTDataset,
-    events_to_frames,
-    read_label_list,
-    read_nmnist_events,
-    time_first_collate,
-)
 
 __all__ = [
     "DataNotFoundError",
@@ -80,10 +77,7 @@ __all__ = [
     "resolve_split_dir",
     "default_cache_dir",
     "NMNISTDataModule",
-    "NMNISTDataset",
-    "EVENT_DTYPE",
-    "read_nmnist_events",
-    "events_to_frames",
-    "read_label_list",
+    "MissingExtraError",
     "time_first_collate",
+    "batch_first_collate",
 ]

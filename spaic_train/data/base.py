@@ -52,6 +52,14 @@ class DataNotFoundError(FileNotFoundError):
     """
 
 
+class MissingExtraError(ImportError):
+    """A dataset needs a package of an optional extra that is not installed (``tonic`` of ``[events]``, ...).
+
+    Raised by a datamodule's ``setup`` (before any model is trained); the message names the dataset, the package
+    and the ``pip install`` of the extra.  ``python train.py`` prints it alone and exits with status 2.
+    """
+
+
 #: Registry of datamodule classes by name (``"digits"``, ``"mnist"``, ``"cifar10"``, ``"folder"``, ``"nmnist"``).
 DATASETS: Registry = Registry("dataset")
 

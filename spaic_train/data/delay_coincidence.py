@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .base import DATASETS, SpikeDataModule
-from .nmnist import time_first_collate
+from .collate import time_first_collate
 
 __all__ = ["DelayCoincidenceDataModule", "coincidence_rules", "coincidence_spike_times"]
 

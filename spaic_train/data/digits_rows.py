@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .base import DATASETS
+from .collate import time_first_collate
 from .digits import DigitsDataModule
-from .nmnist import time_first_collate
 
 
 class RowSequenceDataset(Dataset):

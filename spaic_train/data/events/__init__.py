@@ -1,7 +1,9 @@
 """Event data: DVS Gesture, CIFAR10-DVS, N-Caltech101, SHD, SSC and N-MNIST as count-frame sequences.
 
-Needs the ``events`` extra (``pip install 'spaic_train[events]'``: tonic for the readers and transforms, h5py for
-SHD/SSC, aedat for AEDAT 4).  Every dataset is a registered datamodule (``build_datamodule(name, root=...)``):
+Needs the ``events`` extra (``pip install -e ".[events]"`` in a clone, ``pip install 'spaic_train[events]'``: tonic
+for the readers and transforms, h5py for SHD/SSC, aedat for AEDAT 4); without it a datamodule's ``setup`` raises a
+:class:`~spaic_train.data.MissingExtraError` naming the extra (``python train.py``: that message alone, exit 2).
+Every dataset is a registered datamodule (``build_datamodule(name, root=...)``):
 
 ================  ===============================  ====================================================
 name              input_shape per step              release read (:mod:`.layouts`)
@@ -11,7 +13,7 @@ name              input_shape per step              release read (:mod:`.layouts
 ``ncaltech101``   ``(2, 180, 240)``                 ``Caltech101/<class>/image_NNNN.bin``
 ``shd``           ``(channels,)``                   ``shd_train.h5``, ``shd_test.h5``
 ``ssc``           ``(channels,)``                   ``ssc_train.h5``, ``ssc_valid.h5``, ``ssc_test.h5``
-``nmnist_events`` ``(2, 34, 34)``                   SLAYER lists + ``.bs2``, or ``Train|Test/<digit>/*.bin``
+``nmnist``        ``(2, 34, 34)``                   SLAYER lists + ``.bs2``, or ``Train|Test/<digit>/*.bin``
 ================  ===============================  ====================================================
 
 (``downsample`` divides H and W; ``polarity='merge'`` makes one channel.)  Frames: :mod:`.frames`; augmentation:
@@ -35,7 +37,7 @@ from .formats import (
 )
 from .frames import FrameSpec, events_to_counts
 from .layouts import CIFAR10_DVS_CLASSES, GESTURE_CLASSES, Sample, natural_key
-from .nmnist import NMNISTEventsDataModule
+from .nmnist import NMNISTDataModule
 from .splits import RecordedSplit, per_class_rule, split_hash
 from .vision import CameraEvents, CIFAR10DVSDataModule, DVSGestureDataModule, NCaltech101DataModule
 
@@ -44,6 +46,6 @@ __all__ = [
     "read_gesture_npy", "read_jaer_dvs128", "FrameSpec", "events_to_counts", "FrameAugment", "FrameCache",
     "cache_key", "open_or_build", "EventDataModule", "EventFrames", "EventSource", "Sample", "natural_key",
     "per_class_rule", "split_hash", "RecordedSplit", "CameraEvents", "DVSGestureDataModule", "CIFAR10DVSDataModule",
-    "NCaltech101DataModule", "SpikeAudio", "SHDDataModule", "SSCDataModule", "NMNISTEventsDataModule",
+    "NCaltech101DataModule", "SpikeAudio", "SHDDataModule", "SSCDataModule", "NMNISTDataModule",
     "GESTURE_CLASSES", "CIFAR10_DVS_CLASSES",
 ]

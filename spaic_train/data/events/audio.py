@@ -24,6 +24,7 @@ class SpikeAudio(EventDataModule):
 
     sensor_size = (1, 700)
     partitions: tuple[str, ...] = ("train", "test")
+    requires = ("h5py",)  # no tonic: the spikes are binned without it (denoising is for cameras)
 
     def __init__(self, root: str = "data", batch_size: int = 64, num_workers: int = 0, val_fraction: float = 0.1,
                  seed: int = 0, channels: int = 700, time_steps: Optional[int] = None, bin_ms: float = 10.0,

@@ -14,10 +14,12 @@ from pathlib import Path
 from torch.utils.data import Subset
 
 from ..base import SpikeDataModule, split_indices
+from ..collate import batch_first_collate, time_first_collate
 from ..folder import default_cache_dir
 from .augment import FrameAugment
 from .cache import file_identity, open_or_build
-from .datasets import CachedSource, EventFrames, EventSource, stack_batch_first, stack_time_first
+from .datasets import CachedSource, EventFrames, EventSource
+from .formats import require
 from .frames import FrameSpec
 from .layouts import Sample, labels_of
 from .splits import split_hash, take
@@ -54,6 +56,9 @@ class EventDataModule(SpikeDataModule):
     origin = "zero"
     #: SHD/SSC channel groups (``None`` for cameras)
     audio_channels: int | None = None
+    #: packages of the ``events`` extra that reading this dataset needs, checked first when it is set up (a
+    #: :class:`~spaic_train.data.MissingExtraError` naming the extra, before the files are looked for)
+    requires: tuple[str, ...] = ("tonic",)
 
     def _init_events(self, root, val_fraction, time_steps, bin_ms, bin_mode, polarity, downsample, denoise_ms,
                      clamp, flip_lr, translate_px, drop_event, cache, cache_dir, time_first) -> None:
@@ -73,7 +78,7 @@ class EventDataModule(SpikeDataModule):
         self.cache = bool(cache)
         self.cache_dir = str(Path(cache_dir).expanduser()) if cache_dir else str(default_cache_dir() / "events")
         self.time_first = bool(time_first)
-        self.collate_fn = stack_time_first if self.time_first else stack_batch_first
+        self.collate_fn = time_first_collate if self.time_first else batch_first_collate
         self.input_shape = tuple(self.spec.frame_shape)
         self.sequence_length = self.spec.time_steps
         self._split_ids: dict[str, list[str]] = {}
@@ -105,6 +110,8 @@ class EventDataModule(SpikeDataModule):
         return take(samples, cache.meta["kept"]), CachedSource(cache.directory)
 
     def _build(self) -> None:
+        for package in self.requires:  # first: without the extra nothing below can work, files or not
+            require(package, f"data.name={self.dataset_name!r}")
         parts = self._discover()
         root = Path(self.root).expanduser()
         built = {p: self._frames(p, s) for p, s in parts.items()}

@@ -106,23 +106,3 @@ class EventFrames(Dataset):
         if self.clamp:  # numpy, in place: torch's threaded clamp costs ~10 ms per sample on a loaded CPU
             np.minimum(x.numpy(), 1.0, out=x.numpy())
         return x, torch.tensor(self.labels[i], dtype=torch.int64)
-
-
-def stack_frames(batch: Sequence[tuple[torch.Tensor, torch.Tensor]], time_first: bool = True
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate ``[(x [T, ...], y), ...]`` into ``x`` ``[T, B, ...]`` (``time_first``) or ``[B, T, ...]`` and
-    ``y`` ``[B]``.  Stacked in numpy: ``torch.stack`` of the same arrays runs its copy on torch's intra-op
-    threads, which on a loaded 2-core CPU took 265 ms per N-MNIST batch against 1.6 ms here (2026-12-06)."""
-    xs = np.stack([x.numpy() for x, _ in batch], axis=1 if time_first else 0)
-    return torch.from_numpy(xs), torch.from_numpy(np.asarray([int(y) for _, y in batch], dtype=np.int64))
-
-
-def stack_time_first(batch):
-    """:func:`stack_frames` with ``time_first=True`` (a module-level function: DataLoader workers pickle it)."""
-    return stack_frames(batch, True)
-
-
-def stack_batch_first(batch):
-    """:func:`stack_frames` with ``time_first=False``."""
-    return stack_frames(batch, False)
-

@@ -22,14 +22,15 @@ A file that cannot be decoded raises :class:`CorruptEventFileError` naming the f
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
-#: the event layout every reader returns (the same as :data:`spaic_train.data.nmnist.EVENT_DTYPE`)
+from ..base import MissingExtraError
+
+#: the event layout every reader returns: pixel x/y, polarity p (0 OFF, 1 ON), timestamp t in µs
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("p", np.int8), ("t", np.int64)])
 
 # type, source, size, ts offset, ts overflow, capacity, number, valid
@@ -41,15 +42,18 @@ class CorruptEventFileError(ValueError):
     """An event file that cannot be decoded (truncated, wrong format); the message names the file."""
 
 
-@functools.cache
-def require(module: str):
-    """Import ``module`` (tonic, h5py, aedat) or raise an ``ImportError`` naming the ``events`` extra."""
+def require(module: str, user: str = "reading event datasets"):
+    """Import ``module`` (tonic, h5py, aedat) or raise a :class:`~spaic_train.data.MissingExtraError` saying that
+    ``user`` needs it and naming the ``events`` extra that installs it."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"reading event datasets needs {module!r}: pip install 'spaic_train[events]' ({e})") from None
+        package = module.split(".")[0]
+        raise MissingExtraError(f"{user} needs {package!r}, which is not installed ({e}): install the 'events' "
+                                f"extra, pip install -e \".[events]\" in a clone of spaic_train (or pip install "
+                                f"'spaic_train[events]')") from None
 
 
 def make_events(x, y, p, t) -> np.ndarray:

@@ -11,8 +11,8 @@ published.  Layouts read:
 * CIFAR10-DVS — ``<class>/cifar10_<class>_<i>.aedat`` (the jAER original) or ``.aedat4`` (tonic's repack);
 * N-Caltech101 — ``Caltech101/<class>/image_NNNN.bin`` (``BACKGROUND_Google`` is not a class);
 * SHD / SSC — ``shd_train.h5``, ``shd_test.h5`` / ``ssc_train.h5``, ``ssc_valid.h5``, ``ssc_test.h5``;
-* N-MNIST — SLAYER's lists + ``.bs2`` or the original ``Train|Test/<digit>/*.bin``
-  (:func:`spaic_train.data.nmnist.find_samples`).
+* N-MNIST — SLAYER's lists (``train1K.txt``: ``<sample id> <class>`` lines) + ``<id>.bs2``, or the original
+  ``Train|Test/<digit>/*.bin`` (:func:`find_nmnist`).
 
 Each directory is looked for in ``data.root`` itself and one level below it.
 """
@@ -229,18 +229,65 @@ def find_ncaltech101(root: Path) -> tuple[dict[str, list[Sample]], list[str]]:
     return {"all": samples}, names
 
 
-def find_nmnist(root: Path, train_list: str | None, test_list: str | None) -> dict[str, list[Sample]]:
-    """N-MNIST train/test recordings (SLAYER lists or the original tree), sorted by numeric sample id."""
-    from ..nmnist import find_samples
-
-    out = {}
-    for part, lst in (("train", train_list), ("test", test_list)):
+def read_label_list(path: str | Path) -> list[tuple[str, int]]:
+    """A SLAYER-style N-MNIST list file (``train1K.txt``): ``#`` comment/header lines, then ``<sample id> <class>``
+    per line (tab or space separated, CRLF tolerated).  Returns ``[(sample_id, label), ...]`` in file order."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
         try:
-            paths, labels = find_samples(root, part, lst)
-        except DataNotFoundError as e:
-            raise DataNotFoundError(f"{e} Published by {PUBLISHED['nmnist']}.") from None
-        samples = [Sample(Path(p), int(y), group=str(Path(p).parent.name), index=last_number(Path(p).name))
-                   for p, y in zip(paths, labels)]
+            out.append((parts[0], int(parts[1])))
+        except (IndexError, ValueError):
+            raise DataNotFoundError(f"{path}: malformed line {line!r} (expected '<sample id> <class>')") from None
+    return out
+
+
+def _nmnist_listed(list_file: Path) -> list[Sample]:
+    """The recordings a list file names: ``<id>.bs2`` (SLAYER) or ``<id>.bin`` next to it."""
+    if not list_file.is_file():
+        raise DataNotFoundError(f"N-MNIST list file {list_file} does not exist")
+    samples = []
+    for sid, label in read_label_list(list_file):
+        cands = [list_file.parent / f"{sid}{ext}" for ext in (".bs2", ".bin", "")]
+        hit = next((c for c in cands if c.is_file()), None)
+        if hit is None:
+            raise DataNotFoundError(f"N-MNIST sample {sid!r} listed in {list_file} not found ({cands[0]} / .bin)")
+        samples.append(Sample(hit, label, group=hit.parent.name, index=last_number(hit.name)))
+    return samples
+
+
+def _nmnist_tree(root: Path, part: str) -> list[Sample]:
+    """The original release: ``<Train|Test>/<digit>/*.bin`` (``.bs2`` too), in ``root`` or one level below."""
+    for d in candidate_dirs(root):
+        if d.is_dir() and d.name.lower() == part:
+            samples = [Sample(f, int(c.name), group=c.name, index=last_number(f.name))
+                       for c in d.iterdir() if c.is_dir() and c.name.isdigit()
+                       for f in c.iterdir() if f.suffix.lower() in (".bin", ".bs2")]
+            if samples:
+                return samples
+    return []
+
+
+def find_nmnist(root: Path, train_list: str | None, test_list: str | None) -> dict[str, list[Sample]]:
+    """N-MNIST train/test recordings, sorted by (digit folder, numeric sample id).
+
+    Per partition: the explicit list file (``data.train_list`` / ``data.test_list``), else the first
+    ``<partition>*.txt`` list (SLAYER's ``train1K.txt`` / ``test100.txt``: ``<sample id> <class>`` lines, recordings
+    ``<id>.bs2`` next to it) in ``root`` or one level below, else the original tree ``<Train|Test>/<digit>/*.bin``.
+    """
+    out = {}
+    for part, given in (("train", train_list), ("test", test_list)):
+        lists = [Path(given).expanduser()] if given else [
+            f for d in candidate_dirs(root) if d.is_dir() for f in sorted(d.glob("*.txt"))
+            if f.name.lower().startswith(part)]
+        samples = _nmnist_listed(lists[0]) if lists else _nmnist_tree(root, part)
+        if not samples:
+            raise not_found("nmnist", root, f"for the {part} split a list file '{part}*.txt' (lines '<sample id> "
+                            f"<class>', recordings '<id>.bs2' next to it; or set data.{part}_list) or the original "
+                            f"layout {part.capitalize()}/<digit>/*.bin")
         out[part] = sorted(samples, key=lambda s: (natural_key(s.group), s.index))
     return out
 

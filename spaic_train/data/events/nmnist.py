@@ -1,7 +1,14 @@
-"""N-MNIST on the event path: ``tonic.io``'s 5-byte reader, the frame spec, the cache and the recorded split.
+"""N-MNIST (Orchard et al. 2015) on the event path: ``tonic.io``'s 5-byte reader, the frame spec, the cache and the
+recorded split.
 
-With the defaults (``bin_mode='time'``, frame 0 at ``t = 0``) the frames equal those of
-:class:`spaic_train.data.NMNISTDataModule` (tested on the real files), and so do the batches at the same seed.
+Files: 5 bytes per event (``.bin`` in the original release, ``.bs2`` in SLAYER's NMNISTsmall), big-endian bit
+fields — byte 0: x (0..33), byte 1: y (0..33), bytes 2..4: bit 23 polarity (1 ON), bits 22..0 timestamp in µs
+(:func:`~.formats.read_bin`).  Labels: SLAYER's list files or the original ``Train|Test/<digit>/`` folders
+(:func:`~.layouts.find_nmnist`).
+
+With the defaults (35 frames of 10 ms from ``t = 0``) the frames, the split, the batches and a seeded run's metrics
+equal those of the hand-written reader this replaced (fe7fe02; ``tests/test_nmnist.py`` against
+``tests/fixtures/nmnist_fe7fe02``).
 """
 
 from __future__ import annotations
@@ -10,20 +17,26 @@ from pathlib import Path
 from typing import Optional
 
 from ..base import DATASETS
-from ..nmnist import SENSOR_SIZE
 from .datamodule import EventDataModule
 from .datasets import EventSource
 from .formats import read_bin
 from .layouts import find_nmnist
 
+SENSOR_SIZE = (34, 34)  # (H, W) = (y, x)
 
-@DATASETS.register("nmnist_events")
-class NMNISTEventsDataModule(EventDataModule):
-    """N-MNIST (Orchard et al. 2015), 10 classes, 34×34, through :mod:`spaic_train.data.events`.
+
+@DATASETS.register("nmnist", "n-mnist", "nmnist_events")
+class NMNISTDataModule(EventDataModule):
+    """N-MNIST, 10 classes, 34×34, two polarities: batches ``x`` ``[T, B, 2, 34, 34]`` (time first), ``y`` ``[B]``.
+
+    ``nmnist_events`` is an alias (the name of this path while the hand-written reader was ``nmnist``).
 
     Args:
+        root: directory holding SLAYER's list files and ``.bs2`` recordings (e.g. ``.../nmnist-small``), or the
+            original ``Train``/``Test`` folder tree (each also one directory below).
         train_list, test_list: explicit SLAYER list files (default: ``train*.txt`` / ``test*.txt`` under root).
         time_steps, bin_ms: default 35 × 10 ms (every N-MNIST recording, max ~336 ms).
+        val_fraction: seeded, stratified share of the training recordings used for validation (default 0.1).
         (others: :class:`~.datamodule.EventDataModule`)
     """
 
