@@ -5,11 +5,13 @@ neuron classes in :mod:`spaic_train.neurons` hold parameters and call these; the
 module             what
 =================  ==================================================================================
 ``dispatch``       the one dispatch point: :func:`lif_sequence` picks the backend of each call
-                   (:func:`kernel_supported`, ``SPAIC_TRAIN_NUMBA`` / ``SPAIC_TRAIN_TRITON``) and
-                   :func:`load_compiled_kernels` loads the compiled ones up front
+                   (:func:`kernel_supported`, ``SPAIC_TRAIN_NUMBA`` / ``SPAIC_TRAIN_TRITON``),
+                   :func:`bn_lif_sequence` fuses a preceding batch norm where it can
+                   (``SPAIC_TRAIN_FUSE_BN``), :func:`load_compiled_kernels` loads the compiled ones up front
 ``torch_lif``      :class:`LIFSequenceFunction` (fused autograd function, any device, every LIF-family
                    model) and the elementwise steps it shares with ``LIFFamily.step``
 ``numba_lif``      numba CPU kernels for plain LIF / IF (imported on first use)
+``numba_bn_lif``   numba CPU kernels for batch norm + plain LIF / IF in one pass (:func:`~.dispatch.bn_lif_sequence`)
 ``triton_lif``     Triton CUDA kernels for plain LIF / IF (imported on first CUDA use)
 ``buffers``        :data:`~.buffers.OUTPUT_BUFFERS`, reuse of large CPU outputs of the numba kernels
 =================  ==================================================================================
@@ -18,7 +20,7 @@ All backends share one contract: ``(I [T, B, ...], V0, beta, cfg) -> (O, V_T, a_
 equations and the same hand-derived backward; the tests compare them case by case.
 """
 
-from .dispatch import USE_NUMBA, USE_TRITON, kernel_supported, lif_sequence, load_compiled_kernels
+from .dispatch import USE_NUMBA, USE_TRITON, bn_lif_sequence, kernel_supported, lif_sequence, load_compiled_kernels
 from .torch_lif import LIFConfig, LIFSequenceFunction
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "LIFSequenceFunction",
     "USE_NUMBA",
     "USE_TRITON",
+    "bn_lif_sequence",
     "kernel_supported",
     "lif_sequence",
     "load_compiled_kernels",
