@@ -176,11 +176,20 @@ def test_several_chunks_across_channels(monkeypatch, fused_calls):
 
 
 def test_uncovered_calls_run_unfused(fused_calls):
-    """float64, a learnable tau, adaptation and a hooked batch norm take the unfused path, with the same result."""
+    """float64, a learnable tau, adaptation, a hooked batch norm and a batch norm subclass (``SyncBatchNorm`` is one:
+    its statistics span processes) take the unfused path, with the same result."""
+    class SubclassedNorm(nn.BatchNorm2d):
+        pass
+
     x = _input("contiguous")
     for model, kw, dtype, hooked in [("lif", {}, torch.float64, False), ("plif", {}, torch.float32, False),
-                                     ("alif", {}, torch.float32, False), ("lif", {}, torch.float32, True)]:
+                                     ("alif", {}, torch.float32, False), ("lif", {}, torch.float32, True),
+                                     ("lif", {}, torch.float32, "subclass")]:
         bn = _norm(x.shape[2], True).to(dtype)
+        if hooked == "subclass":
+            bn = SubclassedNorm(x.shape[2]).train()
+            bn.load_state_dict(_norm(x.shape[2], True).state_dict())
+            hooked = False
         neuron = build_neuron(model, **kw).to(dtype)
         seen = []
         if hooked:
@@ -264,3 +273,30 @@ def test_network_recording(fused_calls):
     assert len(fused_calls) == 3 and rec["l1"]["Isyn"].shape[0] == net.time_steps
     net(x, mode="step")
     assert len(fused_calls) == 3
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("binary", [True, False], ids=["spikes", "real"])
+def test_max_pool_keeps_no_indices(channels_last, binary, monkeypatch):
+    """With spike compaction off (the default) the max pool keeps its float input only, no int64 argmax indices, and
+    its gradient equals autograd's max pool bit for bit (same kernels on the same values: ties go to the first
+    index, as in torch), on spikes (ties in every all-zero window) and on real values with ties."""
+    from spaic_train.connection import spike_ops
+
+    monkeypatch.setattr(spike_ops, "COMPACT_SPIKES", False)
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(4, 5, 10, 9, generator=g) < 0.2).float() if binary else torch.randint(0, 3, (4, 5, 10, 9),
+                                                                                            generator=g).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    pool = ((3, 3), (2, 2), (1, 1))
+    y_ref = torch.nn.functional.max_pool2d(x, *pool)
+    gy = torch.randn(y_ref.shape, generator=g)
+    (ref,) = torch.autograd.grad(y_ref, x, gy)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
+        y = spike_ops.spike_max_pool2d(x, *pool)
+    assert saved == [torch.float32]
+    assert torch.equal(y, y_ref)
+    assert torch.equal(torch.autograd.grad(y, x, gy)[0], ref)

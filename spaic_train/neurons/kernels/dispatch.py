@@ -203,8 +203,11 @@ class BatchNormLike(Protocol):
 
 
 def _fusable_norm(norm: BatchNormLike, count: int) -> bool:
-    """float32 parameters and statistics, no hooks on the module (they would not see the skipped call), and more
-    than one value per channel in training (else the unfused batch norm raises its own error)."""
+    """A plain ``torch.nn.BatchNorm1d/2d/3d`` (not a subclass such as ``SyncBatchNorm``, whose statistics span
+    processes) with float32 parameters and statistics, no hooks on the module (they would not see the skipped call),
+    and more than one value per channel in training (else the unfused batch norm raises its own error)."""
+    if type(norm) not in (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d):
+        return False
     tensors = [t for t in (norm.weight, norm.bias, norm.running_mean, norm.running_var) if t is not None]
     if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
         return False
