@@ -33,7 +33,21 @@ from torch.autograd.function import once_differentiable
 
 from ...surrogate import KERNEL_SURROGATE_IDS
 from .buffers import OUTPUT_BUFFERS
-from .numba_lif import _F0, _F1, _GO_FULL, _GO_NONE, _GO_SCALAR, _as_1d, _as_2d, _fma, _launch_shape, _surrogate_row
+from .numba_lif import (
+    _F0,
+    _F1,
+    _GO_FULL,
+    _GO_SCALAR,
+    _as_1d,
+    _as_2d,
+    _bptt_row,
+    _fma,
+    _launch_shape,
+    _reset_factors,
+    _spike_grad,
+    _step_row,
+    _surrogate_row,
+)
 
 __all__ = ["NormSpec", "NumbaBNLIFFunction", "bn_lif_sequence"]
 
@@ -74,21 +88,13 @@ def _channel_rows(j0, W, inner, C, chan, per_channel, rows):
 
 
 @njit(cache=True, boundscheck=False)
-def _integrate_chunk(X, j0, W, v, A, B, beta, v_th, v_reset, hard, out, out_j0, write_h, Vseq, store_v):
-    """:func:`.numba_lif._integrate_chunk` with the drive ``X * A + B`` computed on the fly."""
+def _integrate_chunk(X, j0, W, v, A, B, D, beta, v_th, v_reset, hard, out, out_j0, write_h, Vseq, store_v):
+    """:func:`.numba_lif._integrate_chunk` on the drive ``X * A + B``, computed row by row into ``D``."""
     for t in range(X.shape[0]):
-        Xt, Ot = X[t, j0:j0 + W], out[t, out_j0:out_j0 + W]
+        Xt = X[t, j0:j0 + W]
         for k in range(W):
-            h = _fma(beta, v[k], _fma(Xt[k], A[k], B[k]))
-            s = h >= v_th
-            if write_h:
-                Ot[k] = h
-            else:
-                Ot[k] = _F1 if s else _F0
-            if hard:
-                v[k] = v_reset if s else h
-            else:
-                v[k] = h - v_th if s else h
+            D[k] = _fma(Xt[k], A[k], B[k])
+        _step_row(D, W, v, beta, v_th, v_reset, hard, out[t, out_j0:out_j0 + W], write_h)
         if store_v:
             Vseq[t, j0:j0 + W] = v[:W]
 
@@ -126,16 +132,16 @@ def _forward_kernel(X, V0, affine, inner, C, O, VT, Vseq, store_v, beta, v_th, v
     T, N = X.shape
     nchunks = (N + width - 1) // width
     per_part = (nchunks + nparts - 1) // nparts
-    rows = np.empty((nparts, 3, width), np.float32)
+    rows = np.empty((nparts, 4, width), np.float32)
     chans = np.empty((nparts, width), np.int64)
     for p in prange(nparts):
-        v, AB, chan = rows[p, 0], rows[p, 1:], chans[p]
+        v, D, AB, chan = rows[p, 0], rows[p, 1], rows[p, 2:], chans[p]
         for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
             j0 = c * width
             W = min(N, j0 + width) - j0
             _channel_rows(j0, W, inner, C, chan, affine, AB)
             v[:W] = V0[j0:j0 + W]
-            _integrate_chunk(X, j0, W, v, AB[0], AB[1], beta, v_th, v_reset, hard, O, j0, False, Vseq, store_v)
+            _integrate_chunk(X, j0, W, v, AB[0], AB[1], D, beta, v_th, v_reset, hard, O, j0, False, Vseq, store_v)
             VT[j0:j0 + W] = v[:W]
 
 
@@ -148,20 +154,18 @@ def _backward_kernel(X, V0, per_channel, inner, C, gO, go_mode, go_scalar, gVT, 
     statistics: already the input gradient), and ``acc[p, 0 / 1, c]``: sums of ``dL/dI`` and ``dL/dI * x̂``.
     """
     T, N = X.shape
-    kS = _F1 if hard else _F0
-    kH = _F1 if hard and not detach else _F0
-    kT = v_th if not hard and not detach else _F0
+    kS, kH, kT = _reset_factors(v_th, hard, detach)
     nchunks = (N + width - 1) // width
     per_part = (nchunks + nparts - 1) // nparts
     # allocated in the calling thread (see numba_lif._backward_kernel)
     scratch = np.empty((nparts, 2, T, width), np.float32)
-    rows = np.empty((nparts, 8, width), np.float32)
+    rows = np.empty((nparts, 9, width), np.float32)
     sums = np.empty((nparts, 2, width), np.float64)
     chans = np.empty((nparts, width), np.int64)
     for p in prange(nparts):
         H, G = scratch[p, 0], scratch[p, 1]
-        v, u, go_row, E = rows[p, 0], rows[p, 1], rows[p, 2], rows[p, 3]
-        ch_rows = rows[p, 4:]
+        v, u, go_row, E, D = rows[p, 0], rows[p, 1], rows[p, 2], rows[p, 3], rows[p, 4]
+        ch_rows = rows[p, 5:]
         A, B, M, R = ch_rows[0], ch_rows[1], ch_rows[2], ch_rows[3]
         sd, sdx, chan = sums[p, 0], sums[p, 1], chans[p]
         go_row[:] = go_scalar if go_mode == _GO_SCALAR else _F0
@@ -175,7 +179,7 @@ def _backward_kernel(X, V0, per_channel, inner, C, gO, go_mode, go_scalar, gVT, 
             else:
                 E[:W] = A[:W]
             v[:W] = V0[j0:j0 + W]
-            _integrate_chunk(X, j0, W, v, A, B, beta, v_th, v_reset, hard, H, 0, True, H, False)
+            _integrate_chunk(X, j0, W, v, A, B, D, beta, v_th, v_reset, hard, H, 0, True, H, False)
             _surrogate_row(H.ravel(), v_th, alpha, sg, G.ravel(), T * width)
             if has_gvt:
                 u[:W] = gVT[j0:j0 + W]
@@ -186,15 +190,12 @@ def _backward_kernel(X, V0, per_channel, inner, C, gO, go_mode, go_scalar, gVT, 
             for t in range(T - 1, -1, -1):
                 if has_gvseq:
                     u[:W] += gVseq[t, j0:j0 + W]
-                Ht, Gt, Xt = H[t], G[t], X[t, j0:j0 + W]
                 gOt = gO[t, j0:j0 + W] if go_mode == _GO_FULL else go_row
-                dXt = dX[t, j0:j0 + W]
+                _bptt_row(H[t], G[t], gOt, u, D, W, beta, v_th, v_reset, kS, kH, kT)
+                Xt, dXt = X[t, j0:j0 + W], dX[t, j0:j0 + W]
                 for k in range(W):
-                    h, d = Ht[k], Gt[k]
-                    spiked = _F1 if h >= v_th else _F0
-                    dh = u[k] * (_F1 - kS * spiked - d * (kH * (h - v_reset) + kT)) + gOt[k] * d
+                    dh = D[k]
                     dXt[k] = E[k] * dh
-                    u[k] = beta * dh
                     sd[k] += dh
                     sdx[k] += dh * ((Xt[k] - M[k]) * R[k])
             dV0[j0:j0 + W] = u[:W]
@@ -283,12 +284,7 @@ def bn_lif_backward(x, V0, weight, bias, mean, invstd, gO, gVT, gVseq, spec: Nor
     dx = OUTPUT_BUFFERS.empty(x.shape)
     dV0 = torch.empty_like(V0)
     dummy = np.empty((1, 1), np.float32)
-    go_mode, go_scalar, go = _GO_NONE, 0.0, dummy
-    if gO is not None:
-        if all(s == 0 for s in gO.stride()):
-            go_mode, go_scalar = _GO_SCALAR, float(gO.reshape(-1)[0])
-        else:
-            go_mode, go = _GO_FULL, _as_2d(gO.contiguous(), T)
+    go_mode, go_scalar, go = _spike_grad(gO, T, dummy)
     width, nparts = _launch_shape(T, N, scratch=True)
     acc = np.zeros((nparts, 2, spec.C), np.float64)
     _backward_kernel(
