@@ -1,6 +1,6 @@
 """Batch norm fused into the LIF kernel vs unfused (``SPAIC_TRAIN_FUSE_BN=0``) on the ``conv`` net (conv-BN-LIF x3).
 
-    python benchmarks/fused_bn.py [--workloads conv,conv-t16] [--iters 4] [--rounds 2] [--threads 2] [--quick]
+    python benchmarks/fused_bn.py [--workloads conv,conv-t16] [--iters 6] [--rounds 2] [--threads 2] [--quick]
 
 Three measurements per workload (benchmarks/workloads.py sizes; ``conv-t16`` is the conv net at T=16):
 
@@ -8,9 +8,10 @@ Three measurements per workload (benchmarks/workloads.py sizes; ``conv-t16`` is 
   (peak RSS minus the RSS before ``import spaic_train``, as run.py counts it; load does not change memory), the
   processes interleaved over ``--rounds``;
 * MB that autograd keeps for backward after the forward (distinct storages through ``saved_tensors_hooks``);
-* time per training iteration, fused / unfused, **interleaved in one process** (the two modes alternate iteration
-  by iteration, switched through ``dispatch.FUSE_BN``), so that a loaded machine slows both alike: the ratio of the
-  medians is the figure to read, not the milliseconds.
+* time per training iteration, and of the batch norm + LIF layer alone (forward + backward, the net's widest layer),
+  fused / unfused, **interleaved in one process** (the two modes alternate iteration by iteration, switched through
+  ``dispatch.FUSE_BN``), so that a loaded machine slows both alike: the median of the per-pair ratios is the figure
+  to read, not the milliseconds.
 """
 
 from __future__ import annotations
@@ -83,8 +84,39 @@ def interleaved_times(workload: str, quick: bool, threads: int, iters: int) -> d
         if i >= 2:  # the first pair warms up
             times[fuse].append((time.perf_counter() - t0) * 1e3)
     dispatch.FUSE_BN = True
+    return _summary(times)
+
+
+def layer_times(workload: str, quick: bool, threads: int, iters: int) -> dict:
+    """ms of forward + backward of the batch norm + LIF layer alone (the net's widest: ``C[1]`` channels at full
+    resolution, channels-last as the conv gives it), the two modes alternating."""
+    torch, W, net, x, y, T = _setup(workload, quick, threads)
+    from spaic_train.neurons.kernels import dispatch
+
+    spec = W.spec_for(workload, quick)
+    B, C, H = spec["B"], spec["C"][1], spec["H"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(T, B, H, H, C, generator=g).permute(0, 1, 4, 2, 3).requires_grad_()
+    gO = torch.randn(T, B, H, H, C, generator=g).permute(0, 1, 4, 2, 3)
+    norm, neuron = net.c2.trailing_norm, net.l2.neuron
+    times = {True: [], False: []}
+    for i in range(2 * (iters + 1)):
+        fuse = i % 2 == 0
+        dispatch.FUSE_BN = fuse
+        t0 = time.perf_counter()
+        O, _, _ = neuron.run_sequence_normed(x, norm)
+        O.backward(gO)
+        if i >= 2:
+            times[fuse].append((time.perf_counter() - t0) * 1e3)
+        x.grad = None
+    dispatch.FUSE_BN = True
+    return _summary(times)
+
+
+def _summary(times: dict) -> dict:
+    pairs = list(zip(times[True], times[False]))
     return {"fused_ms": statistics.median(times[True]), "unfused_ms": statistics.median(times[False]),
-            "pairs": [[a, b] for a, b in zip(times[True], times[False])]}
+            "ratio": statistics.median(a / b for a, b in pairs), "pairs": len(pairs)}
 
 
 def peak_mb(workload: str, fuse: bool, args) -> float:
@@ -107,7 +139,7 @@ def peak_mb(workload: str, fuse: bool, args) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default="conv,conv-t16")
-    ap.add_argument("--iters", type=int, default=4, help="timed iterations per mode (interleaved)")
+    ap.add_argument("--iters", type=int, default=6, help="timed iterations per mode (interleaved)")
     ap.add_argument("--rounds", type=int, default=2, help="peak-memory processes per mode (interleaved)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
@@ -115,8 +147,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.worker:
         kind, workload = args.worker
-        res = (saved_mb(workload, args.quick, args.threads) if kind == "saved"
-               else interleaved_times(workload, args.quick, args.threads, args.iters))
+        measure = {"saved": saved_mb, "times": interleaved_times, "layer": layer_times}[kind]
+        res = measure(workload, args.quick, args.threads) if kind == "saved" else measure(
+            workload, args.quick, args.threads, args.iters)
         print(TAG + json.dumps(res), flush=True)
         return 0
     for workload in [w.strip() for w in args.workloads.split(",") if w.strip()]:
@@ -125,7 +158,7 @@ def main(argv=None) -> int:
             for fuse in (True, False):
                 peaks[fuse].append(peak_mb(workload, fuse, args))
         res = {}
-        for kind in ("saved", "times"):
+        for kind in ("saved", "times", "layer"):
             cmd = [sys.executable, __file__, "--worker", kind, workload, "--iters", str(args.iters),
                    "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=str(HERE.parent),
@@ -136,11 +169,12 @@ def main(argv=None) -> int:
                 return 1
             res[kind] = json.loads(line[len(TAG):])
         fp, up = max(peaks[True]), max(peaks[False])
-        s, t = res["saved"], res["times"]
+        s, t, lay = res["saved"], res["times"], res["layer"]
         print(f"{workload}: peak memory fused {fp:.0f} MB, unfused {up:.0f} MB ({fp / up:.2f}x); saved for backward "
-              f"{s['fused']:.1f} MB vs {s['unfused']:.1f} MB ({s['fused'] / s['unfused']:.2f}x); time per iteration "
-              f"fused/unfused {t['fused_ms'] / t['unfused_ms']:.2f}x (medians {t['fused_ms']:.0f} / "
-              f"{t['unfused_ms']:.0f} ms, interleaved, {len(t['pairs'])} pairs)", flush=True)
+              f"{s['fused']:.1f} MB vs {s['unfused']:.1f} MB ({s['fused'] / s['unfused']:.2f}x); time fused/unfused "
+              f"(median of {t['pairs']} interleaved pairs): training iteration {t['ratio']:.2f}x (medians "
+              f"{t['fused_ms']:.0f} / {t['unfused_ms']:.0f} ms), batch norm + LIF layer alone {lay['ratio']:.2f}x "
+              f"({lay['fused_ms']:.0f} / {lay['unfused_ms']:.0f} ms)", flush=True)
     return 0
 
 
