@@ -300,3 +300,34 @@ def test_max_pool_keeps_no_indices(channels_last, binary, monkeypatch):
     assert saved == [torch.float32]
     assert torch.equal(y, y_ref)
     assert torch.equal(torch.autograd.grad(y, x, gy)[0], ref)
+
+
+@pytest.mark.parametrize("learn_delay", [False, True])
+def test_delayed_connection_with_batchnorm(learn_delay, fused_calls):
+    """Per-synapse delays (fixed or learnable) before a 1-d batch norm: the fused network's gradients (delays
+    included) and running statistics match the unfused one's."""
+    results = []
+    for fuse in (True, False):
+        dispatch.FUSE_BN = fuse
+        try:
+            torch.manual_seed(0)
+            net = spaic.Network(dt=1.0)
+            net.inp = spaic.Encoder(shape=(12,), coding="direct")
+            net.out = spaic.NeuronGroup(8, model="lif", tau=4.0)
+            net.c = spaic.Connection(net.inp, net.out, link_type="full", syn_type=["basic", "batchnorm"],
+                                     max_delay=3.0, learn_delay=learn_delay)
+            x = torch.rand(6, 5, 12, generator=torch.Generator().manual_seed(1)) * 2
+            out = net(x)
+            (out * torch.linspace(-1, 1, 8)).sum().backward()
+        finally:
+            dispatch.FUSE_BN = True
+        results.append((out.detach(), {n: p.grad for n, p in net.named_parameters() if p.grad is not None},
+                        {n: b.clone() for n, b in net.named_buffers()}))
+    assert len(fused_calls) == 1
+    (out, grads, bufs), (out_ref, grads_ref, bufs_ref) = results
+    assert torch.equal(out, out_ref)
+    assert grads.keys() == grads_ref.keys() and len(grads) >= 3 + learn_delay
+    for name, g in grads_ref.items():
+        _close(grads[name], g, rtol=1e-4)
+    for name, b in bufs_ref.items():
+        _close(bufs[name].double(), b.double(), rtol=1e-5)
