@@ -16,7 +16,7 @@ from .checks import real_number, real_tensor
 from .delays import DelayLine, with_history
 from .links import LINKS, Link, LinkContext
 from .spike_ops import compact_spikes, rows_of
-from .synapses import SYNAPSES, Synapse
+from .synapses import SYNAPSES, BatchNorm, Synapse
 
 __all__ = ["Connection", "PRE_VAR_NAMES", "POST_VAR_NAMES", "CONNECTION_PARAMS"]
 
@@ -406,13 +406,22 @@ class Connection(nn.Module):
         return self.delay_line.history_steps(self.delay, self.training)
 
     # ---- forward -------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, history: Optional[torch.Tensor] = None) -> torch.Tensor:
+    @property
+    def trailing_norm(self) -> Optional[nn.Module]:
+        """The batch norm module (``torch.nn.BatchNorm*``) of a chain that ends with ``'batchnorm'`` after the weight
+        op, else ``None``: the network may hand it to the post group's neuron, which fuses it into its kernel."""
+        last = self.synapses[-1]
+        return last.bn if isinstance(last, BatchNorm) and len(self.synapses) - 1 > self.weight_index else None
+
+    def forward(self, x: torch.Tensor, history: Optional[torch.Tensor] = None,
+                skip_trailing_norm: bool = False) -> torch.Tensor:
         """Synaptic input to ``post``.
 
         Args:
             x: presynaptic values ``[T, B, *pre.shape]``, or one step ``[B, *pre.shape]``.
             history: ``[H, B, *pre.shape]``, the presynaptic values of the ``H`` steps before ``x[0]``
                 (zeros when ``None``; only the last :attr:`history_steps` are used).
+            skip_trailing_norm: leave out the final batch norm (:attr:`trailing_norm`; the caller applies it).
 
         Returns:
             ``[T, B, *post.shape]`` (``[B, *post.shape]`` for a one-step input); step ``t`` is computed
@@ -460,7 +469,10 @@ class Connection(nn.Module):
                                   link.expand_delay)
         if self.bias is not None:
             y = link.add_bias(y.reshape(T * B, *y.shape[2:]), self.bias).reshape(y.shape)
-        for op in self.synapses[wi + 1:]:
+        tail = self.synapses[wi + 1:]
+        if skip_trailing_norm and self.trailing_norm is not None:
+            tail = tail[:-1]
+        for op in tail:
             y = op(y)
         y = y.reshape(T, B, *self.post.shape)
         return y[0] if single else y

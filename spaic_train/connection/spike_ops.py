@@ -7,7 +7,8 @@ is exact (0 and 1 are representable), and backward calls the same kernels autogr
 (``mm`` / ``aten.convolution_backward``) on the same values, so the gradients equal the plain ops' bit for bit
 (tests/test_spike_storage.py).  :class:`SpikeMaxPool2d` goes further: autograd's max pooling keeps its float
 input and int64 argmax indices (6 bytes per input spike for a 2x2 pool); it keeps the bits only and
-recomputes the indices in backward with the same kernel (recomputing is cheaper than storing them).
+recomputes the indices in backward with the same kernel (recomputing is cheaper than storing them).  It also runs
+with compaction off, on the float input (4 bytes per value, no indices).
 
 :func:`compact_spikes` decides, per connection call, whether the presynaptic input is binary: one pass
 over it, only while autograd records (inference runs the plain ops).
@@ -114,7 +115,8 @@ def spike_conv2d(x: torch.Tensor, bits: Optional[torch.Tensor], weight: torch.Te
 
 
 class SpikeMaxPool2d(torch.autograd.Function):
-    """``F.max_pool2d`` saving only the spike input as ``bits``; backward recomputes the argmax indices."""
+    """``F.max_pool2d`` saving only its input (``bits``: the spike input as bool, or the float input itself) and no
+    int64 argmax indices; backward recomputes the indices from it."""
 
     @staticmethod
     def forward(ctx, x, bits, kernel_size, stride, padding):  # type: ignore[override]
@@ -134,12 +136,15 @@ class SpikeMaxPool2d(torch.autograd.Function):
 
 
 def spike_max_pool2d(x: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:
-    """``F.max_pool2d(x, ...)`` (4-d ``x``); a spike input that needs a gradient is saved as bits only."""
-    bits = compact_spikes(x) if x.requires_grad else None
-    if bits is None:
+    """``F.max_pool2d(x, ...)`` (4-d ``x``) that keeps no argmax indices for backward (autograd's keeps them as int64:
+    2 bytes per input value for a 2x2 pool, on top of the float input); a spike input is kept as bits only when
+    compaction is on.  Recomputing the indices costs one pooling pass in backward, always on (not under
+    ``torch.compile``, which plans its own saved tensors)."""
+    if not (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling():
         return F.max_pool2d(x, kernel_size, stride, padding)
-    y = SpikeMaxPool2d.apply(x, bits, kernel_size, stride, padding)
-    if y.storage_offset() == 0 and y.untyped_storage().nbytes() == y.numel() * y.element_size():
+    bits = compact_spikes(x)
+    y = SpikeMaxPool2d.apply(x, x if bits is None else bits, kernel_size, stride, padding)
+    if bits is not None and y.storage_offset() == 0 and y.untyped_storage().nbytes() == y.numel() * y.element_size():
         # the max of spikes is a spike: its bytes, for the weight op that comes next (one pass over the output)
         spike_bits.remember(y, y != 0)
     return y

@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..assembly import NeuronGroup
 from ..connection.delays import step_history, trailing_history
+from ..neurons.kernels import dispatch as kernel_dispatch
 from .plan import Plan
 from .schedule import Stage
 
@@ -148,9 +149,29 @@ class Runner:
         a = self.plan.edges[k][0]
         return c(records[a][c.pre_var_name], history=_history(carry, a, c.pre_var_name))
 
+    def _fusable_norm_input(self, v: int) -> Optional[int]:
+        """The connection whose trailing batch norm node ``v``'s neuron may fuse: the node's only input, into
+        ``Isyn``, which is not recorded (fusing never materialises the normalised current)."""
+        incoming = self.plan.incoming[v]
+        if not kernel_dispatch.FUSE_BN or len(incoming) != 1 or "Isyn" in self.keep[v]:
+            return None
+        c = self.plan.conns[incoming[0]]
+        return incoming[0] if c.post_var_name == "Isyn" and c.trailing_norm is not None else None
+
     def _run_batched(self, v: int, records: Records, finals: Records, carry, T: int) -> None:
         plan = self.plan
         group = plan.nodes[v]
+        k = self._fusable_norm_input(v)
+        if k is not None:
+            c = plan.conns[k]
+            a = plan.edges[k][0]
+            x = c(records[a][c.pre_var_name], history=_history(carry, a, c.pre_var_name), skip_trailing_norm=True)
+            state = _initial_state(group, v, carry, x[0])
+            O, final, vseq = group.neuron.run_sequence_normed(x, c.trailing_norm, state,
+                                                              return_v="V" in self.keep[v])
+            records[v] = {"O": O} if vseq is None else {"O": O, "V": vseq}
+            finals[v] = final
+            return
         inputs: dict[str, Optional[torch.Tensor]] = {"Isyn": None, "V": None}
         for k in plan.incoming[v]:
             _sum_into(inputs, plan.conns[k].post_var_name, self._conn_input(k, records, carry))

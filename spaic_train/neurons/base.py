@@ -21,9 +21,14 @@ from torch import nn
 from ..registry import Registry
 from ..surrogate import Surrogate, get_surrogate
 
-__all__ = ["NeuronModel", "NEURONS", "build_neuron", "State"]
+__all__ = ["NeuronModel", "NEURONS", "build_neuron", "State", "apply_norm"]
 
 State = dict[str, torch.Tensor]
+
+def apply_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm`` (a batch norm module) on ``x [T, B, C, ...]`` with ``T`` folded into the batch."""
+    return norm(x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])).reshape(x.shape)
+
 
 #: registry of :class:`NeuronModel` subclasses (``'lif'``, ``'if'``, ``'plif'``, ``'alif'``, ``'izhikevich'``,
 #: ``'leaky_integrator'``)
@@ -146,6 +151,13 @@ class NeuronModel(nn.Module):
             empty = I.new_zeros(I.shape)
             return empty, state, (empty if return_v else None)
         return torch.stack(outs), state, (torch.stack(vs) if return_v else None)
+
+    def run_sequence_normed(self, x: torch.Tensor, norm: nn.Module, state: Optional[State] = None,
+                            return_v: bool = False) -> tuple[torch.Tensor, State, Optional[torch.Tensor]]:
+        """:meth:`run_sequence` of ``norm(x)``: a batch norm over dim 2 of ``x [T, B, C, ...]`` with statistics over
+        all ``T·B`` samples (the ``batchnorm`` synapse's semantics).  Models with a fused kernel (``lif`` / ``if``)
+        override it so that the normalised current is never stored; this default normalises, then integrates."""
+        return self.run_sequence(apply_norm(norm, x), state, return_v)
 
     def forward(self, I: torch.Tensor, state: Optional[State] = None):
         """``run_sequence(I, state)`` without the membrane sequence: ``(O, final_state)``."""

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..surrogate import spike
 from .base import NEURONS, NeuronModel, State
-from .kernels.dispatch import lif_sequence
+from .kernels.dispatch import bn_lif_sequence, lif_sequence
 from .kernels.torch_lif import RESET_ALIASES, Beta, integrate
 
 __all__ = ["LIFFamily", "LIF", "IF", "PLIF", "ALIF"]
@@ -136,6 +136,23 @@ class LIFFamily(NeuronModel):
         if adaptive:
             new_state["a"] = aT
         return O, new_state, Vseq
+
+    def run_sequence_normed(self, x: torch.Tensor, norm: nn.Module, state: Optional[State] = None,
+                            return_v: bool = False):
+        """Batch norm ``norm`` then this neuron in one kernel pass where
+        :func:`~spaic_train.neurons.kernels.dispatch.bn_lif_sequence` takes the call (plain ``lif`` / ``if``);
+        otherwise :meth:`NeuronModel.run_sequence_normed` (normalise, then integrate)."""
+        if "a" not in self.state_names:
+            if state is None:
+                state = self.initial_state(x[0] if x.shape[0] else x.new_zeros(x.shape[1:]))
+            beta = self.beta()
+            fused = bn_lif_sequence(x, norm, state["V"], beta, self.v_th, self.v_reset, self.reset, self.surrogate,
+                                    self.detach_reset, return_v,
+                                    drive_scale=1.0 - beta if self.decay_input else 1.0)
+            if fused is not None:
+                O, VT, Vseq = fused
+                return O, {"V": VT}, Vseq
+        return super().run_sequence_normed(x, norm, state, return_v)
 
     def run_sequence_unfused(self, I: torch.Tensor, state: Optional[State] = None, return_v: bool = False):
         """Reference implementation: autograd through a loop over :meth:`step` (slow; for tests)."""

@@ -6,13 +6,14 @@ module             what
 =================  ==================================================================================
 ``dispatch``       the one dispatch point: :func:`lif_sequence` picks the backend of each call
                    (:func:`kernel_supported`, ``SPAIC_TRAIN_C_KERNELS`` / ``SPAIC_TRAIN_NUMBA`` /
-                   ``SPAIC_TRAIN_TRITON``) and
-                   :func:`load_compiled_kernels` loads the compiled ones up front
+                   ``SPAIC_TRAIN_TRITON``), :func:`bn_lif_sequence` fuses a preceding batch norm where it can
+                   (``SPAIC_TRAIN_FUSE_BN``), :func:`load_compiled_kernels` loads the compiled ones up front
 ``torch_lif``      :class:`LIFSequenceFunction` (fused autograd function, any device, every LIF-family
                    model) and the elementwise steps it shares with ``LIFFamily.step``
 ``c_lif``          C CPU kernels for plain LIF / IF (``c_lif.c``, built once per machine, first choice on CPU)
 ``numba_lif``      numba CPU kernels for plain LIF / IF (where no C compiler works; imported on first use)
 ``cpu_common``     what the two CPU backends share: chunk layout, gradient reading, the autograd function
+``numba_bn_lif``   numba CPU kernels for batch norm + plain LIF / IF in one pass (:func:`~.dispatch.bn_lif_sequence`)
 ``triton_lif``     Triton CUDA kernels for plain LIF / IF (imported on first CUDA use)
 ``buffers``        :data:`~.buffers.OUTPUT_BUFFERS`, reuse of large CPU outputs of the CPU kernels
 =================  ==================================================================================
@@ -21,7 +22,15 @@ All backends share one contract: ``(I [T, B, ...], V0, beta, cfg) -> (O, V_T, a_
 equations and the same hand-derived backward; the tests compare them case by case.
 """
 
-from .dispatch import USE_C, USE_NUMBA, USE_TRITON, kernel_supported, lif_sequence, load_compiled_kernels
+from .dispatch import (
+    USE_C,
+    USE_NUMBA,
+    USE_TRITON,
+    bn_lif_sequence,
+    kernel_supported,
+    lif_sequence,
+    load_compiled_kernels,
+)
 from .torch_lif import LIFConfig, LIFSequenceFunction
 
 __all__ = [
@@ -30,6 +39,7 @@ __all__ = [
     "USE_C",
     "USE_NUMBA",
     "USE_TRITON",
+    "bn_lif_sequence",
     "kernel_supported",
     "lif_sequence",
     "load_compiled_kernels",

@@ -1,17 +1,21 @@
-/* C CPU kernels for the plain LIF / IF sequence: forward and BPTT backward over [T, N] float32.
+/* C CPU kernels for the plain LIF / IF sequence, alone or driven through a batch norm: forward and BPTT backward
+ * over [T, N] float32.
  *
- * The same equations, chunking and backward as numba_lif.py (read its docstring first); compiled once per
- * machine by the system C compiler (c_lif.py) and called through ctypes.  Why a second CPU kernel: numba's
- * runtime (LLVM, its typing system) costs ~120 MB of resident memory per process, which for a small network
- * is more than its whole training; this library costs well under 1 MB.
+ * The same equations, chunking and backward as numba_lif.py / numba_bn_lif.py (read their docstrings first);
+ * compiled once per machine by the system C compiler (c_lif.py) and called through ctypes.  Why a second CPU
+ * kernel: numba's runtime (LLVM, its typing system) costs ~120 MB of resident memory per process, which for a
+ * small network is more than its whole training; this library costs well under 1 MB.
  *
- * Threads: the caller asks for `nparts` parts (one per thread); part 0 runs on the calling thread, the
- * others on POSIX threads started for the call (tens of microseconds, negligible against a kernel call).
- * Each neuron is integrated by one thread and there are no sums across neurons: results do not depend on
- * the thread count.
+ * Batch norm (bn_*): the membrane's drive is x * A[c] + B[c] per channel c = (j / inner) % C of neuron j (inner:
+ * the memory stride of the channel dim in neurons), so the normalised current is never stored.
  *
- * Bitwise: the membrane is fmaf(beta, v, I) -- one rounding, as torch's CPU add(c, b, alpha=a) computes it
- * (and the numba kernel's LLVM fma); compile without -ffast-math so no other expression is reassociated.
+ * Threads: the caller asks for `nparts` parts (one per thread); part 0 runs on the calling thread, the others on
+ * POSIX threads started for the call (tens of microseconds, negligible against a kernel call).  Each neuron is
+ * integrated by one thread; per-channel sums are summed per part, then over parts by the caller in a fixed order:
+ * results do not depend on the thread count except through that last float64 sum's grouping.
+ *
+ * Bitwise: the membrane is fmaf(beta, v, drive) -- one rounding, as torch's CPU add(c, b, alpha=a) computes it
+ * (and the numba kernels' LLVM fma); compile without -ffast-math so no other expression is reassociated.
  */
 #include <math.h>
 #include <pthread.h>
@@ -22,22 +26,37 @@
 #define HALF_PI 1.57079632679489661923f
 #define INV_SQRT_2PI 0.39894228040143267794f
 #define INV_SQRT_PI 0.56418958354775628695f
+#define MAX_PARTS 256
 
 enum { GO_NONE = 0, GO_FULL = 1, GO_SCALAR = 2 };
 
 typedef struct {
+    /* the sequence */
     const float *I, *V0;
-    float *O, *VT, *Vseq;
-    unsigned char *bits; /* forward: the spikes again as 0/1 bytes (NULL: not wanted) */
-    int store_v, hard;
-    float beta, v_th, v_reset;
-    const float *gO, *gVT, *gVseq;
-    int go_mode, has_gvt, has_gvseq, detach, sg;
-    float go_scalar, alpha;
-    float *dI, *dV0;
-    float *scratch; /* backward: nparts x (2 T width + 3 width) floats */
     int64_t T, N, width, nparts;
+    float beta, v_th, v_reset;
+    int hard, detach, sg;
+    float alpha;
+    /* forward outputs */
+    float *O, *VT, *Vseq;
+    unsigned char *bits; /* the spikes again as 0/1 bytes (NULL: not wanted) */
+    int store_v;
+    /* backward */
+    const float *gO, *gVT, *gVseq;
+    int go_mode, has_gvt, has_gvseq;
+    float go_scalar;
+    float *dI, *dV0;
+    /* batch norm: per-channel rows (A, B[, mean, invstd[, k2, k3]]) of C floats each; acc: nparts x 2 x C */
+    const float *per_channel;
+    int64_t inner, C;
+    int batch_stats;
+    double *acc;
+    /* per-part scratch, allocated by the calling thread */
+    char *scratch;
+    size_t scratch_per_part;
 } lif_args;
+
+typedef void (*part_fn)(const lif_args *, int64_t);
 
 static void surrogate_row(const float *h, float v_th, float alpha, int sg, float *out, int64_t W) {
     int64_t k;
@@ -65,18 +84,26 @@ static void surrogate_row(const float *h, float v_th, float alpha, int sg, float
     }
 }
 
-/* All T steps of neurons j0 .. j0+W-1 from the membrane v[:W] (left at V_T).  out[t * ostride + k] receives
- * the pre-reset membrane H (write_h) or the spike (and bits[t * N + j0 + k] the spike as a byte, when wanted);
- * Vseq[t * N + j0 + k] the post-reset membrane (store_v). */
-static void integrate_chunk(const lif_args *a, int64_t j0, int64_t W, float *v, float *out, int64_t ostride,
-                            int write_h, int store_v) {
-    unsigned char *bits_out = write_h ? NULL : a->bits;
+/* chan[k]: channel of neuron j0 + k; rows[r * width + k] = per_channel[r * C + chan[k]] for r < nrows. */
+static void channel_rows(const lif_args *a, int64_t j0, int64_t W, int64_t *chan, int nrows, float *rows) {
+    for (int64_t k = 0; k < W; k++) chan[k] = ((j0 + k) / a->inner) % a->C;
+    for (int r = 0; r < nrows; r++)
+        for (int64_t k = 0; k < W; k++) rows[r * a->width + k] = a->per_channel[r * a->C + chan[k]];
+}
+
+/* All T steps of neurons j0 .. j0+W-1 from the membrane v[:W] (left at V_T); the drive is I (A == NULL) or
+ * I * A + B.  out[t * ostride + k] receives the pre-reset membrane H (write_h) or the spike (and, forward,
+ * bits[t * N + j0 + k] the spike as a byte when wanted); Vseq[t * N + j0 + k] the post-reset membrane (store_v). */
+static void integrate_chunk(const lif_args *a, int64_t j0, int64_t W, const float *A, const float *B, float *v,
+                            float *out, int64_t ostride, int write_h, int store_v) {
     const float beta = a->beta, v_th = a->v_th, v_reset = a->v_reset;
+    unsigned char *bits_out = write_h ? NULL : a->bits;
     for (int64_t t = 0; t < a->T; t++) {
         const float *It = a->I + t * a->N + j0;
         float *Ot = out + t * ostride;
         for (int64_t k = 0; k < W; k++) {
-            float h = fmaf(beta, v[k], It[k]);
+            float drive = A ? fmaf(It[k], A[k], B[k]) : It[k];
+            float h = fmaf(beta, v[k], drive);
             int s = h >= v_th;
             Ot[k] = write_h ? h : (s ? 1.0f : 0.0f);
             if (bits_out) bits_out[t * a->N + j0 + k] = (unsigned char)s;
@@ -87,92 +114,186 @@ static void integrate_chunk(const lif_args *a, int64_t j0, int64_t W, float *v, 
     }
 }
 
-typedef struct { const lif_args *a; int64_t part; int backward; } part_job;
+/* One step back: out[k] = dL/dI[t] (dL/d drive); u becomes beta * out.  X = kS S + g' (kH (H - v_reset) + kT):
+ * S + (H - v_reset) g' (hard), S (hard, detached), v_th g' (soft), 0 (soft, detached). */
+static void bptt_row(const lif_args *a, const float *Ht, const float *Gt, const float *gOt, float *u, float *out,
+                     int64_t W) {
+    const float kS = a->hard ? 1.0f : 0.0f, kH = (a->hard && !a->detach) ? 1.0f : 0.0f;
+    const float kT = (!a->hard && !a->detach) ? a->v_th : 0.0f, beta = a->beta, v_th = a->v_th;
+    const float v_reset = a->v_reset;
+    for (int64_t k = 0; k < W; k++) {
+        float h = Ht[k], d = Gt[k];
+        float spiked = h >= v_th ? 1.0f : 0.0f;
+        float dh = u[k] * (1.0f - kS * spiked - d * (kH * (h - v_reset) + kT)) + gOt[k] * d;
+        out[k] = dh;
+        u[k] = beta * dh;
+    }
+}
 
-static void forward_part(const lif_args *a, int64_t p) {
+/* [first, end) chunks of part p */
+static void part_chunks(const lif_args *a, int64_t p, int64_t *first, int64_t *end) {
     int64_t nchunks = (a->N + a->width - 1) / a->width, per = (nchunks + a->nparts - 1) / a->nparts;
-    float *v = a->scratch + p * a->width;
-    int64_t cend = (p + 1) * per < nchunks ? (p + 1) * per : nchunks;
-    for (int64_t c = p * per; c < cend; c++) {
-        int64_t j0 = c * a->width, W = (a->N < j0 + a->width ? a->N : j0 + a->width) - j0;
+    *first = p * per;
+    *end = (p + 1) * per < nchunks ? (p + 1) * per : nchunks;
+}
+
+static int64_t chunk_width(const lif_args *a, int64_t j0) {
+    return (a->N < j0 + a->width ? a->N : j0 + a->width) - j0;
+}
+
+/* forward: O (and bits, Vseq), VT; with per_channel (rows A, B) the batch-norm drive */
+static void forward_part(const lif_args *a, int64_t p) {
+    float *base = (float *)(a->scratch + p * a->scratch_per_part);
+    float *v = base, *A = NULL, *B = NULL;
+    int64_t *chan = (int64_t *)(base + 3 * a->width);
+    if (a->per_channel) { A = base + a->width; B = base + 2 * a->width; }
+    int64_t c0, c1;
+    part_chunks(a, p, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t j0 = c * a->width, W = chunk_width(a, j0);
+        if (a->per_channel) channel_rows(a, j0, W, chan, 2, A);
         memcpy(v, a->V0 + j0, (size_t)W * sizeof(float));
-        integrate_chunk(a, j0, W, v, a->O + j0, a->N, 0, a->store_v);
+        integrate_chunk(a, j0, W, A, B, v, a->O + j0, a->N, 0, a->store_v);
         memcpy(a->VT + j0, v, (size_t)W * sizeof(float));
     }
 }
 
-/* u = dL/dV[t]: dI[t] = gO[t] g' + u (1 - X), u[t-1] = gVseq[t-1] + beta dI[t] with X = kS S + g' (kH (H - v_reset)
- * + kT): S + (H - v_reset) g' (hard), S (hard, detached), v_th g' (soft), 0 (soft, detached). */
+/* backward: dI (dX), dV0; with per_channel (rows A, B, mean, invstd) also acc[p][0 / 1][c]: sums of dL/d drive
+ * and dL/d drive * x_hat, and dX = dL/d drive (batch_stats: the caller's bn_input_grad finishes it) or A dL/d drive */
 static void backward_part(const lif_args *a, int64_t p) {
     const int64_t T = a->T, N = a->N, width = a->width;
-    const float kS = a->hard ? 1.0f : 0.0f, kH = (a->hard && !a->detach) ? 1.0f : 0.0f;
-    const float kT = (!a->hard && !a->detach) ? a->v_th : 0.0f, beta = a->beta, v_th = a->v_th;
-    float *base = a->scratch + p * (2 * T * width + 3 * width);
+    float *base = (float *)(a->scratch + p * a->scratch_per_part);
     float *H = base, *G = base + T * width, *v = base + 2 * T * width, *u = v + width, *go_row = u + width;
+    float *D = go_row + width, *rows = D + width; /* rows: A, B, mean, invstd */
+    double *sd = (double *)(rows + 4 * width), *sdx = sd + width;
+    int64_t *chan = (int64_t *)(sdx + width);
+    const int bn = a->per_channel != NULL;
+    const float *A = bn ? rows : NULL, *B = bn ? rows + width : NULL, *M = rows + 2 * width, *R = rows + 3 * width;
+    double *acc = bn ? a->acc + p * 2 * a->C : NULL;
     for (int64_t k = 0; k < width; k++) go_row[k] = a->go_mode == GO_SCALAR ? a->go_scalar : 0.0f;
-    int64_t nchunks = (N + width - 1) / width, per = (nchunks + a->nparts - 1) / a->nparts;
-    int64_t cend = (p + 1) * per < nchunks ? (p + 1) * per : nchunks;
-    for (int64_t c = p * per; c < cend; c++) {
-        int64_t j0 = c * width, W = (N < j0 + width ? N : j0 + width) - j0;
+    if (bn) for (int64_t c = 0; c < 2 * a->C; c++) acc[c] = 0.0;
+    int64_t c0, c1;
+    part_chunks(a, p, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t j0 = c * width, W = chunk_width(a, j0);
+        if (bn) {
+            channel_rows(a, j0, W, chan, 4, rows);
+            for (int64_t k = 0; k < W; k++) sd[k] = sdx[k] = 0.0;
+        }
         memcpy(v, a->V0 + j0, (size_t)W * sizeof(float));
-        integrate_chunk(a, j0, W, v, H, width, 1, 0);
-        for (int64_t t = 0; t < T; t++) surrogate_row(H + t * width, v_th, a->alpha, a->sg, G + t * width, W);
+        integrate_chunk(a, j0, W, A, B, v, H, width, 1, 0);
+        for (int64_t t = 0; t < T; t++) surrogate_row(H + t * width, a->v_th, a->alpha, a->sg, G + t * width, W);
         for (int64_t k = 0; k < W; k++) u[k] = a->has_gvt ? a->gVT[j0 + k] : 0.0f;
         for (int64_t t = T - 1; t >= 0; t--) {
             if (a->has_gvseq) {
                 const float *gv = a->gVseq + t * N + j0;
                 for (int64_t k = 0; k < W; k++) u[k] += gv[k];
             }
-            const float *Ht = H + t * width, *Gt = G + t * width;
             const float *gOt = a->go_mode == GO_FULL ? a->gO + t * N + j0 : go_row;
             float *dIt = a->dI + t * N + j0;
+            if (!bn) {
+                bptt_row(a, H + t * width, G + t * width, gOt, u, dIt, W);
+                continue;
+            }
+            bptt_row(a, H + t * width, G + t * width, gOt, u, D, W);
+            const float *Xt = a->I + t * N + j0;
             for (int64_t k = 0; k < W; k++) {
-                float h = Ht[k], d = Gt[k];
-                float spiked = h >= v_th ? 1.0f : 0.0f;
-                float dh = u[k] * (1.0f - kS * spiked - d * (kH * (h - a->v_reset) + kT)) + gOt[k] * d;
-                dIt[k] = dh;
-                u[k] = beta * dh;
+                float dh = D[k];
+                dIt[k] = a->batch_stats ? dh : A[k] * dh;
+                sd[k] += dh;
+                sdx[k] += dh * ((Xt[k] - M[k]) * R[k]);
             }
         }
         memcpy(a->dV0 + j0, u, (size_t)W * sizeof(float));
+        if (bn)
+            for (int64_t k = 0; k < W; k++) { acc[chan[k]] += sd[k]; acc[a->C + chan[k]] += sdx[k]; }
     }
 }
 
-static void *run_part(void *arg) {
+/* acc[p][0 / 1][c]: part p's sums of x and x^2 over channel c (float64) */
+static void stats_part(const lif_args *a, int64_t p) {
+    double *base = (double *)(a->scratch + p * a->scratch_per_part);
+    double *s = base, *q = base + a->width, *acc = a->acc + p * 2 * a->C;
+    for (int64_t c = 0; c < 2 * a->C; c++) acc[c] = 0.0;
+    int64_t c0, c1;
+    part_chunks(a, p, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t j0 = c * a->width, W = chunk_width(a, j0);
+        for (int64_t k = 0; k < W; k++) s[k] = q[k] = 0.0;
+        for (int64_t t = 0; t < a->T; t++) {
+            const float *Xt = a->I + t * a->N + j0;
+            for (int64_t k = 0; k < W; k++) { double x = (double)Xt[k]; s[k] += x; q[k] += x * x; }
+        }
+        for (int64_t k = 0; k < W; k++) {
+            int64_t ch = ((j0 + k) / a->inner) % a->C;
+            acc[ch] += s[k];
+            acc[a->C + ch] += q[k];
+        }
+    }
+}
+
+/* in place: dX = A (dX - k2 - x_hat k3), x_hat = (X - mean) invstd; per_channel rows: A, mean, invstd, k2, k3 */
+static void input_grad_part(const lif_args *a, int64_t p) {
+    float *rows = (float *)(a->scratch + p * a->scratch_per_part);
+    int64_t *chan = (int64_t *)(rows + 5 * a->width);
+    const float *A = rows, *M = rows + a->width, *R = rows + 2 * a->width, *K2 = rows + 3 * a->width;
+    const float *K3 = rows + 4 * a->width;
+    int64_t c0, c1;
+    part_chunks(a, p, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t j0 = c * a->width, W = chunk_width(a, j0);
+        channel_rows(a, j0, W, chan, 5, rows);
+        for (int64_t t = 0; t < a->T; t++) {
+            const float *Xt = a->I + t * a->N + j0;
+            float *dXt = a->dI + t * a->N + j0;
+            for (int64_t k = 0; k < W; k++) dXt[k] = A[k] * (dXt[k] - K2[k] - (Xt[k] - M[k]) * R[k] * K3[k]);
+        }
+    }
+}
+
+typedef struct { const lif_args *a; int64_t part; part_fn fn; } part_job;
+
+static void *run_job(void *arg) {
     part_job *job = (part_job *)arg;
-    if (job->backward) backward_part(job->a, job->part);
-    else forward_part(job->a, job->part);
+    job->fn(job->a, job->part);
     return NULL;
 }
 
-/* Runs parts 1..nparts-1 on new threads and part 0 here; a thread that cannot start runs here too. */
-static void run_parts(const lif_args *a, int backward) {
-    int64_t n = a->nparts;
-    pthread_t threads[256];
-    part_job jobs[256];
-    int started[256];
-    if (n > 256) n = 256;
-    for (int64_t p = 0; p < n; p++) { jobs[p].a = a; jobs[p].part = p; jobs[p].backward = backward; started[p] = 0; }
-    for (int64_t p = 1; p < n; p++) started[p] = pthread_create(&threads[p], NULL, run_part, &jobs[p]) == 0;
-    run_part(&jobs[0]);
+/* Allocates each part's scratch (here, in the calling thread: per-thread malloc arenas would keep their pages),
+ * runs parts 1..nparts-1 on new threads and part 0 here (a thread that cannot start runs here too).
+ * Returns 0, or 1 when the scratch could not be allocated. */
+static int run_parts(lif_args *a, part_fn fn, size_t scratch_per_part) {
+    int64_t n = a->nparts < MAX_PARTS ? a->nparts : MAX_PARTS;
+    pthread_t threads[MAX_PARTS];
+    part_job jobs[MAX_PARTS];
+    int started[MAX_PARTS];
+    a->nparts = n;
+    a->scratch_per_part = (scratch_per_part + 63) / 64 * 64;
+    a->scratch = (char *)malloc(a->scratch_per_part * (size_t)n);
+    if (!a->scratch) return 1;
+    for (int64_t p = 0; p < n; p++) { jobs[p].a = a; jobs[p].part = p; jobs[p].fn = fn; started[p] = 0; }
+    for (int64_t p = 1; p < n; p++) started[p] = pthread_create(&threads[p], NULL, run_job, &jobs[p]) == 0;
+    run_job(&jobs[0]);
     for (int64_t p = 1; p < n; p++) {
         if (started[p]) pthread_join(threads[p], NULL);
-        else run_part(&jobs[p]);
+        else run_job(&jobs[p]);
     }
+    free(a->scratch);
+    return 0;
 }
 
-/* Returns 0 on success, 1 when the scratch could not be allocated. */
+static size_t forward_scratch(int64_t width) { return (size_t)width * (3 * sizeof(float) + sizeof(int64_t)); }
+
+static size_t backward_scratch(int64_t T, int64_t width) {
+    return (size_t)width * ((2 * T + 8) * sizeof(float) + 2 * sizeof(double) + sizeof(int64_t));
+}
+
 int lif_forward(const float *I, const float *V0, float *O, unsigned char *bits, float *VT, float *Vseq, int store_v,
                 float beta, float v_th, float v_reset, int hard, int64_t T, int64_t N, int64_t width, int64_t nparts) {
     lif_args a = {0};
     a.I = I; a.V0 = V0; a.O = O; a.bits = bits; a.VT = VT; a.Vseq = Vseq; a.store_v = store_v; a.beta = beta;
-    a.v_th = v_th;
-    a.v_reset = v_reset; a.hard = hard; a.T = T; a.N = N; a.width = width; a.nparts = nparts;
-    a.scratch = (float *)malloc((size_t)(nparts * width) * sizeof(float));
-    if (!a.scratch) return 1;
-    run_parts(&a, 0);
-    free(a.scratch);
-    return 0;
+    a.v_th = v_th; a.v_reset = v_reset; a.hard = hard; a.T = T; a.N = N; a.width = width; a.nparts = nparts;
+    return run_parts(&a, forward_part, forward_scratch(width));
 }
 
 int lif_backward(const float *I, const float *V0, const float *gO, int go_mode, float go_scalar, const float *gVT,
@@ -184,9 +305,48 @@ int lif_backward(const float *I, const float *V0, const float *gO, int go_mode, 
     a.gVseq = gVseq; a.has_gvseq = has_gvseq; a.dI = dI; a.dV0 = dV0; a.beta = beta; a.v_th = v_th;
     a.v_reset = v_reset; a.alpha = alpha; a.sg = sg; a.hard = hard; a.detach = detach; a.T = T; a.N = N;
     a.width = width; a.nparts = nparts;
-    a.scratch = (float *)malloc((size_t)(nparts * (2 * T * width + 3 * width)) * sizeof(float));
-    if (!a.scratch) return 1;
-    run_parts(&a, 1);
-    free(a.scratch);
-    return 0;
+    return run_parts(&a, backward_part, backward_scratch(T, width));
+}
+
+/* acc: nparts x 2 x C float64 (sums of x, x^2 per part and channel) */
+int bn_stats(const float *X, int64_t inner, int64_t C, double *acc, int64_t T, int64_t N, int64_t width,
+             int64_t nparts) {
+    lif_args a = {0};
+    a.I = X; a.inner = inner; a.C = C; a.acc = acc; a.T = T; a.N = N; a.width = width; a.nparts = nparts;
+    return run_parts(&a, stats_part, (size_t)width * 2 * sizeof(double));
+}
+
+/* affine: rows A, B (C floats each) */
+int bn_lif_forward(const float *X, const float *V0, const float *affine, int64_t inner, int64_t C, float *O,
+                   unsigned char *bits, float *VT, float *Vseq, int store_v, float beta, float v_th, float v_reset,
+                   int hard, int64_t T, int64_t N, int64_t width, int64_t nparts) {
+    lif_args a = {0};
+    a.I = X; a.V0 = V0; a.per_channel = affine; a.inner = inner; a.C = C; a.O = O; a.bits = bits; a.VT = VT;
+    a.Vseq = Vseq; a.store_v = store_v; a.beta = beta; a.v_th = v_th; a.v_reset = v_reset; a.hard = hard;
+    a.T = T; a.N = N; a.width = width; a.nparts = nparts;
+    return run_parts(&a, forward_part, forward_scratch(width));
+}
+
+/* per_channel: rows A, B, mean, invstd; acc: nparts x 2 x C float64 (sums of dL/d drive and dL/d drive * x_hat) */
+int bn_lif_backward(const float *X, const float *V0, const float *per_channel, int64_t inner, int64_t C,
+                    const float *gO, int go_mode, float go_scalar, const float *gVT, int has_gvt, const float *gVseq,
+                    int has_gvseq, float *dX, float *dV0, double *acc, int batch_stats, float beta, float v_th,
+                    float v_reset, float alpha, int sg, int hard, int detach, int64_t T, int64_t N, int64_t width,
+                    int64_t nparts) {
+    lif_args a = {0};
+    a.I = X; a.V0 = V0; a.per_channel = per_channel; a.inner = inner; a.C = C; a.gO = gO; a.go_mode = go_mode;
+    a.go_scalar = go_scalar; a.gVT = gVT; a.has_gvt = has_gvt; a.gVseq = gVseq; a.has_gvseq = has_gvseq; a.dI = dX;
+    a.dV0 = dV0; a.acc = acc; a.batch_stats = batch_stats; a.beta = beta; a.v_th = v_th; a.v_reset = v_reset;
+    a.alpha = alpha; a.sg = sg; a.hard = hard; a.detach = detach; a.T = T; a.N = N; a.width = width;
+    a.nparts = nparts;
+    return run_parts(&a, backward_part, backward_scratch(T, width));
+}
+
+/* per_channel: rows A, mean, invstd, k2, k3 */
+int bn_input_grad(const float *X, float *dX, const float *per_channel, int64_t inner, int64_t C, int64_t T,
+                  int64_t N, int64_t width, int64_t nparts) {
+    lif_args a = {0};
+    a.I = X; a.dI = dX; a.per_channel = per_channel; a.inner = inner; a.C = C; a.T = T; a.N = N; a.width = width;
+    a.nparts = nparts;
+    return run_parts(&a, input_grad_part, (size_t)width * (5 * sizeof(float) + sizeof(int64_t)));
 }

@@ -131,7 +131,15 @@ def _load() -> ctypes.CDLL:
                                 _i64]
     lib.lif_backward.argtypes = [_ptr, _ptr, _ptr, _i32, _f32, _ptr, _i32, _ptr, _i32, _ptr, _ptr, _f32, _f32, _f32,
                                  _f32, _i32, _i32, _i32, _i64, _i64, _i64, _i64]
-    lib.lif_forward.restype = lib.lif_backward.restype = _i32
+    lib.bn_stats.argtypes = [_ptr, _i64, _i64, _ptr, _i64, _i64, _i64, _i64]
+    lib.bn_lif_forward.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _i32, _f32, _f32, _f32, _i32,
+                                   _i64, _i64, _i64, _i64]
+    lib.bn_lif_backward.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _ptr, _i32, _f32, _ptr, _i32, _ptr, _i32, _ptr,
+                                    _ptr, _ptr, _i32, _f32, _f32, _f32, _f32, _i32, _i32, _i32, _i64, _i64, _i64, _i64]
+    lib.bn_input_grad.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _i64]
+    for fn in (lib.lif_forward, lib.lif_backward, lib.bn_stats, lib.bn_lif_forward, lib.bn_lif_backward,
+               lib.bn_input_grad):
+        fn.restype = _i32
     return lib
 
 
@@ -189,6 +197,48 @@ def lif_backward(I: torch.Tensor, V0: torch.Tensor, gO, gVT, gVseq, beta: float,
                              bool(hard), bool(detach), T, N, width, nparts))
     return dI, dV0
 
+
+# ---------------------------------------------------------------------------- batch norm + LIF (:mod:`.bn_lif`)
+def _bn_channel_sums(X: torch.Tensor, inner: int, C: int) -> torch.Tensor:
+    T, N = X.shape
+    width, nparts = chunk_layout(T, N, torch.get_num_threads(), scratch=False)
+    acc = torch.zeros(nparts, 2, C, dtype=torch.float64)
+    _check(_library().bn_stats(X.data_ptr(), inner, C, acc.data_ptr(), T, N, width, nparts))
+    return acc.sum(0)
+
+
+def _bn_forward(X, V0, affine, inner, C, O, bits, VT, Vseq, beta, v_th, v_reset, hard) -> None:
+    T, N = X.shape
+    width, nparts = chunk_layout(T, N, torch.get_num_threads(), scratch=False)
+    _check(_library().bn_lif_forward(X.data_ptr(), V0.data_ptr(), affine.data_ptr(), inner, C, O.data_ptr(),
+                                     _addr(bits), VT.data_ptr(), _addr(Vseq), Vseq is not None, beta, v_th, v_reset,
+                                     bool(hard), T, N, width, nparts))
+
+
+def _bn_backward(X, V0, per_channel, inner, C, gO, gVT, gVseq, dX, dV0, batch_stats, beta, cfg) -> torch.Tensor:
+    T, N = X.shape
+    go_mode, go_scalar, go = incoming_spike_grad(gO)
+    gVT = None if gVT is None else gVT.contiguous()
+    gVseq = None if gVseq is None else gVseq.contiguous()
+    width, nparts = chunk_layout(T, N, torch.get_num_threads(), scratch=True)
+    acc = torch.zeros(nparts, 2, C, dtype=torch.float64)
+    _check(_library().bn_lif_backward(
+        X.data_ptr(), V0.data_ptr(), per_channel.data_ptr(), inner, C, _addr(go), go_mode, go_scalar, _addr(gVT),
+        gVT is not None, _addr(gVseq), gVseq is not None, dX.data_ptr(), dV0.data_ptr(), acc.data_ptr(),
+        bool(batch_stats), beta, cfg.v_th, cfg.v_reset, float(cfg.sg.alpha), KERNEL_SURROGATE_IDS[type(cfg.sg)],
+        bool(cfg.hard), bool(cfg.detach), T, N, width, nparts))
+    return acc.sum(0)
+
+
+def _bn_input_grad(X, dX, rows, inner, C) -> None:
+    T, N = X.shape
+    width, nparts = chunk_layout(T, N, torch.get_num_threads(), scratch=False)
+    _check(_library().bn_input_grad(X.data_ptr(), dX.data_ptr(), rows.data_ptr(), inner, C, T, N, width, nparts))
+
+
+#: this module's :class:`~.bn_lif.BNLIFKernels`
+BN_KERNELS = SimpleNamespace(writes_bits=True, channel_sums=_bn_channel_sums, forward=_bn_forward,
+                             backward=_bn_backward, input_grad=_bn_input_grad)
 
 #: this module's :class:`~.cpu_common.LIFKernelPair`
 KERNEL_PAIR = SimpleNamespace(lif_forward=lif_forward, lif_backward=lif_backward)

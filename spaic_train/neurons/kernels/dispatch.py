@@ -10,21 +10,29 @@ Everything else (``plif``, ``alif``, float64, custom surrogates) uses the torch 
 :class:`~.torch_lif.LIFSequenceFunction`.  Compiled backends are imported on first use only.  Switch them off
 with the environment variables ``SPAIC_TRAIN_C_KERNELS=0`` / ``SPAIC_TRAIN_NUMBA=0`` / ``SPAIC_TRAIN_TRITON=0``
 (read at import) or by setting :data:`USE_C` / :data:`USE_NUMBA` / :data:`USE_TRITON` to ``False``.
+
+:func:`bn_lif_sequence` is the same point for a batch norm followed by a LIF / IF neuron: a CPU call that
+qualifies runs batch norm and the neuron in one compiled pass (the normalised current is never stored); any
+other returns ``None`` and the caller normalises, then integrates.  ``SPAIC_TRAIN_FUSE_BN=0`` (or
+:data:`FUSE_BN` ``= False``) turns it off.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Union
 
 import torch
 
 from ...surrogate import KERNEL_SURROGATE_IDS, Surrogate, get_surrogate
+from . import bn_lif
 from .torch_lif import RESET_ALIASES, Beta, LIFConfig, LIFSequenceFunction
 
-__all__ = ["USE_C", "USE_NUMBA", "USE_TRITON", "kernel_supported", "lif_sequence", "load_compiled_kernels"]
+__all__ = ["FUSE_BN", "USE_C", "USE_NUMBA", "USE_TRITON", "BatchNormLike", "bn_lif_sequence", "kernel_supported",
+           "lif_sequence", "load_compiled_kernels"]
 
 
 def _env_flag(name: str) -> bool:
@@ -37,6 +45,8 @@ USE_C = _env_flag("SPAIC_TRAIN_C_KERNELS")
 USE_NUMBA = _env_flag("SPAIC_TRAIN_NUMBA")
 #: use the Triton kernels for supported CUDA calls (see the module docstring)
 USE_TRITON = _env_flag("SPAIC_TRAIN_TRITON")
+#: fuse a batch norm into the compiled LIF kernels (:func:`bn_lif_sequence`)
+FUSE_BN = _env_flag("SPAIC_TRAIN_FUSE_BN")
 
 # kernel modules by backend name once loaded; False when missing or failing on this machine
 _kernel_mods: dict[str, Any] = {}
@@ -106,6 +116,20 @@ def _kernels(device_type: str):
         if mod is not None:
             return mod
     return None
+
+
+def _bn_kernels():
+    """The batch norm + LIF passes of the CPU backend in charge (:func:`_kernels`), or ``None`` without one."""
+    mod = _kernels("cpu")
+    if mod is None:
+        return None
+    if mod is _kernel_mods.get("c"):
+        from . import c_lif
+
+        return c_lif.BN_KERNELS
+    from . import numba_bn_lif  # numba is imported on first use only (the module docstring)
+
+    return numba_bn_lif.KERNELS
 
 
 def load_compiled_kernels(device: Union[str, torch.device] = "cpu") -> bool:
@@ -207,3 +231,86 @@ def lif_sequence(
         if kernels is not None:
             return kernels.lif_sequence(I, V0, beta, cfg)
     return LIFSequenceFunction.apply(I, V0.contiguous(), None if a0 is None else a0.contiguous(), beta, cfg)
+
+
+class BatchNormLike(Protocol):
+    """What :func:`bn_lif_sequence` reads of a batch norm (``torch.nn.BatchNorm1d/2d/3d`` satisfy it)."""
+
+    weight: Optional[torch.Tensor]
+    bias: Optional[torch.Tensor]
+    running_mean: Optional[torch.Tensor]
+    running_var: Optional[torch.Tensor]
+    num_batches_tracked: Optional[torch.Tensor]
+    eps: float
+    momentum: Optional[float]
+    training: bool
+    track_running_stats: bool
+
+
+def _fusable_norm(norm: BatchNormLike, count: int) -> bool:
+    """A plain ``torch.nn.BatchNorm1d/2d/3d`` (not a subclass such as ``SyncBatchNorm``, whose statistics span
+    processes) with float32 parameters and statistics, no hooks on the module (they would not see the skipped call),
+    and more than one value per channel in training (else the unfused batch norm raises its own error)."""
+    if type(norm) not in (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d):
+        return False
+    tensors = [t for t in (norm.weight, norm.bias, norm.running_mean, norm.running_var) if t is not None]
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+        return False
+    if isinstance(norm, torch.nn.Module) and (norm._forward_hooks or norm._forward_pre_hooks):
+        return False
+    return count > 1 or not (norm.training or norm.running_mean is None)
+
+
+def bn_lif_sequence(
+    x: torch.Tensor,
+    norm: BatchNormLike,
+    V0: torch.Tensor,
+    beta: Beta,
+    v_th: float = 1.0,
+    v_reset: float = 0.0,
+    reset: str = "hard",
+    surrogate: Optional[Surrogate] = None,
+    detach_reset: bool = False,
+    return_v: bool = False,
+    drive_scale: float = 1.0,
+):
+    """Batch norm over dim 2 of ``x [T, B, C, ...]`` (statistics over all ``T·B·...`` values of a channel, as the
+    ``batchnorm`` synapse), times ``drive_scale``, into a plain LIF / IF neuron, fused (module docstring).
+
+    ``norm``'s running statistics (and ``num_batches_tracked``) are updated as its own call would.  Returns
+    ``(O, V_T, V_seq or None)``, or ``None`` when the call does not qualify (the caller then runs
+    ``norm`` and :func:`lif_sequence`): a float32 CPU ``x`` (contiguous or channels-last), a call that
+    :func:`kernel_supported` accepts, and a float32 batch norm without hooks.
+    """
+    if not (FUSE_BN and x.device.type == "cpu" and x.dim() >= 3 and x.numel() > 0):
+        return None
+    if surrogate is None or not isinstance(surrogate, Surrogate):
+        surrogate = get_surrogate(surrogate)
+    reset = RESET_ALIASES[reset]
+    cfg = LIFConfig(float(v_th), float(v_reset), reset == "hard", bool(detach_reset), surrogate, 0.0, 0.0,
+                    bool(return_v))
+    perm = _memory_order(x) if not x.is_contiguous() else tuple(range(x.dim()))
+    C = x.shape[2]
+    if (perm is None or not kernel_supported(x, V0, beta, cfg) or not isinstance(drive_scale, (int, float))
+            or not _fusable_norm(norm, x.numel() // C)):
+        return None
+    kernels = _bn_kernels()
+    if kernels is None:
+        return None
+    factor = 0.0
+    if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)  # as torch's _BatchNorm.forward, before normalising
+        factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else float(norm.momentum)
+    elif norm.momentum is not None:
+        factor = float(norm.momentum)
+    pos = perm.index(2)
+    # training, or no running statistics: this call's statistics (which then update the running ones)
+    spec = bn_lif.NormSpec(C, math.prod(x.shape[d] for d in perm[pos + 1:]), float(norm.eps),
+                                 bool(norm.training or norm.running_mean is None), norm.running_mean,
+                                 norm.running_var, factor, float(drive_scale))
+    V0 = V0.expand(x.shape[1:]) if V0.shape != x.shape[1:] else V0
+    inv = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+    O, VT, Vseq = bn_lif.bn_lif_sequence(x.permute(perm), V0.permute([p - 1 for p in perm[1:]]), norm.weight,
+                                         norm.bias, spec, float(beta), cfg, kernels)
+    return (O.permute(inv), VT.permute([p - 1 for p in inv[1:]]),
+            None if Vseq is None else Vseq.permute(inv))

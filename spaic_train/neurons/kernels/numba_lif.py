@@ -100,6 +100,23 @@ def _surrogate_row(h, v_th, alpha, sg, out, W):
 
 
 @njit(cache=True, boundscheck=False)
+def _step_row(It, W, v, beta, v_th, v_reset, hard, Ot, write_h):
+    """One step of neurons ``k < W`` from the input row ``It``: ``v`` is updated and reset; ``Ot[k]`` receives the
+    pre-reset membrane ``H`` (``write_h``) or the spike."""
+    for k in range(W):
+        h = _fma(beta, v[k], It[k])
+        s = h >= v_th
+        if write_h:
+            Ot[k] = h
+        else:
+            Ot[k] = _F1 if s else _F0
+        if hard:
+            v[k] = v_reset if s else h
+        else:
+            v[k] = h - v_th if s else h
+
+
+@njit(cache=True, boundscheck=False)
 def _integrate_chunk(I, j0, W, v, beta, v_th, v_reset, hard, out, out_j0, write_h, Vseq, store_v):
     """All ``T`` steps of neurons ``j0 .. j0+W-1`` from the membrane ``v[:W]`` (left at ``V_T``).
 
@@ -108,20 +125,29 @@ def _integrate_chunk(I, j0, W, v, beta, v_th, v_reset, hard, out, out_j0, write_
     """
     # row slices, not I[t, j0 + k]: a computed index costs a negative-index check per element
     for t in range(I.shape[0]):
-        It, Ot = I[t, j0:j0 + W], out[t, out_j0:out_j0 + W]
-        for k in range(W):
-            h = _fma(beta, v[k], It[k])
-            s = h >= v_th
-            if write_h:
-                Ot[k] = h
-            else:
-                Ot[k] = _F1 if s else _F0
-            if hard:
-                v[k] = v_reset if s else h
-            else:
-                v[k] = h - v_th if s else h
+        _step_row(I[t, j0:j0 + W], W, v, beta, v_th, v_reset, hard, out[t, out_j0:out_j0 + W], write_h)
         if store_v:
             Vseq[t, j0:j0 + W] = v[:W]
+
+
+@njit(cache=True, boundscheck=False)
+def _bptt_row(Ht, Gt, gOt, u, dIt, W, beta, v_th, v_reset, kS, kH, kT):
+    """One step back (see :func:`_backward_kernel`): ``dIt[k] = dL/dI[t]``; ``u`` becomes ``beta * dIt``."""
+    for k in range(W):
+        h, d = Ht[k], Gt[k]
+        spiked = _F1 if h >= v_th else _F0
+        dh = u[k] * (_F1 - kS * spiked - d * (kH * (h - v_reset) + kT)) + gOt[k] * d
+        dIt[k] = dh
+        u[k] = beta * dh
+
+
+@njit(cache=True, boundscheck=False)
+def _reset_factors(v_th, hard, detach):
+    """``(kS, kH, kT)`` of :func:`_backward_kernel`'s ``X``."""
+    kS = _F1 if hard else _F0
+    kH = _F1 if hard and not detach else _F0
+    kT = v_th if not hard and not detach else _F0
+    return kS, kH, kT
 
 
 @njit(parallel=True, cache=True, boundscheck=False)
@@ -147,9 +173,7 @@ def _backward_kernel(I, V0, gO, go_mode, go_scalar, gVT, has_gvt, gVseq, has_gvs
     ``X = S + (H - v_reset) sg`` (hard), ``S`` (hard, detached), ``v_th sg`` (soft), 0 (soft, detached),
     written ``X = kS S + sg (kH (H - v_reset) + kT)`` so the inner loop has no branch."""
     T, N = I.shape
-    kS = _F1 if hard else _F0
-    kH = _F1 if hard and not detach else _F0
-    kT = v_th if not hard and not detach else _F0
+    kS, kH, kT = _reset_factors(v_th, hard, detach)
     nchunks = (N + width - 1) // width
     per_part = (nchunks + nparts - 1) // nparts
     # scratch allocated here, in the calling thread: allocations inside the parallel loop would come
@@ -173,15 +197,8 @@ def _backward_kernel(I, V0, gO, go_mode, go_scalar, gVT, has_gvt, gVseq, has_gvs
             for t in range(T - 1, -1, -1):
                 if has_gvseq:
                     u[:W] += gVseq[t, j0:j0 + W]
-                Ht, Gt = H[t], G[t]
                 gOt = gO[t, j0:j0 + W] if go_mode == GO_FULL else go_row
-                dIt = dI[t, j0:j0 + W]
-                for k in range(W):
-                    h, d = Ht[k], Gt[k]
-                    spiked = _F1 if h >= v_th else _F0
-                    dh = u[k] * (_F1 - kS * spiked - d * (kH * (h - v_reset) + kT)) + gOt[k] * d
-                    dIt[k] = dh
-                    u[k] = beta * dh
+                _bptt_row(H[t], G[t], gOt, u, dI[t, j0:j0 + W], W, beta, v_th, v_reset, kS, kH, kT)
             dV0[j0:j0 + W] = u[:W]
 
 
@@ -226,6 +243,13 @@ def _as_1d(x: torch.Tensor) -> np.ndarray:
     return x.detach().reshape(-1).numpy()
 
 
+def _spike_grad(gO: Optional[torch.Tensor], T: int, dummy: np.ndarray) -> tuple[int, float, np.ndarray]:
+    """``(go_mode, go_scalar, go)`` for the backward kernels (:func:`~.cpu_common.incoming_spike_grad`, the full
+    gradient as a ``[T, N]`` array, ``dummy`` otherwise)."""
+    go_mode, go_scalar, full = incoming_spike_grad(gO)
+    return go_mode, go_scalar, dummy if full is None else _as_2d(full, T)
+
+
 def lif_forward(I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_reset: float, hard: bool,
                 return_v: bool = False, bits: Optional[torch.Tensor] = None):
     """Forward kernel on contiguous float32 ``I [T, B, ...]`` and ``V0 [B, ...]``.
@@ -260,8 +284,7 @@ def lif_backward(I: torch.Tensor, V0: torch.Tensor, gO, gVT, gVseq, beta: float,
     if T == 0 or N == 0:  # nothing was integrated: V_T is V0
         return dI, (gVT.clone() if gVT is not None else dV0.zero_())
     dummy = np.empty((1, 1), np.float32)
-    go_mode, go_scalar, gO = incoming_spike_grad(gO)
-    go = dummy if gO is None else _as_2d(gO, T)
+    go_mode, go_scalar, go = _spike_grad(gO, T, dummy)
     width, nparts = _launch_shape(T, N, scratch=True)
     _backward_kernel(
         _as_2d(I, T), _as_1d(V0), go, go_mode, np.float32(go_scalar),
