@@ -16,14 +16,6 @@ from spaic_train.conversion.ann2snn_cifar import resnet_ann
 from spaic_train.conversion.trace import trace
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _randomize_bn(net: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial batch-norm statistics and affine parameters (a fresh BN is the identity in eval mode)."""
     g = torch.Generator().manual_seed(seed)

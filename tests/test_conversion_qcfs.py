@@ -10,14 +10,6 @@ import spaic_train as st
 from spaic_train.conversion import QCFS
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _qcfs_mlp(levels=4, threshold=1.5):
     torch.manual_seed(3)
     return nn.Sequential(nn.Linear(6, 8), QCFS(levels=levels, threshold=threshold), nn.Linear(8, 8),

@@ -13,14 +13,6 @@ from spaic_train.neurons import IF, NEURONS, build_neuron
 from spaic_train.neurons.kernels import dispatch
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _qcfs_count(x: torch.Tensor, theta: float, T: int) -> torch.Tensor:
     """Spikes a QCFS activation stands for after ``T`` steps: ``clamp(floor(x·T/θ + 1/2), 0, T)``."""
     return torch.clamp(torch.floor(x * T / theta + 0.5), 0, T)
