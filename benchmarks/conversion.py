@@ -104,10 +104,11 @@ def run_workload(name: str, ann: nn.Module, calib, x, y, steps, log, spikingjell
 
 
 def markdown(results: dict, steps: list) -> str:
-    head = "| workload | ANN | conversion | " + " | ".join(f"T={T}" for T in steps) + " |"
-    lines = [head, "|" + "---|" * (3 + len(steps))]
+    head = "| workload | ANN training | ANN | conversion | " + " | ".join(f"T={T}" for T in steps) + " |"
+    lines = [head, "|" + "---|" * (4 + len(steps))]
     for name, row in results["workloads"].items():
-        ann = f"{100 * row['ann']:.2f}"
+        training = f"{row['train']:,} images" + (f" × {row['epochs']} epochs" if "epochs" in row else "")
+        ann = f"{training} | {100 * row['ann']:.2f}"
         method = row["method"]
         lines.append(f"| {name} | {ann} | spaic_train, {method} | "
                      + " | ".join(f"{100 * row['spaic_train'][T]:.2f}" for T in steps) + " |")
@@ -168,6 +169,8 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=8, help="channels of the ResNet's first stage")
     p.add_argument("--levels", type=int, default=8, help="QCFS quantization levels L")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--v-init", type=float, default=None, help="spaic_train's initial membrane as a fraction of each "
+                   "threshold (convert(v_init=...); default 'auto': QCFS layers λ/2, others 0)")
     p.add_argument("--mnist-test", type=int, default=2000, help="MNIST test images (the first ones of t10k)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "conversion.json"))
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier runs' JSON files (e.g. "
@@ -196,13 +199,15 @@ def main(argv=None) -> int:
     except ImportError:
         results["spikingjelly"] = None
     sj = results["spikingjelly"] is not None
+    v_init = {} if args.v_init is None else {"v_init": args.v_init}
     if args.only in (None, "mnist"):
         xtr, ytr, xte, yte = load_mnist(data, 500 if q else 5000, 200 if q else args.mnist_test)
         torch.manual_seed(0)
         ann = train_ann(mnist_cnn(), xtr, ytr, 1 if q else args.mnist_epochs, batch_size=64, lr=0.05, log=log)
-        row = run_workload("MNIST CNN", ann, xtr[:512], xte, yte, steps, log, sj, threshold="percentile")
-        results["workloads"]["MNIST CNN"] = {"method": "99.9th percentile", "train": len(xtr), "test": len(xte),
-                                             **row}
+        row = run_workload("MNIST CNN", ann, xtr[:512], xte, yte, steps, log, sj, threshold="percentile", **v_init)
+        method = "99.9th percentile" + ("" if args.v_init is None else f", v_init={args.v_init:g}·λ")
+        results["workloads"]["MNIST CNN"] = {"method": method, "train": len(xtr), "test": len(xte),
+                                             "epochs": 1 if q else args.mnist_epochs, **row}
     if args.only is None or args.only.startswith("cifar"):
         n_train, n_test = (200, 100) if q else (args.cifar_train, 2000)
         xtr, ytr, xte, yte = load_cifar_subset(str(data / "cifar10-jpeg"), n_train, n_test)
@@ -217,7 +222,9 @@ def main(argv=None) -> int:
             ann = train_ann(resnet_ann(args.width, act, args.levels), xtr, ytr, epochs, lr=0.05, prepare=prep, log=log)
             t_train = (time.perf_counter() - t_train) / 60
             method = "99.9th percentile" if act == "relu" else "trained QCFS clips"
-            row = run_workload(name, ann, calib, xte_n, yte, steps, log, sj and act == "relu", threshold="auto")
+            method += "" if args.v_init is None else f", v_init={args.v_init:g}·λ"
+            row = run_workload(name, ann, calib, xte_n, yte, steps, log, sj and act == "relu", threshold="auto",
+                               **v_init)
             results["workloads"][name] = {"method": method, "train": len(xtr), "test": len(xte), "epochs": epochs,
                                           "train_minutes": t_train, **row}
     results["targets"] = targets(results)
