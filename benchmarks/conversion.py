@@ -11,7 +11,8 @@ Workloads (ANNs trained here, plain PyTorch, seeded):
   once with ReLU and once with QCFS (``--levels`` L = 8) activations.  ``--threads 1`` trains several times faster
   than torch's default on a machine shared with other jobs (oversubscribed cores).
 
-Conversions: spaic_train with 99.9th-percentile thresholds (ReLU nets) or the trained QCFS clips; SpikingJelly's
+Conversions: spaic_train with 99.9th-percentile thresholds (ReLU nets) or the trained QCFS clips, membranes starting
+at half the threshold (``convert``'s default ``v_init='auto'``; ``--v-init 0`` starts them at rest); SpikingJelly's
 ``Converter(RateCodingRecipe(calibration, mode="99.9%"))`` on a copy of the same ANN.  Both calibrate on the same
 512 training images and are evaluated at T = 4, 8, 16, 32, 64 (direct input current, accumulated output).
 

@@ -68,9 +68,9 @@ def test_a_fraction_sets_every_if_layer_and_the_rest_of_the_shift_goes_into_the_
         torch.testing.assert_close(layer.connections[0].bias, ann[i].bias + (0.5 - 0.25) * lam / 4, rtol=0,
                                    atol=1e-15)
     relu = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
-    plain = st.convert(relu, x)
-    assert plain.get_layer("l0").group.neuron.v_init == 0.0  # 'auto': only QCFS layers start at their shift
-    half = st.convert(relu, x, v_init=0.5)
+    zero = st.convert(relu, x, v_init=0)
+    assert zero.get_layer("l0").group.neuron.v_init == 0.0
+    half = st.convert(relu, x)  # 'auto': ReLU layers start at λ/2 too
     lam = half.conversion["thresholds"]["1"]
     assert half.get_layer("l0").group.neuron.v_init == pytest.approx(lam / 2)
     torch.testing.assert_close(half.get_layer("l0").connections[0].bias, relu[0].bias, rtol=0, atol=0)

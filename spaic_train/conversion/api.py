@@ -88,7 +88,8 @@ def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percen
             its mean over ``T``) or ``'spikes'`` (IF output neurons with a calibrated threshold, for NIR).
         v_init: where each IF layer's membrane starts, as a fraction of its threshold ``λ``.  ``'auto'`` (default):
             a QCFS layer starts at its shift ``φ·λ`` (``λ/2``; Bu et al. 2022: its spike count is then the
-            quantized activation at every ``T`` for a constant input), every other layer at 0.  A number ``f`` in
+            quantized activation at every ``T`` for a constant input), every other layer at ``λ/2`` too (its rate
+            rounds instead of flooring the activation).  A number ``f`` in
             ``[0, 1)``: every IF layer starts at ``f·λ``, and a QCFS layer's remaining shift ``(φ − f)·λ`` is added
             to its bias as ``(φ − f)·λ/L`` per step (``f = 0``: all of it, exact for the first layer at ``T = L``
             only).  NIR has no initial membrane, so ``nir_compatible=True`` means ``v_init=0``.
