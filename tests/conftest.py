@@ -26,6 +26,15 @@ def shared_data() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture
+def float64():
+    """float64 as the default dtype for one test (exact comparisons with an analytic result)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(autouse=True)
 def _library_logs_reach_caplog(monkeypatch):
     """spaic_train's log records propagate to the root logger, where ``caplog`` listens, whatever handler setup

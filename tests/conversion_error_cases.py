@@ -69,6 +69,8 @@ CONVERSION_CASES = [
      ["maxpool must be one of", "current", "spikes", "avg", "'min'"]),
     ("convert-nir-clash", lambda: st.convert(_mlp(), _x(), nir_compatible=True, reset="soft"), ValueError,
      ["nir_compatible=True needs reset='hard'", "reset='soft'"]),
+    ("convert-bad-v-init", lambda: st.convert(_mlp(), _x(), v_init=1.5), ValueError,
+     ["v_init must be 'auto'", "fraction of each layer's threshold in [0, 1)", "1.5"]),
     ("convert-empty-calibration", lambda: st.convert(_mlp(), torch.empty(0, 4)), ValueError,
      ["calibration_data holds no samples"]),
     ("report-bad-time-steps",

@@ -591,6 +591,8 @@ CASES = [
     # --- NIR interchange (skipped without the nir package) ---------------------------------------------------
     ("nir-export-soft-reset", lambda: nir_export(nir_net({"model": "lif", "reset": "soft"})), ValueError,
      ["neurongroup('h')", "reset='soft'", "no nir form", "reset='hard'"]),
+    ("nir-export-v-init", lambda: nir_export(nir_net({"model": "if", "v_init": 0.5})), ValueError,
+     ["neurongroup('h')", "v_init=0.5", "no nir form", "no initial state", "v_init=0"]),
     ("nir-export-neuron-model", lambda: nir_export(nir_net("alif")), ValueError,
      ["neurongroup('h')", "'alif'", "adaptive-threshold", "convertible", "lif"]),
     ("nir-export-maxpool", lambda: nir_export(readme_keras_model()), ValueError,
@@ -649,6 +651,8 @@ CASES = [
      ["is_parameter must be True or False", "'no'"]),
     ("neuron-integrator-negative-tau", lambda: spaic.NeuronGroup(4, model="leaky_integrator", tau=-1.0), ValueError,
      ["leaky_integrator", "tau", ">= 0", "-1"]),
+    ("neuron-bad-v-init", lambda: spaic.NeuronGroup(4, model="if", name="h", v_init=float("nan")), ValueError,
+     ["neurongroup('h')", "if", "v_init", "initial membrane potential", "finite number", "nan"]),
     ("data-bad-cutout", lambda: _cifar(cutout=-4), ValueError, ["data.cutout", ">= 0", "-4"]),
     ("data-unknown-autoaugment", lambda: _cifar(autoaugment="cifar"), ValueError,
      ["data.autoaugment", "'cifar'", "cifar10"]),

@@ -19,7 +19,7 @@ __all__ = ["THRESHOLD_METHODS", "convert"]
 THRESHOLD_METHODS = ("auto", "percentile", "max", "clip")
 
 
-def _check(ann, threshold, percentile, time_steps, maxpool, reset, readout):
+def _check(ann, threshold, percentile, time_steps, maxpool, reset, readout, v_init):
     if not isinstance(ann, nn.Module):
         raise TypeError(f"convert: ann must be a torch.nn.Module, got {type(ann).__name__}")
     if threshold not in THRESHOLD_METHODS:
@@ -34,6 +34,10 @@ def _check(ann, threshold, percentile, time_steps, maxpool, reset, readout):
         raise ValueError(f"convert: reset must be 'soft' (by subtraction) or 'hard' (to zero), got {reset!r}")
     if readout not in ("current", "spikes"):
         raise ValueError(f"convert: readout must be 'current' or 'spikes', got {readout!r}")
+    if v_init != "auto" and (isinstance(v_init, bool) or not isinstance(v_init, (int, float))
+                             or not 0.0 <= v_init < 1.0):
+        raise ValueError(f"convert: v_init must be 'auto' or a fraction of each layer's threshold in [0, 1) (0.5: the "
+                         f"membrane starts half-way to the threshold), got {v_init!r}")
 
 
 def _set_thresholds(plan: NetworkPlan, stats: ActivationStats, method: str, percentile: float) -> None:
@@ -55,7 +59,7 @@ def _set_thresholds(plan: NetworkPlan, stats: ActivationStats, method: str, perc
 
 def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percentile: float = 99.9,
             time_steps: int = 32, maxpool: Optional[str] = None, reset: Optional[str] = None,
-            readout: Optional[str] = None, nir_compatible: bool = False, batch_size: int = 256,
+            readout: Optional[str] = None, v_init=None, nir_compatible: bool = False, batch_size: int = 256,
             max_samples: Optional[int] = None) -> Model:
     """Convert a trained ANN into a spiking Keras :class:`~spaic_train.Model` of IF neurons (rate coding).
 
@@ -82,8 +86,16 @@ def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percen
         reset: ``'soft'`` (default; reset by subtraction, no rate error) or ``'hard'`` (reset to 0, for NIR).
         readout: ``'current'`` (default; the output layer integrates the logits' current and the model returns
             its mean over ``T``) or ``'spikes'`` (IF output neurons with a calibrated threshold, for NIR).
-        nir_compatible: shorthand for ``reset='hard', maxpool='avg', readout='spikes'``, a variant that
-            :meth:`~spaic_train.Model.to_nir` can export (NIR has no soft reset and no max pooling).
+        v_init: where each IF layer's membrane starts, as a fraction of its threshold ``λ``.  ``'auto'`` (default):
+            a QCFS layer starts at its shift ``φ·λ`` (``λ/2``; Bu et al. 2022: its spike count is then the
+            quantized activation at every ``T`` for a constant input), every other layer at ``λ/2`` too (its rate
+            rounds instead of flooring the activation).  A number ``f`` in
+            ``[0, 1)``: every IF layer starts at ``f·λ``, and a QCFS layer's remaining shift ``(φ − f)·λ`` is added
+            to its bias as ``(φ − f)·λ/L`` per step (``f = 0``: all of it, exact for the first layer at ``T = L``
+            only).  NIR has no initial membrane, so ``nir_compatible=True`` means ``v_init=0``.
+        nir_compatible: shorthand for ``reset='hard', maxpool='avg', readout='spikes', v_init=0``, a variant that
+            :meth:`~spaic_train.Model.to_nir` can export (NIR has no soft reset, no max pooling and no initial
+            membrane).
         batch_size, max_samples: calibration batch size and the most samples read from ``calibration_data``.
 
     Returns:
@@ -91,9 +103,9 @@ def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percen
         that works with ``compile`` / ``fit`` / ``evaluate`` / ``predict`` / ``save``; ``model.conversion`` holds
         each layer's threshold.  The ANN is left unchanged.
     """
-    defaults = {"maxpool": "current", "reset": "soft", "readout": "current"}
-    nir = {"maxpool": "avg", "reset": "hard", "readout": "spikes"}
-    given = {"maxpool": maxpool, "reset": reset, "readout": readout}
+    defaults = {"maxpool": "current", "reset": "soft", "readout": "current", "v_init": "auto"}
+    nir = {"maxpool": "avg", "reset": "hard", "readout": "spikes", "v_init": 0}
+    given = {"maxpool": maxpool, "reset": reset, "readout": readout, "v_init": v_init}
     if nir_compatible:
         clash = {k: v for k, v in given.items() if v is not None and v != nir[k]}
         if clash:
@@ -116,7 +128,7 @@ def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percen
         _set_thresholds(plan, stats, threshold, percentile)
     finally:
         ann.train(was_training)
-    model = build_model(plan, time_steps, reset=opts["reset"], readout=opts["readout"])
+    model = build_model(plan, time_steps, reset=opts["reset"], readout=opts["readout"], v_init=opts["v_init"])
     model.conversion = {"thresholds": {layer.path: layer.threshold for layer in plan.layers if not layer.readout},
                         "threshold": threshold, "percentile": percentile, **opts,
                         "calibration_samples": stats.samples}

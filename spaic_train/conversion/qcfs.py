@@ -6,11 +6,12 @@
 
 with a learnable clip ``λ`` (``threshold``) and the shift ``φ`` (``shift``, 0.5).  ``floor`` passes gradients
 straight through (the authors' ``GradFloor``), so ``λ`` and the weights train with any optimizer.  An IF neuron
-with threshold ``λ`` and reset by subtraction reproduces the activation's ``L`` levels from its spike count: after
-``T = L`` steps with a constant input current ``x`` it has fired ``floor((x·L + φ·λ) / λ)`` times (membrane
-starting at ``φ·λ``), clamped to ``[0, L]``.  spaic_train's IF membrane starts at 0, so :func:`spaic_train.convert`
-adds the shift to the layer's bias instead (``φ·λ/L`` per step, the same ``φ·λ`` after ``L`` steps; exact for the
-first layer at ``T = L``).
+with threshold ``λ``, reset by subtraction and its membrane starting at ``φ·λ`` reproduces the activation from its
+spike count: after ``T`` steps with a constant input current ``x`` it has fired ``clamp(floor(x·T/λ + φ), 0, T)``
+times, the activation's ``L`` levels at ``T = L`` and the same staircase, finer, at any other ``T`` (Bu et al.: the
+expected conversion error is then zero at every ``T``).  :func:`spaic_train.convert` builds such layers
+(``v_init = φ·λ``, the IF neurons' initial membrane); with ``convert(..., v_init=0)`` the shift goes into the
+layer's bias instead (``φ·λ/L`` per step, exact for the first layer at ``T = L`` only).
 """
 
 from __future__ import annotations

@@ -59,6 +59,10 @@ class LIFFamily(NeuronModel):
         surrogate_alpha: overrides the surrogate's ``alpha`` (``None`` → its default).
         detach_reset: detach the spike in the reset term of the backward pass.
         dt: step in ms.
+        v_init: membrane potential at the start of every sample (same unit as ``V``; default 0).  A converted
+            QCFS layer starts at ``v_th / 2`` (Bu et al. 2022), which makes the IF neuron's spike count the
+            quantized activation at every ``T``.  Every path honours it (fused kernels via their ``V0``, the stepped
+            loop, time checkpoints): it is :meth:`initial_state`.
     """
 
     state_names: tuple[str, ...] = ("V",)
@@ -67,9 +71,10 @@ class LIFFamily(NeuronModel):
 
     def __init__(self, v_th: float = 1.0, v_reset: float = 0.0, reset: str = "hard", surrogate: Any = "atan",
                  surrogate_alpha: Optional[float] = None, detach_reset: bool = False, dt: float = 1.0,
-                 owner: str = ""):
+                 owner: str = "", v_init: float = 0.0):
         super().__init__(dt=dt, owner=owner)
         self.v_th = self._check_number("v_th", v_th)
+        self.v_init = self._check_number("v_init (the initial membrane potential, in the units of V)", v_init)
         self.v_reset = self._check_number("v_reset", v_reset)
         self.reset = RESET_ALIASES[self._check_choice("reset", reset, tuple(RESET_ALIASES))]
         self.surrogate = self._resolve_surrogate(surrogate, surrogate_alpha)
@@ -102,6 +107,13 @@ class LIFFamily(NeuronModel):
         return 0.0, 0.0
 
     # interface --------------------------------------------------------------
+    def initial_state(self, like: torch.Tensor) -> State:
+        """Fresh state: ``V = v_init`` (zeros, as every model, when ``v_init == 0``), ALIF's ``a = 0``."""
+        state = super().initial_state(like)
+        if self.v_init != 0.0:
+            state["V"] = torch.full_like(like, self.v_init)
+        return state
+
     def step(self, I_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One step (autograd through :func:`~spaic_train.surrogate.spike`); see the module docstring."""
         beta = self.beta()
@@ -161,7 +173,8 @@ class LIFFamily(NeuronModel):
     def extra_repr(self) -> str:
         return (f"v_th={self.v_th:g}, v_reset={self.v_reset:g}, reset={self.reset!r}, "
                 f"surrogate={self.surrogate!r}, detach_reset={self.detach_reset}, dt={self.dt:g}"
-                + (", decay_input=True" if self.decay_input else ""))
+                + (", decay_input=True" if self.decay_input else "")
+                + (f", v_init={self.v_init:g}" if self.v_init != 0.0 else ""))
 
 
 @NEURONS.register("lif")
@@ -171,9 +184,9 @@ class LIF(LIFFamily):
     Args:
         tau: membrane time constant in ms (SPAIC default 8.0; SPAIC alias ``tau_m``).
         decay_input: ``H = beta * V + (1 - beta) * I`` (SpikingJelly's ``decay_input=True``; module docstring).
-        v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt: see :class:`LIFFamily`.
+        v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, v_init: see :class:`LIFFamily`.
 
-    State: ``V`` ``[B, *shape]`` (starts at 0).
+    State: ``V`` ``[B, *shape]`` (starts at ``v_init``, 0 by default).
     """
 
     model_name = "lif"
@@ -181,8 +194,8 @@ class LIF(LIFFamily):
 
     def __init__(self, tau: float = 8.0, v_th: float = 1.0, v_reset: float = 0.0, reset: str = "hard",
                  surrogate: Any = "atan", surrogate_alpha: Optional[float] = None, detach_reset: bool = False,
-                 dt: float = 1.0, owner: str = "", decay_input: bool = False):
-        super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner)
+                 dt: float = 1.0, owner: str = "", decay_input: bool = False, v_init: float = 0.0):
+        super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner, v_init)
         self.tau = self._check_positive("tau", tau)
         self.decay_input = self._check_decay_input(decay_input)
 
@@ -204,8 +217,8 @@ class IF(LIFFamily):
 
     def __init__(self, v_th: float = 1.0, v_reset: float = 0.0, reset: str = "hard", surrogate: Any = "atan",
                  surrogate_alpha: Optional[float] = None, detach_reset: bool = False, dt: float = 1.0,
-                 owner: str = ""):
-        super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner)
+                 owner: str = "", v_init: float = 0.0):
+        super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner, v_init)
 
     def beta(self) -> float:
         return 1.0
@@ -222,7 +235,7 @@ class PLIF(LIFFamily):
     Args:
         tau: initial time constant in ms (SPAIC default 2.0; alias ``tau_m``).
         decay_input: see :class:`LIF` (SpikingJelly's ``ParametricLIFNode(decay_input=True)``).
-        v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt: see :class:`LIFFamily`.
+        v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, v_init: see :class:`LIFFamily`.
     """
 
     model_name = "plif"
@@ -230,8 +243,8 @@ class PLIF(LIFFamily):
 
     def __init__(self, tau: float = 2.0, v_th: float = 1.0, v_reset: float = 0.0, reset: str = "hard",
                  surrogate: Any = "atan", surrogate_alpha: Optional[float] = None, detach_reset: bool = False,
-                 dt: float = 1.0, owner: str = "", decay_input: bool = False):
-        super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner)
+                 dt: float = 1.0, owner: str = "", decay_input: bool = False, v_init: float = 0.0):
+        super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner, v_init)
         tau = self._check_positive("tau", tau)
         self.decay_input = self._check_decay_input(decay_input)
         self.log_tau = nn.Parameter(torch.tensor(math.log(tau)))
@@ -269,9 +282,9 @@ class ALIF(LIFFamily):
         tau_adapt: adaptation time constant in ms (default 200.0).
         beta_adapt: adaptation strength (default 1.8, as in Bellec et al.).
         decay_input: see :class:`LIF`.
-        v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt: see :class:`LIFFamily`.
+        v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, v_init: see :class:`LIFFamily`.
 
-    State: ``V`` and ``a`` ``[B, *shape]`` (both start at 0).
+    State: ``V`` and ``a`` ``[B, *shape]`` (``V`` starts at ``v_init``, 0 by default; ``a`` at 0).
     """
 
     model_name = "alif"
@@ -281,8 +294,8 @@ class ALIF(LIFFamily):
     def __init__(self, tau: float = 8.0, tau_adapt: float = 200.0, beta_adapt: float = 1.8, v_th: float = 1.0,
                  v_reset: float = 0.0, reset: str = "hard", surrogate: Any = "atan",
                  surrogate_alpha: Optional[float] = None, detach_reset: bool = False, dt: float = 1.0,
-                 owner: str = "", decay_input: bool = False):
-        super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner)
+                 owner: str = "", decay_input: bool = False, v_init: float = 0.0):
+        super().__init__(v_th, v_reset, reset, surrogate, surrogate_alpha, detach_reset, dt, owner, v_init)
         self.tau = self._check_positive("tau", tau)
         self.decay_input = self._check_decay_input(decay_input)
         self.tau_adapt = self._check_positive("tau_adapt", tau_adapt)

@@ -29,7 +29,8 @@ feedback connection                   an edge closing a cycle (it lags one step;
 decoded group                         ``Output`` (decoder name in its metadata)
 ====================================  =========================================================================
 
-Not expressible (a ``ValueError`` names the part): ``reset='soft'``, ``alif``, ``izhikevich``, ``maxpool``, conv
+Not expressible (a ``ValueError`` names the part): ``reset='soft'``, ``v_init != 0`` (NIR nodes have no initial
+state), ``alif``, ``izhikevich``, ``maxpool``, conv
 ``upscale``, a connection reading the membrane (``pre_var_name='V'``), a dense link into a multi-dimensional
 group (NIR has no reshape), a batch norm not directly after the weight op.  On import: ``CubaLIF``, ``CubaLI``,
 ``LI``, ``I``, ``Threshold``, ``Conv1d``, per-neuron parameters that differ, two weight nodes in a row.

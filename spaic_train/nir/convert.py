@@ -91,17 +91,21 @@ def _full(shape, value: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 # export: neurons
 # ----------------------------------------------------------------------------------------------------------------
-def _hard_reset(neuron, owner: str) -> None:
+def _nir_expressible(neuron, owner: str) -> None:
+    """What NIR's LIF / IF nodes cannot say: reset by subtraction and a membrane that does not start at rest."""
     if neuron.reset != "hard":
         raise ValueError(f"{owner}: reset='soft' (subtract the threshold) has no NIR form: NIR's LIF and IF set the "
                          "membrane to v_reset after a spike; use reset='hard'")
+    if neuron.v_init != 0.0:
+        raise ValueError(f"{owner}: v_init={neuron.v_init:g} has no NIR form: NIR's LIF and IF nodes have no initial "
+                         "state, every NIR framework starts the membrane at rest (0); use v_init=0")
 
 
 @NEURON_TO_NIR.register_each("lif", "plif")
 def _lif_to_nir(neuron, shape, dt_s: float, owner: str) -> nir.LIF:
     """``V ← βV + I`` is forward Euler of ``τ dv/dt = −v + r·I`` with ``τ = dt_s/(1−β)``, ``r = 1/(1−β)``;
     ``decay_input`` (``V ← βV + (1−β)I``) is the same with ``r = 1``."""
-    _hard_reset(neuron, owner)
+    _nir_expressible(neuron, owner)
     beta = neuron.beta()
     beta = float(beta.detach()) if isinstance(beta, torch.Tensor) else float(beta)
     if not 0.0 < beta < 1.0:
@@ -114,7 +118,7 @@ def _lif_to_nir(neuron, shape, dt_s: float, owner: str) -> nir.LIF:
 @NEURON_TO_NIR.register("if")
 def _if_to_nir(neuron, shape, dt_s: float, owner: str) -> nir.IF:
     """``V ← V + I`` is forward Euler of ``dv/dt = r·I`` with ``r = 1/dt_s``."""
-    _hard_reset(neuron, owner)
+    _nir_expressible(neuron, owner)
     return nir.IF(r=_full(shape, 1.0 / dt_s), v_threshold=_full(shape, neuron.v_th),
                   v_reset=_full(shape, neuron.v_reset))
 
