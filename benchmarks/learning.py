@@ -3,6 +3,7 @@
     python benchmarks/learning.py                 # full comparison (<= 40 min on 2 cores)
     python benchmarks/learning.py --quick         # smoke run (<= 5 min): tiny subset and network, 1 seed
     python benchmarks/learning.py --recipes       # cifar_snn vs cifar_spaic_ref in spaic_train, same subset/budget
+    python benchmarks/learning.py --precision-compare   # spaic_train's network in bf16-mixed vs float32 (CPU)
 
 Parity (default).  The network is the ``cifar_snn`` recipe's model (``model/cifar_net.yaml``: the PLIF paper's
 CIFAR10Net, 6 conv-BN-LIF layers, 2 max-pools, dropout, fc, 10 per-step logits), narrowed to ``--width`` /
@@ -16,6 +17,17 @@ permutation and one crop/flip augmentation per epoch, shared), each epoch run fo
 (alternating which goes first) so that the machine's load hits both alike.  Both run the same plain PyTorch
 training loop (no Lightning).  Reported per seed: test accuracy after every epoch and the wall time of every
 training epoch.
+
+Precision (``--precision-compare``).  The same spaic_train network, built twice from the same seed (identical
+initial weights, checked), trained in float32 and in bf16 mixed precision: ``torch.autocast('cpu',
+dtype=torch.bfloat16)`` around the forward pass and the loss, in training and in evaluation, with backward and the
+optimizer step outside it on float32 weights — exactly what Lightning's ``precision="bf16-mixed"`` (``fit(...,
+precision="bf16-mixed")``, ``trainer.precision=bf16-mixed``) wraps around a step on the CPU (no gradient scaler for
+bf16).  Under it convolutions and linear layers compute in bf16 and LIF layers integrate in float32
+(tests/test_bf16_cpu.py).  Same data order, same dropout masks, epochs interleaved as above.  Reported: final test
+accuracy and epoch times per seed for both, the mean over seeds, bf16 − fp32 in points (target: within 0.5) and the
+bf16 / fp32 time ratio.  The CPU's bf16-relevant flags (``lscpu``) are recorded; without ``avx512_bf16`` (bf16 then
+runs emulated) the mode prints "bf16: not measured (CPU lacks avx512_bf16)" and trains nothing.
 
 Data: a fixed, stratified subset of the CIFAR-10 JPEG tars (``--data``, default ``../shared/data/cifar10-jpeg``;
 extracted once into ``~/.cache/spaic_train``), chosen with ``--data-seed`` and shuffled; images are decoded once.
@@ -46,7 +58,7 @@ for _p in (str(HERE), str(ROOT)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from run import machine_info  # noqa: E402
+from run import cpu_flags, machine_info  # noqa: E402
 from workloads import ATAN_ALPHA, TAU, V_RESET, V_TH  # noqa: E402
 
 from spaic_train.data.cifar_arrays import augment, load_cifar_subset, normalize  # noqa: E402, F401 (augment: tests)
@@ -60,6 +72,10 @@ RECIPE_VARS = {
     True: {"cifar_snn": {"width": 8, "hidden": 64}, "cifar_spaic_ref": {"width": 8}},
 }
 OURS, SJ = "spaic_train", "spikingjelly"
+FP32, BF16 = "spaic_train fp32", "spaic_train bf16-mixed"
+#: CPU flags that decide how bf16 runs: the AVX-512 BF16 instructions (required here) and the AMX tiles oneDNN uses
+#: for bf16 convolutions and matrix products
+BF16_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 # ============================================================================================ data
@@ -88,8 +104,9 @@ def compose(recipe: str, overrides: list[str]):
 class Trainee:
     """One framework's network with its loss, optimizer and cosine schedule; ``output(x)`` → ``[T, B, 10]``."""
 
-    def __init__(self, name, net, output, loss, opt_cfg, epochs, after_step=None):
+    def __init__(self, name, net, output, loss, opt_cfg, epochs, after_step=None, amp_dtype=None):
         self.name, self.net, self.output, self.loss = name, net, output, loss
+        self.amp_dtype = amp_dtype
         kw = dict(opt_cfg.get("kwargs") or {})
         self.opt = torch.optim.SGD(net.parameters(), lr=float(opt_cfg["lr"]), **kw) if opt_cfg["name"] == "sgd" \
             else torch.optim.Adam(net.parameters(), lr=float(opt_cfg["lr"]), **kw)
@@ -102,7 +119,8 @@ class Trainee:
         for i in range(0, x.shape[0], batch):
             xb, yb = x[i:i + batch], y[i:i + batch]
             self.opt.zero_grad(set_to_none=True)
-            loss = self.loss(self.output(xb), yb)
+            with self.autocast():
+                loss = self.loss(self.output(xb), yb)
             loss.backward()
             self.opt.step()
             self.after_step()
@@ -114,8 +132,14 @@ class Trainee:
     def hits(self, x, y, batch=500) -> torch.Tensor:
         """Per-sample correctness (bool ``[N]``) of the time-averaged logits, in eval mode."""
         self.net.eval()
-        return torch.cat([self.output(x[i:i + batch]).mean(0).argmax(1) == y[i:i + batch]
-                          for i in range(0, x.shape[0], batch)])
+        with self.autocast():
+            return torch.cat([self.output(x[i:i + batch]).mean(0).argmax(1) == y[i:i + batch]
+                              for i in range(0, x.shape[0], batch)])
+
+    def autocast(self):
+        """CPU autocast in ``amp_dtype`` around forward and loss (Lightning's ``bf16-mixed`` on the CPU); off when
+        ``amp_dtype`` is ``None``."""
+        return torch.autocast("cpu", dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None)
 
 
 def build_ours(spec: dict, epochs: int, recipe: str = "cifar_snn", model_vars: dict | None = None):
@@ -240,6 +264,61 @@ def check_same_outputs(ours: Trainee, sj: Trainee, x: torch.Tensor) -> dict:
             "same_predictions": float((out_a.mean(0).argmax(1) == out_b.mean(0).argmax(1)).float().mean())}
 
 
+# ============================================================================================ precision
+def bf16_flags(flags) -> dict:
+    """``{flag: present}`` for each of :data:`BF16_FLAGS` in the CPU's ``flags`` (as ``lscpu`` lists them)."""
+    present = set(flags)
+    return {f: f in present for f in BF16_FLAGS}
+
+
+def bf16_unmeasured(flags) -> str | None:
+    """What to print instead of a bf16 measurement on a CPU without ``avx512_bf16`` (there torch emulates bf16, so
+    a time would measure the emulation); ``None`` on a CPU that has it."""
+    return None if "avx512_bf16" in set(flags) else "bf16: not measured (CPU lacks avx512_bf16)"
+
+
+def build_precision_pair(spec: dict, seed: int) -> list[Trainee]:
+    """The parity network built twice from ``seed``: float32 and bf16-mixed, with identical initial weights."""
+    pair = []
+    for name, dtype in ((FP32, None), (BF16, torch.bfloat16)):
+        torch.manual_seed(seed)
+        t, _ = build_ours(spec, spec["epochs"], model_vars=parity_overrides(spec))
+        t.name, t.amp_dtype = name, dtype
+        pair.append(t)
+    a, b = (t.net.state_dict() for t in pair)
+    if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):
+        raise RuntimeError("the float32 and bf16 networks start from different weights")
+    return pair
+
+
+def precision_report(runs: dict, summary: dict) -> tuple[dict, str]:
+    """bf16 vs float32: the figures (``extra``) and a per-seed Markdown table of final accuracy and epoch times."""
+    fp, bf = summary[FP32], summary[BF16]
+    gap = 100 * (bf["final_mean"] - fp["final_mean"])
+    ratio = bf["median_epoch_s"] / fp["median_epoch_s"]
+    # each epoch ran for both back to back: the ratio within a pair sees the same load
+    paired = [b / a for seed in runs[FP32]
+              for a, b in zip(runs[FP32][seed]["epoch_seconds"], runs[BF16][seed]["epoch_seconds"])]
+    lines = ["| seed | fp32 final acc. | bf16 final acc. | bf16 − fp32 | fp32 s / epoch | bf16 s / epoch | "
+             "bf16 / fp32 time (median of epoch pairs) |", "|---|---|---|---|---|---|---|"]
+    for seed in runs[FP32]:
+        a, b = runs[FP32][seed], runs[BF16][seed]
+        pairs = [y / x for x, y in zip(a["epoch_seconds"], b["epoch_seconds"])]
+        lines.append(f"| {seed} | {100 * a['final_test_accuracy']:.2f} % | {100 * b['final_test_accuracy']:.2f} % | "
+                     f"{100 * (b['final_test_accuracy'] - a['final_test_accuracy']):+.2f} | "
+                     f"{', '.join(f'{t:.1f}' for t in a['epoch_seconds'])} | "
+                     f"{', '.join(f'{t:.1f}' for t in b['epoch_seconds'])} | {statistics.median(pairs):.2f} |")
+    lines.append(f"| mean | {100 * fp['final_mean']:.2f} % | {100 * bf['final_mean']:.2f} % | {gap:+.2f} | "
+                 f"median {fp['median_epoch_s']:.1f} | median {bf['median_epoch_s']:.1f} | "
+                 f"{statistics.median(paired):.2f} |")
+    extra = {"final accuracy, bf16 - fp32 (mean of seeds)": f"{gap:+.2f} points (target: within 0.5)",
+             "time per epoch, bf16 / fp32": f"{ratio:.2f} (medians); {statistics.median(paired):.2f} (median of "
+                                            f"the {len(paired)} back-to-back epoch pairs)",
+             "within 0.5 points": str(abs(gap) <= 0.5)}
+    return {"accuracy_gap_points": gap, "ratio_time": ratio, "ratio_time_paired": statistics.median(paired),
+            "within_half_point": abs(gap) <= 0.5, "extra": extra}, "\n".join(lines)
+
+
 # ============================================================================================ runs
 def train_interleaved(trainees: list[Trainee], data, spec: dict, seed: int, log) -> dict:
     """Train every trainee for ``spec['epochs']`` on the same batches; returns per-trainee curves and times."""
@@ -287,8 +366,10 @@ def summarize(runs: dict) -> dict:
 
 
 def markdown(kind: str, summary: dict, spec: dict, info: dict, extra: dict) -> str:
-    lines = [f"**{kind}** — {info['date']}, {info['machine']['cpu']}, torch {info['machine']['torch']}, "
-             f"{info['threads']} threads, SpikingJelly {info['spikingjelly']}; CIFAR-10 subset "
+    flags = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in info["bf16_flags"].items())
+    peer = f", SpikingJelly {info['spikingjelly']}" if "spikingjelly" in info else ""
+    lines = [f"**{kind}** — {info['date']}, {info['machine']['cpu']} (lscpu: {flags}), torch "
+             f"{info['machine']['torch']}, {info['threads']} threads{peer}; CIFAR-10 subset "
              f"{spec['n_train']:,} train / {spec['n_test']:,} test images (stratified, data seed "
              f"{spec['data_seed']}), T={spec['T']}, batch {spec['batch']}, {spec['epochs']} epochs, seeds "
              f"{spec['seed_list']}; final accuracy on all {spec['n_test']:,} test images, per-epoch curve (mean over "
@@ -309,15 +390,20 @@ def markdown(kind: str, summary: dict, spec: dict, info: dict, extra: dict) -> s
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny subset and network, 1 seed, 2 epochs (<= 5 min)")
-    ap.add_argument("--recipes", action="store_true",
-                    help="compare the cifar_snn and cifar_spaic_ref recipes (spaic_train only) instead")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--recipes", action="store_true",
+                      help="compare the cifar_snn and cifar_spaic_ref recipes (spaic_train only) instead")
+    mode.add_argument("--precision-compare", action="store_true",
+                      help="train spaic_train's network in float32 and in bf16-mixed (CPU autocast) instead; "
+                           "'not measured' on a CPU without avx512_bf16")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
     ap.add_argument("--data-seed", type=int, default=0)
     for key in ("n_train", "n_test", "n_curve", "width", "hidden", "T", "batch", "epochs", "seeds"):
         ap.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None,
-                    help="default benchmarks/results/learning.json (--recipes: learning_recipes.json)")
+                    help="default benchmarks/results/learning.json (--recipes: learning_recipes.json, "
+                         "--precision-compare: learning_precision.json)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -332,16 +418,31 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, flush=True)
 
-    import spikingjelly  # noqa: F401 - version below
+    import importlib.metadata as md
 
+    flags = cpu_flags()
+    info = {"date": datetime.date.today().isoformat(), "machine": machine_info(), "threads": torch.get_num_threads(),
+            "bf16_flags": bf16_flags(flags), "spaic_train": md.version("spaic_train"),
+            "command": " ".join(["python", "benchmarks/learning.py", *(argv if argv is not None else sys.argv[1:])])}
+    kind = "cifar_snn vs cifar_spaic_ref (spaic_train)" if args.recipes else \
+        "bf16-mixed vs float32 (spaic_train)" if args.precision_compare else "learning parity"
+    name = "learning_recipes.json" if args.recipes else "learning_precision.json" if args.precision_compare \
+        else "learning.json"
+    path = Path(args.json or HERE / "results" / name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if args.precision_compare and bf16_unmeasured(flags):
+        log(bf16_unmeasured(flags))
+        log(f"CPU {info['machine']['cpu']}; lscpu flags: {info['bf16_flags']}")
+        path.write_text(json.dumps({"info": info, "measured": False, "reason": bf16_unmeasured(flags)}, indent=1))
+        log(f"JSON: {path}")
+        return 0
+    if not args.precision_compare:
+        import spikingjelly  # noqa: F401 - version below
+
+        info["spikingjelly"] = md.version("spikingjelly")
     from spaic_train.neurons import load_compiled_kernels
 
     load_compiled_kernels("cpu")
-    import importlib.metadata as md
-
-    info = {"date": datetime.date.today().isoformat(), "machine": machine_info(), "threads": torch.get_num_threads(),
-            "spikingjelly": md.version("spikingjelly"), "spaic_train": md.version("spaic_train"),
-            "command": " ".join(["python", "benchmarks/learning.py", *(argv if argv is not None else sys.argv[1:])])}
     t_start = time.perf_counter()
     data = load_subset(args.data, spec["n_train"], spec["n_test"], args.data_seed)
     log(f"data: {spec['n_train']} train / {spec['n_test']} test images, classes per split "
@@ -358,6 +459,8 @@ def main(argv=None) -> int:
                 t, _ = build_ours(spec, spec["epochs"], recipe, mv)
                 t.name = f"{recipe} ({', '.join(f'{k}={v}' for k, v in mv.items())})"
                 trainees.append(t)
+        elif args.precision_compare:
+            trainees = build_precision_pair(spec, seed)
         else:
             ours, cfg = build_ours(spec, spec["epochs"], model_vars=parity_overrides(spec))
             sj = build_spikingjelly(ours, cfg, spec, spec["epochs"])
@@ -375,8 +478,12 @@ def main(argv=None) -> int:
     summary = summarize(runs)
     for name in summary:
         summary[name]["params"] = params[name]
-    extra = {}
-    if not args.recipes:
+    extra, per_seed = {}, ""
+    if args.precision_compare:
+        figures, per_seed = precision_report(runs, summary)
+        extra = figures.pop("extra")
+        summary.update(figures)
+    elif not args.recipes:
         o, s = summary[OURS], summary[SJ]
         ratio = o["median_epoch_s"] / s["median_epoch_s"]
         gap = 100 * (o["final_mean"] - s["final_mean"])
@@ -387,11 +494,10 @@ def main(argv=None) -> int:
                  "targets met": str(ratio <= 0.8 and gap >= -0.5)}
         summary["ratio_time"], summary["accuracy_gap_points"] = ratio, gap
     info["total_minutes"] = (time.perf_counter() - t_start) / 60
-    kind = "cifar_snn vs cifar_spaic_ref (spaic_train)" if args.recipes else "learning parity"
     table = markdown(kind, {k: v for k, v in summary.items() if isinstance(v, dict)}, spec, info, extra)
+    if per_seed:
+        table += "\n\n" + per_seed
     print("\n" + table + f"\n\ntotal {info['total_minutes']:.1f} min; command: {info['command']}")
-    path = Path(args.json or HERE / "results" / ("learning_recipes.json" if args.recipes else "learning.json"))
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"info": info, "spec": spec, "checks": checks, "runs": runs, "summary": summary,
                                 "extra": extra, "markdown": table}, indent=1) + "\n")
     log(f"JSON: {path}")

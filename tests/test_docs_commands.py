@@ -84,6 +84,7 @@ SLOW = {
     "python benchmarks/learning.py": "CIFAR-10 training, <= 40 min",
     "python benchmarks/learning.py --quick": "CIFAR-10 training, minutes",
     "python benchmarks/learning.py --recipes": "CIFAR-10 training, ~12 min",
+    "python benchmarks/learning.py --precision-compare": "CIFAR-10 training in float32 and bf16, 3 seeds",
     "bash benchmarks/gpu_check.sh --dry-run": "runs CUDA test selections and benchmarks at tiny sizes",
     "python benchmarks/run.py --workloads conv --long-t": "the conv net at T = 4, 16, 64 in five frameworks",
     "python benchmarks/memory_scaling.py": "one process per T up to 64",

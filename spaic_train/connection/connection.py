@@ -468,7 +468,10 @@ class Connection(nn.Module):
         y = self.delay_line.apply(seq_op, z, T, self.effective_weight(), self.delay, self.delay_sigma, self.training,
                                   link.expand_delay)
         if self.bias is not None:
-            y = link.add_bias(y.reshape(T * B, *y.shape[2:]), self.bias).reshape(y.shape)
+            # under autocast the weight op returns bf16 / fp16; a float32 bias would promote the current (and the
+            # batch norm after it) back to float32, so it is cast as autocast's own F.conv2d / F.linear cast theirs
+            bias = self.bias.to(y.dtype) if y.dtype in (torch.bfloat16, torch.float16) else self.bias
+            y = link.add_bias(y.reshape(T * B, *y.shape[2:]), bias).reshape(y.shape)
         tail = self.synapses[wi + 1:]
         if skip_trailing_norm and self.trailing_norm is not None:
             tail = tail[:-1]
