@@ -84,31 +84,64 @@ static void surrogate_row(const float *h, float v_th, float alpha, int sg, float
     }
 }
 
-/* chan[k]: channel of neuron j0 + k; rows[r * width + k] = per_channel[r * C + chan[k]] for r < nrows. */
+/* chan[k]: channel of neuron j0 + k, counted up from j0's (no division per neuron: the chunk is walked in memory
+ * order, where the channel changes every `inner` neurons and wraps after C); rows[r * width + k] =
+ * per_channel[r * C + chan[k]] for r < nrows. */
 static void channel_rows(const lif_args *a, int64_t j0, int64_t W, int64_t *chan, int nrows, float *rows) {
-    for (int64_t k = 0; k < W; k++) chan[k] = ((j0 + k) / a->inner) % a->C;
+    int64_t within = j0 % a->inner, c = (j0 / a->inner) % a->C;
+    for (int64_t k = 0; k < W; k++) {
+        chan[k] = c;
+        if (++within == a->inner) {
+            within = 0;
+            if (++c == a->C) c = 0;
+        }
+    }
     for (int r = 0; r < nrows; r++)
         for (int64_t k = 0; k < W; k++) rows[r * a->width + k] = a->per_channel[r * a->C + chan[k]];
 }
 
+/* One step of neurons k < W from the drive row: v is updated and reset; Ot[k] receives the pre-reset membrane H
+ * (write_h) or the spike.  The four loops keep every branch out of the inner loop (so it vectorises). */
+static void step_row(const float *drive, int64_t W, float *restrict v, float beta, float v_th, float v_reset,
+                     int hard, int write_h, float *restrict Ot) {
+    int64_t k;
+    if (write_h && hard) {
+        for (k = 0; k < W; k++) { float h = fmaf(beta, v[k], drive[k]); Ot[k] = h; v[k] = h >= v_th ? v_reset : h; }
+    } else if (write_h) {
+        for (k = 0; k < W; k++) { float h = fmaf(beta, v[k], drive[k]); Ot[k] = h; v[k] = h >= v_th ? h - v_th : h; }
+    } else if (hard) {
+        for (k = 0; k < W; k++) {
+            float h = fmaf(beta, v[k], drive[k]);
+            Ot[k] = h >= v_th ? 1.0f : 0.0f;
+            v[k] = h >= v_th ? v_reset : h;
+        }
+    } else {
+        for (k = 0; k < W; k++) {
+            float h = fmaf(beta, v[k], drive[k]);
+            Ot[k] = h >= v_th ? 1.0f : 0.0f;
+            v[k] = h >= v_th ? h - v_th : h;
+        }
+    }
+}
+
 /* All T steps of neurons j0 .. j0+W-1 from the membrane v[:W] (left at V_T); the drive is I (A == NULL) or
- * I * A + B.  out[t * ostride + k] receives the pre-reset membrane H (write_h) or the spike (and, forward,
- * bits[t * N + j0 + k] the spike as a byte when wanted); Vseq[t * N + j0 + k] the post-reset membrane (store_v). */
-static void integrate_chunk(const lif_args *a, int64_t j0, int64_t W, const float *A, const float *B, float *v,
-                            float *out, int64_t ostride, int write_h, int store_v) {
-    const float beta = a->beta, v_th = a->v_th, v_reset = a->v_reset;
+ * I * A + B, computed a row at a time into D.  out[t * ostride + k] receives the pre-reset membrane H (write_h) or
+ * the spike (and, forward, bits[t * N + j0 + k] the spike as a byte when wanted); Vseq[t * N + j0 + k] the
+ * post-reset membrane (store_v). */
+static void integrate_chunk(const lif_args *a, int64_t j0, int64_t W, const float *A, const float *B, float *D,
+                            float *v, float *out, int64_t ostride, int write_h, int store_v) {
     unsigned char *bits_out = write_h ? NULL : a->bits;
     for (int64_t t = 0; t < a->T; t++) {
         const float *It = a->I + t * a->N + j0;
         float *Ot = out + t * ostride;
-        for (int64_t k = 0; k < W; k++) {
-            float drive = A ? fmaf(It[k], A[k], B[k]) : It[k];
-            float h = fmaf(beta, v[k], drive);
-            int s = h >= v_th;
-            Ot[k] = write_h ? h : (s ? 1.0f : 0.0f);
-            if (bits_out) bits_out[t * a->N + j0 + k] = (unsigned char)s;
-            if (a->hard) v[k] = s ? v_reset : h;
-            else v[k] = s ? h - v_th : h;
+        if (A) {
+            for (int64_t k = 0; k < W; k++) D[k] = fmaf(It[k], A[k], B[k]);
+            It = D;
+        }
+        step_row(It, W, v, a->beta, a->v_th, a->v_reset, a->hard, write_h, Ot);
+        if (bits_out) {
+            unsigned char *bt = bits_out + t * a->N + j0;
+            for (int64_t k = 0; k < W; k++) bt[k] = Ot[k] != 0.0f;
         }
         if (store_v) memcpy(a->Vseq + t * a->N + j0, v, (size_t)W * sizeof(float));
     }
@@ -144,8 +177,8 @@ static int64_t chunk_width(const lif_args *a, int64_t j0) {
 /* forward: O (and bits, Vseq), VT; with per_channel (rows A, B) the batch-norm drive */
 static void forward_part(const lif_args *a, int64_t p) {
     float *base = (float *)(a->scratch + p * a->scratch_per_part);
-    float *v = base, *A = NULL, *B = NULL;
-    int64_t *chan = (int64_t *)(base + 3 * a->width);
+    float *v = base, *D = base + 3 * a->width, *A = NULL, *B = NULL;
+    int64_t *chan = (int64_t *)(base + 4 * a->width);
     if (a->per_channel) { A = base + a->width; B = base + 2 * a->width; }
     int64_t c0, c1;
     part_chunks(a, p, &c0, &c1);
@@ -153,7 +186,7 @@ static void forward_part(const lif_args *a, int64_t p) {
         int64_t j0 = c * a->width, W = chunk_width(a, j0);
         if (a->per_channel) channel_rows(a, j0, W, chan, 2, A);
         memcpy(v, a->V0 + j0, (size_t)W * sizeof(float));
-        integrate_chunk(a, j0, W, A, B, v, a->O + j0, a->N, 0, a->store_v);
+        integrate_chunk(a, j0, W, A, B, D, v, a->O + j0, a->N, 0, a->store_v);
         memcpy(a->VT + j0, v, (size_t)W * sizeof(float));
     }
 }
@@ -181,7 +214,7 @@ static void backward_part(const lif_args *a, int64_t p) {
             for (int64_t k = 0; k < W; k++) sd[k] = sdx[k] = 0.0;
         }
         memcpy(v, a->V0 + j0, (size_t)W * sizeof(float));
-        integrate_chunk(a, j0, W, A, B, v, H, width, 1, 0);
+        integrate_chunk(a, j0, W, A, B, D, v, H, width, 1, 0);
         for (int64_t t = 0; t < T; t++) surrogate_row(H + t * width, a->v_th, a->alpha, a->sg, G + t * width, W);
         for (int64_t k = 0; k < W; k++) u[k] = a->has_gvt ? a->gVT[j0 + k] : 0.0f;
         for (int64_t t = T - 1; t >= 0; t--) {
@@ -197,9 +230,10 @@ static void backward_part(const lif_args *a, int64_t p) {
             }
             bptt_row(a, H + t * width, G + t * width, gOt, u, D, W);
             const float *Xt = a->I + t * N + j0;
+            if (a->batch_stats) memcpy(dIt, D, (size_t)W * sizeof(float));
+            else for (int64_t k = 0; k < W; k++) dIt[k] = A[k] * D[k];
             for (int64_t k = 0; k < W; k++) {
                 float dh = D[k];
-                dIt[k] = a->batch_stats ? dh : A[k] * dh;
                 sd[k] += dh;
                 sdx[k] += dh * ((Xt[k] - M[k]) * R[k]);
             }
@@ -224,10 +258,14 @@ static void stats_part(const lif_args *a, int64_t p) {
             const float *Xt = a->I + t * a->N + j0;
             for (int64_t k = 0; k < W; k++) { double x = (double)Xt[k]; s[k] += x; q[k] += x * x; }
         }
+        int64_t within = j0 % a->inner, ch = (j0 / a->inner) % a->C;
         for (int64_t k = 0; k < W; k++) {
-            int64_t ch = ((j0 + k) / a->inner) % a->C;
             acc[ch] += s[k];
             acc[a->C + ch] += q[k];
+            if (++within == a->inner) {
+                within = 0;
+                if (++ch == a->C) ch = 0;
+            }
         }
     }
 }
@@ -282,7 +320,7 @@ static int run_parts(lif_args *a, part_fn fn, size_t scratch_per_part) {
     return 0;
 }
 
-static size_t forward_scratch(int64_t width) { return (size_t)width * (3 * sizeof(float) + sizeof(int64_t)); }
+static size_t forward_scratch(int64_t width) { return (size_t)width * (4 * sizeof(float) + sizeof(int64_t)); }
 
 static size_t backward_scratch(int64_t T, int64_t width) {
     return (size_t)width * ((2 * T + 8) * sizeof(float) + 2 * sizeof(double) + sizeof(int64_t));
