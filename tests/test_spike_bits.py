@@ -113,6 +113,7 @@ def test_a_conv_net_checks_only_its_input(compact, monkeypatch):
     grads = []
     for on in (False, True):
         monkeypatch.setattr(spike_bits, "COMPACT_SPIKES", on)
+        lookups.clear()
         torch.manual_seed(5)  # the poisson encoder draws
         out = net(x, time_steps=7)
         params = [p for p in net.parameters() if p.requires_grad]
@@ -121,3 +122,47 @@ def test_a_conv_net_checks_only_its_input(compact, monkeypatch):
     assert len(lookups) >= 4 and all(hit for _, hit in lookups[1:])  # l1 (into the pool), pooled, l2: known
     for a, b in zip(*grads):
         assert torch.equal(a, b)  # the same kernels on the same 0/1 values
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("pool", [((2, 2), (2, 2), (0, 0), 10, 8), ((2, 2), (2, 2), (0, 0), 9, 7),
+                                  ((3, 3), (2, 2), (1, 1), 10, 9), ((2, 3), (1, 2), (1, 1), 7, 9)])
+def test_spike_pool_backward_from_bytes_equals_autograd(channels_last, pool):
+    """The max pool's gradient from the spikes' bytes (C kernel, or torch recomputing the indices) equals autograd's
+    max_pool2d backward bit for bit: same tie rule (first 1 of a window, else its first element), overlapping and
+    padded windows summed in the same order, inputs that the windows do not tile."""
+    k, s, p, H, W = pool
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(3, 5, H, W, generator=g) < 0.2).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = torch.nn.functional.max_pool2d(x, k, s, p)
+    gy = torch.randn(y.shape, generator=g)
+    (ref,) = torch.autograd.grad(y, x, gy)
+    got = dispatch.spike_max_pool2d_backward(x.detach() != 0, gy, k, s, p)
+    assert torch.equal(got, ref) and got.stride() == x.stride()
+
+
+def test_pool_after_a_neuron_group_keeps_the_kernels_bytes(monkeypatch):
+    """Compaction on: the max pool after a LIF layer keeps the bytes the kernel wrote (no check of its own), not the
+    float spikes; gradients equal autograd's max pool on the same spikes."""
+    from spaic_train.connection import spike_ops
+
+    if dispatch._kernels("cpu") is None or dispatch._kernels("cpu").__name__.rsplit(".", 1)[-1] != "c_lif":
+        pytest.skip("the C kernels do not run on this machine (no working C compiler)")
+    monkeypatch.setattr(spike_bits, "COMPACT_SPIKES", True)
+    checks = []
+    monkeypatch.setattr(spike_ops, "compact_spikes", lambda x: checks.append(1))
+    torch.manual_seed(4)
+    I = (torch.randn(5, 2, 6, 8, 8) + 0.3).requires_grad_()
+    O, _, _ = build_neuron("lif").run_sequence(I)
+    folded = O.flatten(0, 1)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
+        y = spike_ops.spike_max_pool2d(folded, (2, 2), (2, 2), (0, 0))
+    assert saved == [torch.bool] and not checks
+    gy = torch.randn(y.shape)
+    (got,) = torch.autograd.grad(y, I, gy, retain_graph=True)
+    (ref,) = torch.autograd.grad(torch.nn.functional.max_pool2d(O.flatten(0, 1), 2), I, gy)
+    assert torch.equal(got, ref)

@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..neurons.kernels import spike_bits
+from ..neurons.kernels import dispatch, spike_bits
 
 __all__ = ["compact_spikes", "rows_of", "SpikeLinear", "SpikeConv2d", "SpikeMaxPool2d",
            "spike_linear", "spike_conv2d", "spike_max_pool2d"]
@@ -116,35 +116,42 @@ def spike_conv2d(x: torch.Tensor, bits: Optional[torch.Tensor], weight: torch.Te
 
 class SpikeMaxPool2d(torch.autograd.Function):
     """``F.max_pool2d`` saving only its input (``bits``: the spike input as bool, or the float input itself) and no
-    int64 argmax indices; backward recomputes the indices from it."""
+    int64 argmax indices; backward gets the gradient from it (:func:`~spaic_train.neurons.kernels.dispatch.
+    spike_max_pool2d_backward` for bits, torch's kernels recomputing the indices for a float input)."""
 
     @staticmethod
-    def forward(ctx, x, bits, kernel_size, stride, padding):  # type: ignore[override]
-        ctx.save_for_backward(bits)
+    def forward(ctx, x, saved, kernel_size, stride, padding):  # type: ignore[override]
+        ctx.save_for_backward(saved)
         ctx.pool = (list(kernel_size), list(stride), list(padding))
         return F.max_pool2d(x, kernel_size, stride, padding)
 
     @staticmethod
     def backward(ctx, gy):  # type: ignore[override]
-        (bits,) = ctx.saved_tensors
+        (saved,) = ctx.saved_tensors
         kernel_size, stride, padding = ctx.pool
-        x = bits.to(gy.dtype)
-        # the kernels autograd's max_pool2d runs, on the same values: same indices, same gradient
-        _, idx = torch.ops.aten.max_pool2d_with_indices(x, kernel_size, stride, padding, [1, 1], False)
-        gx = torch.ops.aten.max_pool2d_with_indices_backward(gy, x, kernel_size, stride, padding, [1, 1], False, idx)
+        if saved.dtype == torch.bool:
+            gx = dispatch.spike_max_pool2d_backward(saved, gy, kernel_size, stride, padding)
+        else:
+            # the kernels autograd's max_pool2d runs, on the same values: same indices, same gradient
+            _, idx = torch.ops.aten.max_pool2d_with_indices(saved, kernel_size, stride, padding, [1, 1], False)
+            gx = torch.ops.aten.max_pool2d_with_indices_backward(gy, saved, kernel_size, stride, padding, [1, 1],
+                                                                 False, idx)
         return gx, None, None, None, None
 
 
 def spike_max_pool2d(x: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:
     """``F.max_pool2d(x, ...)`` (4-d ``x``) that keeps no argmax indices for backward (autograd's keeps them as int64:
-    2 bytes per input value for a 2x2 pool, on top of the float input); a spike input is kept as bits only when
-    compaction is on.  Recomputing the indices costs one pooling pass in backward, always on (not under
-    ``torch.compile``, which plans its own saved tensors)."""
+    2 bytes per input value for a 2x2 pool, on top of the float input).  With compaction on, spikes are kept as bytes
+    only (those their kernel wrote, :mod:`~spaic_train.neurons.kernels.spike_bits`, or checked here), and the
+    gradient comes from the bytes without a float copy; otherwise the float input is kept.  Not under
+    ``torch.compile``, which plans its own saved tensors."""
     if not (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling():
         return F.max_pool2d(x, kernel_size, stride, padding)
-    bits = compact_spikes(x)
+    known = spike_bits.lookup(x) if x.dtype == torch.float32 else None
+    bits = known if known is not None else compact_spikes(x)
     y = SpikeMaxPool2d.apply(x, x if bits is None else bits, kernel_size, stride, padding)
-    if bits is not None and y.storage_offset() == 0 and y.untyped_storage().nbytes() == y.numel() * y.element_size():
+    if (bits is not None and spike_bits.COMPACT_SPIKES and y.storage_offset() == 0
+            and y.untyped_storage().nbytes() == y.numel() * y.element_size()):
         # the max of spikes is a spike: its bytes, for the weight op that comes next (one pass over the output)
         spike_bits.remember(y, y != 0)
     return y

@@ -388,3 +388,82 @@ int bn_input_grad(const float *X, float *dX, const float *per_channel, int64_t i
     a.nparts = nparts;
     return run_parts(&a, input_grad_part, (size_t)width * (5 * sizeof(float) + sizeof(int64_t)));
 }
+
+/* ------------------------------------------------------------------------------------------------ spike max pool
+ * Gradient of a 2-d max pool over 0/1 spikes, from their bytes: each window's gradient goes to its first 1 in scan
+ * order, or to its first element when all are 0 -- torch's rule (the first value strictly greater than the running
+ * maximum, which starts at -inf), so the result equals autograd's max_pool2d backward.  No float copy of the input,
+ * no argmax indices.  Strides in elements, dims N, C, H, W; planes (n, c) are split between the threads. */
+typedef struct {
+    const unsigned char *bits;
+    const float *gy;
+    float *gx;
+    const int64_t *bs, *ys, *xs; /* strides of bits, gy, gx */
+    int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, nparts;
+    int tiled; /* windows tile the input exactly: every gx element is written once, no zero fill */
+} pool_args;
+
+static void pool_part(const pool_args *a, int64_t p) {
+    int64_t planes = a->N * a->C, per = (planes + a->nparts - 1) / a->nparts;
+    int64_t end = (p + 1) * per < planes ? (p + 1) * per : planes;
+    for (int64_t q = p * per; q < end; q++) {
+        int64_t n = q / a->C, c = q % a->C;
+        const unsigned char *B = a->bits + n * a->bs[0] + c * a->bs[1];
+        const float *G = a->gy + n * a->ys[0] + c * a->ys[1];
+        float *X = a->gx + n * a->xs[0] + c * a->xs[1];
+        if (!a->tiled)
+            for (int64_t h = 0; h < a->H; h++)
+                for (int64_t w = 0; w < a->W; w++) X[h * a->xs[2] + w * a->xs[3]] = 0.0f;
+        for (int64_t oh = 0; oh < a->OH; oh++) {
+            int64_t h0 = oh * a->sh - a->ph, h1 = h0 + a->kh;
+            if (h0 < 0) h0 = 0;
+            if (h1 > a->H) h1 = a->H;
+            for (int64_t ow = 0; ow < a->OW; ow++) {
+                int64_t w0 = ow * a->sw - a->pw, w1 = w0 + a->kw;
+                if (w0 < 0) w0 = 0;
+                if (w1 > a->W) w1 = a->W;
+                float g = G[oh * a->ys[2] + ow * a->ys[3]];
+                int64_t bh = h0, bw = w0, found = 0;
+                for (int64_t h = h0; h < h1 && !found; h++)
+                    for (int64_t w = w0; w < w1; w++)
+                        if (B[h * a->bs[2] + w * a->bs[3]]) { bh = h; bw = w; found = 1; break; }
+                if (a->tiled) {
+                    for (int64_t h = h0; h < h1; h++)
+                        for (int64_t w = w0; w < w1; w++)
+                            X[h * a->xs[2] + w * a->xs[3]] = (h == bh && w == bw) ? g : 0.0f;
+                } else {
+                    X[bh * a->xs[2] + bw * a->xs[3]] += g;
+                }
+            }
+        }
+    }
+}
+
+typedef struct { const pool_args *a; int64_t part; } pool_job;
+
+static void *run_pool_job(void *arg) {
+    pool_job *job = (pool_job *)arg;
+    pool_part(job->a, job->part);
+    return NULL;
+}
+
+int spike_pool_backward(const unsigned char *bits, const int64_t *bs, const float *gy, const int64_t *ys, float *gx,
+                        const int64_t *xs, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t nparts) {
+    pool_args a = {bits, gy, gx, bs, ys, xs, N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, 0, 0};
+    pthread_t threads[MAX_PARTS];
+    pool_job jobs[MAX_PARTS];
+    int started[MAX_PARTS];
+    if (nparts > MAX_PARTS) nparts = MAX_PARTS;
+    if (nparts < 1) nparts = 1;
+    a.nparts = nparts;
+    a.tiled = kh == sh && kw == sw && ph == 0 && pw == 0 && OH * kh == H && OW * kw == W;
+    for (int64_t p = 0; p < nparts; p++) { jobs[p].a = &a; jobs[p].part = p; started[p] = 0; }
+    for (int64_t p = 1; p < nparts; p++) started[p] = pthread_create(&threads[p], NULL, run_pool_job, &jobs[p]) == 0;
+    run_pool_job(&jobs[0]);
+    for (int64_t p = 1; p < nparts; p++) {
+        if (started[p]) pthread_join(threads[p], NULL);
+        else run_pool_job(&jobs[p]);
+    }
+    return 0;
+}
