@@ -140,7 +140,7 @@ def test_spike_pool_backward_from_bytes_equals_autograd(channels_last, pool):
     y = torch.nn.functional.max_pool2d(x, k, s, p)
     gy = torch.randn(y.shape, generator=g)
     (ref,) = torch.autograd.grad(y, x, gy)
-    got = dispatch.spike_max_pool2d_backward(x.detach() != 0, gy, k, s, p)
+    got = dispatch.max_pool2d_backward(x.detach() != 0, gy, k, s, p)
     assert torch.equal(got, ref) and got.stride() == x.stride()
 
 
@@ -166,3 +166,20 @@ def test_pool_after_a_neuron_group_keeps_the_kernels_bytes(monkeypatch):
     (got,) = torch.autograd.grad(y, I, gy, retain_graph=True)
     (ref,) = torch.autograd.grad(torch.nn.functional.max_pool2d(O.flatten(0, 1), 2), I, gy)
     assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("pool", [((2, 2), (2, 2), (0, 0), 10, 8), ((3, 3), (2, 2), (1, 1), 10, 9)])
+def test_float_pool_backward_equals_autograd(channels_last, pool):
+    """The same kernel from float32 inputs (no compaction): ties between equal values go to the first, as autograd's."""
+    k, s, p, H, W = pool
+    g = torch.Generator().manual_seed(4)
+    x = torch.randint(0, 3, (3, 5, H, W), generator=g).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = torch.nn.functional.max_pool2d(x, k, s, p)
+    gy = torch.randn(y.shape, generator=g)
+    (ref,) = torch.autograd.grad(y, x, gy)
+    got = dispatch.max_pool2d_backward(x.detach(), gy, k, s, p)
+    assert torch.equal(got, ref) and got.stride() == x.stride()

@@ -116,8 +116,8 @@ def spike_conv2d(x: torch.Tensor, bits: Optional[torch.Tensor], weight: torch.Te
 
 class SpikeMaxPool2d(torch.autograd.Function):
     """``F.max_pool2d`` saving only its input (``bits``: the spike input as bool, or the float input itself) and no
-    int64 argmax indices; backward gets the gradient from it (:func:`~spaic_train.neurons.kernels.dispatch.
-    spike_max_pool2d_backward` for bits, torch's kernels recomputing the indices for a float input)."""
+    int64 argmax indices; backward gets the gradient from it
+    (:func:`~spaic_train.neurons.kernels.dispatch.max_pool2d_backward`)."""
 
     @staticmethod
     def forward(ctx, x, saved, kernel_size, stride, padding):  # type: ignore[override]
@@ -129,14 +129,7 @@ class SpikeMaxPool2d(torch.autograd.Function):
     def backward(ctx, gy):  # type: ignore[override]
         (saved,) = ctx.saved_tensors
         kernel_size, stride, padding = ctx.pool
-        if saved.dtype == torch.bool:
-            gx = dispatch.spike_max_pool2d_backward(saved, gy, kernel_size, stride, padding)
-        else:
-            # the kernels autograd's max_pool2d runs, on the same values: same indices, same gradient
-            _, idx = torch.ops.aten.max_pool2d_with_indices(saved, kernel_size, stride, padding, [1, 1], False)
-            gx = torch.ops.aten.max_pool2d_with_indices_backward(gy, saved, kernel_size, stride, padding, [1, 1],
-                                                                 False, idx)
-        return gx, None, None, None, None
+        return dispatch.max_pool2d_backward(saved, gy, kernel_size, stride, padding), None, None, None, None
 
 
 def spike_max_pool2d(x: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:

@@ -389,13 +389,16 @@ int bn_input_grad(const float *X, float *dX, const float *per_channel, int64_t i
     return run_parts(&a, input_grad_part, (size_t)width * (5 * sizeof(float) + sizeof(int64_t)));
 }
 
-/* ------------------------------------------------------------------------------------------------ spike max pool
- * Gradient of a 2-d max pool over 0/1 spikes, from their bytes: each window's gradient goes to its first 1 in scan
- * order, or to its first element when all are 0 -- torch's rule (the first value strictly greater than the running
- * maximum, which starts at -inf), so the result equals autograd's max_pool2d backward.  No float copy of the input,
- * no argmax indices.  Strides in elements, dims N, C, H, W; planes (n, c) are split between the threads. */
+/* ------------------------------------------------------------------------------------------------------ max pool
+ * Gradient of a 2-d max pool (dilation 1, floor mode) from its input: each window's gradient goes to the first
+ * element in scan order that is strictly greater than the running maximum, which starts at -inf (a NaN always
+ * wins, the last of several) -- torch's rule, so the result equals autograd's max_pool2d backward bit for bit.  The input is float32
+ * (`values`) or 0/1 spikes as bytes (`bits`: the first 1, else the window's first element).  No argmax indices;
+ * where the windows tile the input, no zero fill either.  Strides in elements, dims N, C, H, W; planes (n, c) are
+ * split between the threads. */
 typedef struct {
     const unsigned char *bits;
+    const float *values;
     const float *gy;
     float *gx;
     const int64_t *bs, *ys, *xs; /* strides of bits, gy, gx */
@@ -408,7 +411,8 @@ static void pool_part(const pool_args *a, int64_t p) {
     int64_t end = (p + 1) * per < planes ? (p + 1) * per : planes;
     for (int64_t q = p * per; q < end; q++) {
         int64_t n = q / a->C, c = q % a->C;
-        const unsigned char *B = a->bits + n * a->bs[0] + c * a->bs[1];
+        const unsigned char *B = a->bits ? a->bits + n * a->bs[0] + c * a->bs[1] : NULL;
+        const float *V = a->values ? a->values + n * a->bs[0] + c * a->bs[1] : NULL;
         const float *G = a->gy + n * a->ys[0] + c * a->ys[1];
         float *X = a->gx + n * a->xs[0] + c * a->xs[1];
         if (!a->tiled)
@@ -424,9 +428,18 @@ static void pool_part(const pool_args *a, int64_t p) {
                 if (w1 > a->W) w1 = a->W;
                 float g = G[oh * a->ys[2] + ow * a->ys[3]];
                 int64_t bh = h0, bw = w0, found = 0;
-                for (int64_t h = h0; h < h1 && !found; h++)
-                    for (int64_t w = w0; w < w1; w++)
-                        if (B[h * a->bs[2] + w * a->bs[3]]) { bh = h; bw = w; found = 1; break; }
+                if (B) {
+                    for (int64_t h = h0; h < h1 && !found; h++)
+                        for (int64_t w = w0; w < w1; w++)
+                            if (B[h * a->bs[2] + w * a->bs[3]]) { bh = h; bw = w; found = 1; break; }
+                } else {
+                    float best = -INFINITY;
+                    for (int64_t h = h0; h < h1; h++)
+                        for (int64_t w = w0; w < w1; w++) {
+                            float val = V[h * a->bs[2] + w * a->bs[3]];
+                            if (val > best || isnan(val)) { best = val; bh = h; bw = w; }
+                        }
+                }
                 if (a->tiled) {
                     for (int64_t h = h0; h < h1; h++)
                         for (int64_t w = w0; w < w1; w++)
@@ -447,10 +460,12 @@ static void *run_pool_job(void *arg) {
     return NULL;
 }
 
-int spike_pool_backward(const unsigned char *bits, const int64_t *bs, const float *gy, const int64_t *ys, float *gx,
-                        const int64_t *xs, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t nparts) {
-    pool_args a = {bits, gy, gx, bs, ys, xs, N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, 0, 0};
+/* bits (0/1 bytes) or values (float32), the other NULL; bs: their strides */
+int max_pool_backward(const unsigned char *bits, const float *values, const int64_t *bs, const float *gy,
+                      const int64_t *ys, float *gx, const int64_t *xs, int64_t N, int64_t C, int64_t H, int64_t W,
+                      int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                      int64_t nparts) {
+    pool_args a = {bits, values, gy, gx, bs, ys, xs, N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, 0, 0};
     pthread_t threads[MAX_PARTS];
     pool_job jobs[MAX_PARTS];
     int started[MAX_PARTS];

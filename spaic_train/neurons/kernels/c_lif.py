@@ -137,9 +137,9 @@ def _load() -> ctypes.CDLL:
     lib.bn_lif_backward.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _ptr, _i32, _f32, _ptr, _i32, _ptr, _i32, _ptr,
                                     _ptr, _ptr, _i32, _f32, _f32, _f32, _f32, _i32, _i32, _i32, _i64, _i64, _i64, _i64]
     lib.bn_input_grad.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _i64]
-    lib.spike_pool_backward.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr] + [_i64] * 13
+    lib.max_pool_backward.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr] + [_i64] * 13
     for fn in (lib.lif_forward, lib.lif_backward, lib.bn_stats, lib.bn_lif_forward, lib.bn_lif_backward,
-               lib.bn_input_grad, lib.spike_pool_backward):
+               lib.bn_input_grad, lib.max_pool_backward):
         fn.restype = _i32
     return lib
 
@@ -237,17 +237,20 @@ def _bn_input_grad(X, dX, rows, inner, C) -> None:
     _check(_library().bn_input_grad(X.data_ptr(), dX.data_ptr(), rows.data_ptr(), inner, C, T, N, width, nparts))
 
 
-def spike_max_pool2d_backward(bits: torch.Tensor, gy: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:
-    """Input gradient of ``F.max_pool2d`` (dilation 1, floor mode) over 0/1 spikes given as ``bits`` (``torch.bool``
-    ``[N, C, H, W]``, any strides): equal to autograd's (same tie rule), without a float copy or argmax indices."""
-    gx = torch.empty_like(bits, dtype=gy.dtype)  # the input's memory format
-    N, C, H, W = bits.shape
+def max_pool2d_backward(saved: torch.Tensor, gy: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:
+    """Input gradient of ``F.max_pool2d`` (dilation 1, floor mode) from its input ``saved`` ``[N, C, H, W]`` (any
+    strides): float32 values, or 0/1 spikes as ``torch.bool``.  Equal to autograd's (same tie rule), without argmax
+    indices; the gradient has the input's memory format."""
+    gx = torch.empty_like(saved, dtype=gy.dtype)
+    N, C, H, W = saved.shape
     OH, OW = gy.shape[2:]
-    strides = [torch.tensor(t.stride(), dtype=torch.int64) for t in (bits, gy, gx)]
+    strides = [torch.tensor(t.stride(), dtype=torch.int64) for t in (saved, gy, gx)]
+    bits = saved.data_ptr() if saved.dtype == torch.bool else None
+    values = saved.data_ptr() if saved.dtype == torch.float32 else None
     nparts = max(1, min(torch.get_num_threads(), N * C))
-    _check(_library().spike_pool_backward(bits.data_ptr(), strides[0].data_ptr(), gy.data_ptr(), strides[1].data_ptr(),
-                                          gx.data_ptr(), strides[2].data_ptr(), N, C, H, W, OH, OW, *kernel_size,
-                                          *stride, *padding, nparts))
+    _check(_library().max_pool_backward(bits, values, strides[0].data_ptr(), gy.data_ptr(), strides[1].data_ptr(),
+                                        gx.data_ptr(), strides[2].data_ptr(), N, C, H, W, OH, OW, *kernel_size,
+                                        *stride, *padding, nparts))
     return gx
 
 

@@ -32,7 +32,7 @@ from . import bn_lif
 from .torch_lif import RESET_ALIASES, Beta, LIFConfig, LIFSequenceFunction
 
 __all__ = ["FUSE_BN", "USE_C", "USE_NUMBA", "USE_TRITON", "BatchNormLike", "bn_lif_sequence", "kernel_supported",
-           "lif_sequence", "load_compiled_kernels", "spike_max_pool2d_backward"]
+           "lif_sequence", "load_compiled_kernels", "max_pool2d_backward"]
 
 
 def _env_flag(name: str) -> bool:
@@ -132,16 +132,17 @@ def _bn_kernels():
     return numba_bn_lif.KERNELS
 
 
-def spike_max_pool2d_backward(bits: torch.Tensor, gy: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:
-    """Input gradient of ``F.max_pool2d(x, kernel_size, stride, padding)`` (dilation 1, floor mode) for 0/1 spikes
-    ``x`` given as ``bits`` (``torch.bool``): the C kernel reads the bytes directly; otherwise they are expanded and
-    torch's own max-pool kernels recompute the indices (same values, same gradient either way)."""
-    if bits.device.type == "cpu" and gy.dtype == torch.float32 and gy.dim() == 4 and _kernels("cpu") is not None \
-            and _kernels("cpu") is _kernel_mods.get("c"):
+def max_pool2d_backward(saved: torch.Tensor, gy: torch.Tensor, kernel_size, stride, padding) -> torch.Tensor:
+    """Input gradient of ``F.max_pool2d(x, kernel_size, stride, padding)`` (dilation 1, floor mode) from the input
+    ``saved``: float32 ``x`` itself, or 0/1 spikes as ``torch.bool``.  The C kernel finds each window's maximum and
+    writes the gradient in one pass; otherwise torch's own max-pool kernels recompute the indices (same values,
+    same gradient either way)."""
+    if (saved.device.type == "cpu" and saved.dtype in (torch.bool, torch.float32) and gy.dtype == torch.float32
+            and gy.dim() == 4 and _kernels("cpu") is not None and _kernels("cpu") is _kernel_mods.get("c")):
         from . import c_lif
 
-        return c_lif.spike_max_pool2d_backward(bits, gy, list(kernel_size), list(stride), list(padding))
-    x = bits.to(gy.dtype)
+        return c_lif.max_pool2d_backward(saved, gy, list(kernel_size), list(stride), list(padding))
+    x = saved.to(gy.dtype)
     _, idx = torch.ops.aten.max_pool2d_with_indices(x, kernel_size, stride, padding, [1, 1], False)
     return torch.ops.aten.max_pool2d_with_indices_backward(gy, x, kernel_size, stride, padding, [1, 1], False, idx)
 
