@@ -124,23 +124,27 @@ def test_a_conv_net_checks_only_its_input(compact, monkeypatch):
         assert torch.equal(a, b)  # the same kernels on the same 0/1 values
 
 
+@pytest.mark.parametrize("kind", ["bits", "float"])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("pool", [((2, 2), (2, 2), (0, 0), 10, 8), ((2, 2), (2, 2), (0, 0), 9, 7),
                                   ((3, 3), (2, 2), (1, 1), 10, 9), ((2, 3), (1, 2), (1, 1), 7, 9)])
-def test_spike_pool_backward_from_bytes_equals_autograd(channels_last, pool):
-    """The max pool's gradient from the spikes' bytes (C kernel, or torch recomputing the indices) equals autograd's
-    max_pool2d backward bit for bit: same tie rule (first 1 of a window, else its first element), overlapping and
-    padded windows summed in the same order, inputs that the windows do not tile."""
+def test_pool_backward_equals_autograd(kind, channels_last, pool):
+    """The max pool's gradient from its saved input (C kernel, or torch recomputing the indices) equals autograd's
+    max_pool2d backward bit for bit: same tie rule (the first of equal maxima: a window's first 1, else its first
+    element, for spikes as bytes), overlapping and padded windows summed in the same order, inputs the windows do
+    not tile."""
     k, s, p, H, W = pool
     g = torch.Generator().manual_seed(3)
-    x = (torch.rand(3, 5, H, W, generator=g) < 0.2).float()
+    x = (torch.rand(3, 5, H, W, generator=g) < 0.2).float() if kind == "bits" else \
+        torch.randint(0, 3, (3, 5, H, W), generator=g).float()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     y = torch.nn.functional.max_pool2d(x, k, s, p)
     gy = torch.randn(y.shape, generator=g)
     (ref,) = torch.autograd.grad(y, x, gy)
-    got = dispatch.max_pool2d_backward(x.detach() != 0, gy, k, s, p)
+    saved = x.detach() != 0 if kind == "bits" else x.detach()
+    got = dispatch.max_pool2d_backward(saved, gy, k, s, p)
     assert torch.equal(got, ref) and got.stride() == x.stride()
 
 
@@ -167,19 +171,3 @@ def test_pool_after_a_neuron_group_keeps_the_kernels_bytes(monkeypatch):
     (ref,) = torch.autograd.grad(torch.nn.functional.max_pool2d(O.flatten(0, 1), 2), I, gy)
     assert torch.equal(got, ref)
 
-
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("pool", [((2, 2), (2, 2), (0, 0), 10, 8), ((3, 3), (2, 2), (1, 1), 10, 9)])
-def test_float_pool_backward_equals_autograd(channels_last, pool):
-    """The same kernel from float32 inputs (no compaction): ties between equal values go to the first, as autograd's."""
-    k, s, p, H, W = pool
-    g = torch.Generator().manual_seed(4)
-    x = torch.randint(0, 3, (3, 5, H, W), generator=g).float()
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    x.requires_grad_()
-    y = torch.nn.functional.max_pool2d(x, k, s, p)
-    gy = torch.randn(y.shape, generator=g)
-    (ref,) = torch.autograd.grad(y, x, gy)
-    got = dispatch.max_pool2d_backward(x.detach(), gy, k, s, p)
-    assert torch.equal(got, ref) and got.stride() == x.stride()
