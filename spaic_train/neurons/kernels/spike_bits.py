@@ -42,7 +42,8 @@ def wanted() -> bool:
 
     Not on by default: measured on the ``conv-t16`` benchmark net (2026-12-06, one core), writing the bytes always
     and keeping only them in the max pools lowered nothing (peak 950–957 vs 928–931 MB: the float spikes the pool
-    no longer keeps are not what the peak is made of, the backward's gradient buffers are)."""
+    no longer keeps are not what the peak is made of, the backward's gradient buffers are), and compaction as a
+    whole raises the peak (README, "Long T")."""
     return COMPACT_SPIKES and torch.is_grad_enabled()
 
 
