@@ -341,3 +341,18 @@ def test_delayed_connection_with_batchnorm(learn_delay, fused_calls):
         _close(grads[name], g, rtol=1e-4)
     for name, b in bufs_ref.items():
         _close(bufs[name].double(), b.double(), rtol=1e-5)
+
+
+def test_hooks_on_the_batchnorm_synapse_keep_it_unfused(fused_calls):
+    """A forward hook on the ``batchnorm`` synapse (not only on its ``torch.nn`` module) must see every call: such a
+    connection runs unfused, with the hook called once per forward."""
+    torch.manual_seed(0)
+    net = spaic.Network(dt=1.0)
+    net.inp = spaic.Encoder(shape=(2, 6, 6), coding="poisson")
+    net.l1 = spaic.NeuronGroup(shape=None, model="lif", tau=3.0)
+    net.c1 = spaic.Connection(net.inp, net.l1, link_type="conv", syn_type=["conv", "batchnorm"], in_channels=2,
+                              out_channels=3, kernel_size=(3, 3), padding=1, w_std=0.6)
+    seen = []
+    net.c1.synapses[-1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    net(torch.rand(4, 3, 2, 6, 6), time_steps=4)
+    assert len(seen) == 1 and not fused_calls

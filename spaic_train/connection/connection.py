@@ -411,7 +411,11 @@ class Connection(nn.Module):
         """The batch norm module (``torch.nn.BatchNorm*``) of a chain that ends with ``'batchnorm'`` after the weight
         op, else ``None``: the network may hand it to the post group's neuron, which fuses it into its kernel."""
         last = self.synapses[-1]
-        return last.bn if isinstance(last, BatchNorm) and len(self.synapses) - 1 > self.weight_index else None
+        if not isinstance(last, BatchNorm) or len(self.synapses) - 1 <= self.weight_index:
+            return None
+        if last._forward_hooks or last._forward_pre_hooks:  # a fused call would skip the hooks on the synapse
+            return None
+        return last.bn
 
     def forward(self, x: torch.Tensor, history: Optional[torch.Tensor] = None,
                 skip_trailing_norm: bool = False) -> torch.Tensor:
