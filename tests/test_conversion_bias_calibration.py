@@ -103,3 +103,22 @@ def test_calibrated_residual_qcfs_network_saves_and_loads(tmp_path):
     snn.save(tmp_path / "snn.pt")
     back = st.load_model(tmp_path / "snn.pt")
     torch.testing.assert_close(back.predict(x, batch_size=12), snn.predict(x, batch_size=12), rtol=0, atol=0)
+
+
+def test_spiking_readout_is_calibrated_against_the_clipped_logits(float64):
+    """``readout='spikes'`` (the NIR variant): the readout is an IF layer too, its target the logits clipped to
+    ``[0, λ]``; its correction is the measured mean difference of that target and ``λ·rate``."""
+    ann = _mlp()
+    x = torch.rand(64, 6) * 2
+    snn = st.convert(ann, x, nir_compatible=True, calibrate="bias", calibrate_steps=T)
+    lam = snn.get_layer("l4").group.neuron.v_th
+    before = snn.get_layer("l4").connections[0].bias.detach().clone()
+    correction = torch.tensor(snn.conversion["bias_corrections"]["4"])
+    with torch.no_grad():  # undo the readout's correction and measure its error directly
+        snn.get_layer("l4").connections[0].bias.sub_(correction)
+        with snn.record(("O",)) as rec:
+            snn(x, time_steps=T)
+    h2 = ann[3](ann[2](ann[1](ann[0](x))))
+    expected = (ann[4](h2).clamp(0, lam) - lam * rec["l4"]["O"].mean(0)).mean(0)
+    torch.testing.assert_close(correction, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(before, ann[4].bias + expected, rtol=0, atol=1e-12)

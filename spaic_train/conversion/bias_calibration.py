@@ -1,13 +1,14 @@
 """Bias calibration of a converted SNN against its ANN (Li et al., "A Free Lunch From ANN: Towards Efficient,
 Accurate Spiking Neural Networks Calibration", ICML 2021).
 
-A converted layer ``l`` stands for the ANN activation ``a_l`` (clipped to its threshold ``λ_l``, the largest value
-its IF neurons can represent) by ``λ_l · rate_l``.  After ``T`` steps the two differ, and deeper layers inherit the
-uneven spike timing of the layers before them, so the error has a non-zero mean per channel.  Bias calibration
+A converted layer ``l`` stands for the ANN activation ``a_l`` (clipped to ``[0, λ_l]``, the values its IF
+neurons with threshold ``λ_l`` can represent) by ``λ_l · rate_l``.  After ``T`` steps the two differ, and
+deeper layers inherit the uneven spike timing of the layers before them, so the error has a non-zero mean per
+channel.  Bias calibration
 runs the SNN at the target ``T`` on the calibration data, layer by layer in network order, and adds to layer ``l``'s
 per-step bias the per-channel mean (over samples and positions)
 
-    δ_l[c] = mean(min(a_l, λ_l)[c]) − mean(λ_l · rate_l[c])
+    δ_l[c] = mean(clip(a_l, 0, λ_l)[c]) − mean(λ_l · rate_l[c])
 
 measured with layers ``1 … l−1`` already corrected.  A bias ``δ`` more per step is ``δ·T`` more charge, ``δ·T/λ``
 more spikes, i.e. ``δ`` more in ``λ·rate`` while the neurons neither stay silent nor fire every step, so the
@@ -53,13 +54,13 @@ class _Means:
 
 def ann_targets(gm: fx.GraphModule, plan: NetworkPlan, data, batch_size: int, max_samples, clip_readout: bool):
     """Per layer of ``plan``: the per-channel mean of the ANN value its spiking layer stands for (clipped to
-    ``[·, λ]`` for IF layers; the readout's clipped too when it spikes, ``clip_readout``)."""
+    ``[0, λ]``, what IF neurons can represent; the readout's logits too when it spikes, ``clip_readout``)."""
     ceiling = {layer.node: (layer.threshold if (not layer.readout or clip_readout) else None) for layer in plan.layers}
     means = _Means()
 
     def sink(node: str, value: torch.Tensor) -> None:
         top = ceiling[node]
-        means.add(node, value.clamp(max=top) if top is not None else value)
+        means.add(node, value.clamp(0.0, top) if top is not None else value)
 
     recorder = NodeRecorder(gm, set(ceiling), sink)
     param = next(gm.parameters(), None)
