@@ -15,9 +15,12 @@ Conversions: spaic_train with 99.9th-percentile thresholds (ReLU nets) or the tr
 at half the threshold (``convert``'s default ``v_init='auto'``; ``--v-init 0`` starts them at rest); SpikingJelly's
 ``Converter(RateCodingRecipe(calibration, mode="99.9%"))`` on a copy of the same ANN.  Both calibrate on the same
 512 training images and are evaluated at T = 4, 8, 16, 32, 64 (direct input current, accumulated output).
+``--calibrate T`` adds, for each ANN, spaic_train's conversion followed by bias calibration at ``T`` steps on the
+same 512 images (``convert(calibrate='bias', calibrate_steps=T)``, Li et al. 2021), evaluated at every T.
 
     python benchmarks/conversion.py                # 1-2 h on 2 loaded cores (run the parts in parallel with --only)
     python benchmarks/conversion.py --quick        # tiny sizes, checks the script (a few minutes)
+    python benchmarks/conversion.py --only cifar-qcfs --calibrate 8   # QCFS with and without bias calibration
     python benchmarks/conversion.py --merge a.json b.json   # one table from the JSON files of separate runs
 """
 
@@ -87,7 +90,8 @@ def spikingjelly_accuracy(ann: nn.Module, calib: torch.Tensor, x: torch.Tensor, 
     return {T: hits[T] / len(x) for T in steps}
 
 
-def run_workload(name: str, ann: nn.Module, calib, x, y, steps, log, spikingjelly=True, **convert_kwargs) -> dict:
+def run_workload(name: str, ann: nn.Module, calib, x, y, steps, log, spikingjelly=True, calibrate=None,
+                 **convert_kwargs) -> dict:
     t0 = time.perf_counter()
     snn = st.convert(ann, calib, **convert_kwargs)
     rep = st.conversion_report(snn, ann, (x, y), time_steps=steps, batch_size=200)
@@ -95,6 +99,14 @@ def run_workload(name: str, ann: nn.Module, calib, x, y, steps, log, spikingjell
            "thresholds": snn.conversion["thresholds"]}
     log(f"{name}: ANN {100 * rep.ann_accuracy:.2f} %; spaic_train " +
         ", ".join(f"T={T}: {100 * a:.2f}" for T, a in rep.accuracy.items()) + f" ({row['seconds_spaic_train']:.0f} s)")
+    if calibrate is not None:  # the same conversion, then bias calibration (Li et al. 2021) at T = calibrate
+        t0 = time.perf_counter()
+        snn = st.convert(ann, calib, calibrate="bias", calibrate_steps=calibrate, **convert_kwargs)
+        row["calibrated"] = st.conversion_report(snn, ann, (x, y), time_steps=steps, batch_size=200).accuracy
+        row["calibrate_steps"], row["seconds_calibrated"] = calibrate, time.perf_counter() - t0
+        log(f"{name}: spaic_train bias-calibrated at T={calibrate} " +
+            ", ".join(f"T={T}: {100 * a:.2f}" for T, a in row["calibrated"].items())
+            + f" ({row['seconds_calibrated']:.0f} s)")
     if spikingjelly:
         t0 = time.perf_counter()
         row["spikingjelly"] = spikingjelly_accuracy(ann, calib, x, y, steps)
@@ -113,6 +125,9 @@ def markdown(results: dict, steps: list) -> str:
         method = row["method"]
         lines.append(f"| {name} | {ann} | spaic_train, {method} | "
                      + " | ".join(f"{100 * row['spaic_train'][T]:.2f}" for T in steps) + " |")
+        if "calibrated" in row:
+            lines.append(f"| {name} | {ann} | spaic_train, {method}, bias-calibrated at T={row['calibrate_steps']} | "
+                         + " | ".join(f"{100 * row['calibrated'][T]:.2f}" for T in steps) + " |")
         if "spikingjelly" in row:
             lines.append(f"| {name} | {ann} | SpikingJelly 2.0.0, 99.9 % | "
                          + " | ".join(f"{100 * row['spikingjelly'][T]:.2f}" for T in steps) + " |")
@@ -133,6 +148,9 @@ def targets(results: dict) -> dict:
     for name, r in w.items():
         if name.startswith("CIFAR ResNet (QCFS") and 8 in r["spaic_train"]:
             out[f"{name}, T=8, ANN − SNN ≤ 1"] = 100 * (r["ann"] - r["spaic_train"][8])
+            if "calibrated" in r:
+                out[f"{name}, bias-calibrated at T={r['calibrate_steps']}, T=8, ANN − SNN ≤ 1"] = \
+                    100 * (r["ann"] - r["calibrated"][8])
     for name, r in w.items():
         if "spikingjelly" in r:
             out[f"{name}: min over T of spaic_train − SpikingJelly ≥ −0.3"] = min(
@@ -145,7 +163,7 @@ def merge(paths: list) -> int:
     results = dict(runs[0], workloads={})
     for run in runs:
         for name, row in run["workloads"].items():
-            for key in ("spaic_train", "spikingjelly"):
+            for key in ("spaic_train", "spikingjelly", "calibrated"):
                 if key in row:
                     row[key] = {int(T): a for T, a in row[key].items()}
             results["workloads"][name] = row
@@ -172,6 +190,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--v-init", type=float, default=None, help="spaic_train's initial membrane as a fraction of each "
                    "threshold (convert(v_init=...); default 'auto': QCFS layers λ/2, others 0)")
+    p.add_argument("--calibrate", type=int, default=None, metavar="T", help="also convert each ANN with bias "
+                   "calibration at T steps (convert(calibrate='bias', calibrate_steps=T)) and add its row")
     p.add_argument("--mnist-test", type=int, default=2000, help="MNIST test images (the first ones of t10k)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "conversion.json"))
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier runs' JSON files (e.g. "
@@ -200,12 +220,13 @@ def main(argv=None) -> int:
     except ImportError:
         results["spikingjelly"] = None
     sj = results["spikingjelly"] is not None
-    v_init = {} if args.v_init is None else {"v_init": args.v_init}
+    options = {} if args.v_init is None else {"v_init": args.v_init}
+    options["calibrate"] = args.calibrate
     if args.only in (None, "mnist"):
         xtr, ytr, xte, yte = load_mnist(data, 500 if q else 5000, 200 if q else args.mnist_test)
         torch.manual_seed(0)
         ann = train_ann(mnist_cnn(), xtr, ytr, 1 if q else args.mnist_epochs, batch_size=64, lr=0.05, log=log)
-        row = run_workload("MNIST CNN", ann, xtr[:512], xte, yte, steps, log, sj, threshold="percentile", **v_init)
+        row = run_workload("MNIST CNN", ann, xtr[:512], xte, yte, steps, log, sj, threshold="percentile", **options)
         method = "99.9th percentile" + ("" if args.v_init is None else f", v_init={args.v_init:g}·λ")
         results["workloads"]["MNIST CNN"] = {"method": method, "train": len(xtr), "test": len(xte),
                                              "epochs": 1 if q else args.mnist_epochs, **row}
@@ -225,7 +246,7 @@ def main(argv=None) -> int:
             method = "99.9th percentile" if act == "relu" else "trained QCFS clips"
             method += "" if args.v_init is None else f", v_init={args.v_init:g}·λ"
             row = run_workload(name, ann, calib, xte_n, yte, steps, log, sj and act == "relu", threshold="auto",
-                               **v_init)
+                               **options)
             results["workloads"][name] = {"method": method, "train": len(xtr), "test": len(xte), "epochs": epochs,
                                           "train_minutes": t_train, **row}
     results["targets"] = targets(results)

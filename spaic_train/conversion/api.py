@@ -8,6 +8,7 @@ from typing import Optional
 from torch import nn
 
 from ..keras import Model
+from .bias_calibration import CALIBRATION_METHODS, calibrate_biases
 from .build import build_model
 from .calibration import ActivationStats, iter_batches
 from .plan import ConversionError, NetworkPlan
@@ -17,6 +18,19 @@ __all__ = ["THRESHOLD_METHODS", "convert"]
 
 #: how thresholds are set: the trained clip where a layer has one, else the percentile ('auto'), or one rule for all
 THRESHOLD_METHODS = ("auto", "percentile", "max", "clip")
+
+
+def _check_calibration(calibrate, calibrate_steps) -> None:
+    if calibrate is not None and calibrate not in CALIBRATION_METHODS:
+        raise ValueError(f"convert: calibrate must be None (no calibration after the conversion) or one of "
+                         f"{CALIBRATION_METHODS}, got {calibrate!r}")
+    if calibrate_steps is not None:
+        if isinstance(calibrate_steps, bool) or not isinstance(calibrate_steps, int) or calibrate_steps < 1:
+            raise ValueError(f"convert: calibrate_steps must be a positive int (the T to calibrate for), got "
+                             f"{calibrate_steps!r}")
+        if calibrate is None:
+            raise ValueError(f"convert: calibrate_steps={calibrate_steps} needs calibrate='bias' (no calibration "
+                             "is done without it)")
 
 
 def _check(ann, threshold, percentile, time_steps, maxpool, reset, readout, v_init):
@@ -59,7 +73,8 @@ def _set_thresholds(plan: NetworkPlan, stats: ActivationStats, method: str, perc
 
 def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percentile: float = 99.9,
             time_steps: int = 32, maxpool: Optional[str] = None, reset: Optional[str] = None,
-            readout: Optional[str] = None, v_init=None, nir_compatible: bool = False, batch_size: int = 256,
+            readout: Optional[str] = None, v_init=None, nir_compatible: bool = False,
+            calibrate: Optional[str] = None, calibrate_steps: Optional[int] = None, batch_size: int = 256,
             max_samples: Optional[int] = None) -> Model:
     """Convert a trained ANN into a spiking Keras :class:`~spaic_train.Model` of IF neurons (rate coding).
 
@@ -96,6 +111,11 @@ def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percen
         nir_compatible: shorthand for ``reset='hard', maxpool='avg', readout='spikes', v_init=0``, a variant that
             :meth:`~spaic_train.Model.to_nir` can export (NIR has no soft reset, no max pooling and no initial
             membrane).
+        calibrate: ``None`` (default) or ``'bias'``: after the conversion, run the SNN at ``calibrate_steps`` on
+            the calibration data and, layer by layer in network order, add to each layer's per-step bias the
+            per-channel mean of the ANN's (clipped) activation minus the layer's ``threshold × rate`` (Li et al.,
+            ICML 2021; see :mod:`.bias_calibration`).  It costs one SNN run over the calibration data per layer.
+        calibrate_steps: the ``T`` to calibrate for (default: ``time_steps``); the correction is tuned to it.
         batch_size, max_samples: calibration batch size and the most samples read from ``calibration_data``.
 
     Returns:
@@ -113,6 +133,7 @@ def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percen
                              f"got {', '.join(f'{k}={v!r}' for k, v in clash.items())}")
     opts = {k: (v if v is not None else (nir if nir_compatible else defaults)[k]) for k, v in given.items()}
     _check(ann, threshold, percentile, time_steps, **opts)
+    _check_calibration(calibrate, calibrate_steps)
     was_training = ann.training
     ann.eval()
     try:
@@ -126,10 +147,17 @@ def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percen
         stats = ActivationStats(layer.node for layer in plan.layers)
         stats.collect(gm, calibration_data, batch_size, max_samples)
         _set_thresholds(plan, stats, threshold, percentile)
+        model = build_model(plan, time_steps, reset=opts["reset"], readout=opts["readout"], v_init=opts["v_init"],
+                            every_bias=calibrate is not None)
+        model.conversion = {"thresholds": {layer.path: layer.threshold for layer in plan.layers if not layer.readout},
+                            "threshold": threshold, "percentile": percentile, **opts,
+                            "calibration_samples": stats.samples, "calibrate": calibrate}
+        if calibrate is not None:
+            steps = time_steps if calibrate_steps is None else calibrate_steps
+            model.conversion["calibrate_steps"] = steps
+            model.conversion["bias_corrections"] = calibrate_biases(
+                model, plan, gm, calibration_data, steps, readout=opts["readout"], batch_size=batch_size,
+                max_samples=max_samples)
     finally:
         ann.train(was_training)
-    model = build_model(plan, time_steps, reset=opts["reset"], readout=opts["readout"], v_init=opts["v_init"])
-    model.conversion = {"thresholds": {layer.path: layer.threshold for layer in plan.layers if not layer.readout},
-                        "threshold": threshold, "percentile": percentile, **opts,
-                        "calibration_samples": stats.samples}
     return model

@@ -67,8 +67,9 @@ def _scaled_weight(term: Term, scale: float, channels: int, conv: bool) -> torch
 
 
 class _Builder:
-    def __init__(self, plan: NetworkPlan, reset: str, readout: str, v_init):
+    def __init__(self, plan: NetworkPlan, reset: str, readout: str, v_init, every_bias: bool):
         self.plan = plan
+        self.every_bias = every_bias
         self.reset = reset
         self.readout = readout
         self.v_init = v_init
@@ -112,8 +113,10 @@ class _Builder:
                                   "or 1x1-conv shortcut")
         main = main[0]
         others = [t for t in layer.terms if t is not main]
-        name = _identifier(main.affine.path, self.names)
+        name = layer.name = _identifier(main.affine.path, self.names)
         bias = self.bias(layer)
+        if bias is None and self.every_bias:  # a bias of zeros for the calibration to correct
+            bias = torch.zeros(layer.shape[:1], dtype=torch.float64)
         kwargs = {**self.neuron(layer), "name": name, "bias": bias is not None}
         inputs = [_apply_folds(tensors[main.source], main.folds)]
         if main.affine.kind == "linear":
@@ -174,9 +177,10 @@ class _Builder:
 
 
 def build_model(plan: NetworkPlan, time_steps: int, reset: str = "soft", readout: str = "current",
-                v_init="auto") -> Model:
+                v_init="auto", every_bias: bool = False) -> Model:
     """The spiking model of ``plan`` (thresholds set): IF layers with reset ``reset``; the readout integrates the
     logits' current (``readout='current'``: a ``leaky_integrator`` with no memory, the ``spike_rate`` decoder then
     gives the mean logits over ``T``) or spikes like the other layers (``'spikes'``).  ``v_init``: ``'auto'`` or
-    the fraction ``f`` of its threshold every IF layer's membrane starts at (module docstring)."""
-    return _Builder(plan, reset, readout, v_init).build(time_steps)
+    the fraction ``f`` of its threshold every IF layer's membrane starts at (module docstring).  ``every_bias``:
+    give every layer a bias (zeros where the ANN has none), for the bias calibration."""
+    return _Builder(plan, reset, readout, v_init, every_bias).build(time_steps)

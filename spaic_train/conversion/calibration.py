@@ -14,7 +14,7 @@ import torch
 from torch import fx
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-__all__ = ["ActivationStats", "iter_batches"]
+__all__ = ["ActivationStats", "NodeRecorder", "iter_batches", "limited_batches"]
 
 
 def iter_batches(data, batch_size: int = 256) -> Iterator[torch.Tensor]:
@@ -38,7 +38,21 @@ def iter_batches(data, batch_size: int = 256) -> Iterator[torch.Tensor]:
         yield x
 
 
-class _Recorder(fx.Interpreter):
+def limited_batches(data, batch_size: int = 256, max_samples: int | None = None) -> Iterator[torch.Tensor]:
+    """The batches of :func:`iter_batches`, cut after ``max_samples`` samples in all (``None``: every one)."""
+    seen = 0
+    for x in iter_batches(data, batch_size):
+        if max_samples is not None:
+            if seen >= max_samples:
+                return
+            x = x[:max_samples - seen]
+        seen += len(x)
+        yield x
+
+
+class NodeRecorder(fx.Interpreter):
+    """Runs a traced ANN and hands the value of every node named in ``wanted`` to ``sink(name, value)``."""
+
     def __init__(self, gm: fx.GraphModule, wanted: set, sink):
         super().__init__(gm)
         self.wanted = wanted
@@ -79,14 +93,10 @@ class ActivationStats:
             self._rate[name] /= 2
 
     def collect(self, gm: fx.GraphModule, data, batch_size: int = 256, max_samples: int | None = None) -> None:
-        recorder = _Recorder(gm, self.nodes, self._add)
+        recorder = NodeRecorder(gm, self.nodes, self._add)
         param = next(gm.parameters(), None)
         with torch.no_grad():
-            for x in iter_batches(data, batch_size):
-                if max_samples is not None:
-                    if self.samples >= max_samples:
-                        break
-                    x = x[:max_samples - self.samples]
+            for x in limited_batches(data, batch_size, max_samples):
                 if param is not None:
                     x = x.to(device=param.device, dtype=param.dtype)
                 recorder.run(x)

@@ -74,7 +74,8 @@ class Pre:
 @dataclass
 class LayerPlan:
     """One IF layer (or the readout).  ``node``: the fx node whose ANN value its rate × threshold approximates;
-    ``clip``: a trained clip value (ReLU6, Hardtanh, QCFS) or ``None``; ``qcfs``: ``(levels, shift)`` or ``None``."""
+    ``clip``: a trained clip value (ReLU6, Hardtanh, QCFS) or ``None``; ``qcfs``: ``(levels, shift)`` or ``None``;
+    ``name``: the Keras layer built for it (set by :func:`~.build.build_model`)."""
 
     terms: list
     node: str
@@ -84,6 +85,7 @@ class LayerPlan:
     qcfs: Optional[tuple] = None
     readout: bool = False
     threshold: Optional[float] = None
+    name: Optional[str] = None
 
 
 @dataclass
