@@ -38,7 +38,7 @@ from ...io import default_cache_dir
 from ...surrogate import KERNEL_SURROGATE_IDS
 from . import spike_bits
 from .buffers import OUTPUT_BUFFERS
-from .cpu_common import CPUKernelFunction, chunk_layout, incoming_spike_grad, new_outputs
+from .cpu_common import CPUKernelFunction, chunk_layout, incoming_spike_grad, prepare_forward
 
 __all__ = ["lif_forward", "lif_backward", "lif_sequence", "kernels_cached", "cache_dir", "library_path"]
 
@@ -168,12 +168,10 @@ def lif_forward(I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_r
                 return_v: bool = False, bits: Optional[torch.Tensor] = None):
     """Forward kernel on float32 ``I [T, B, ...]`` and ``V0 [B, ...]``.  Returns ``(O, V_T, V_seq or None)``;
     with ``bits`` (``torch.bool``, contiguous, shaped like ``I``) the spikes are written there as bytes too."""
-    I, V0 = I.contiguous(), V0.contiguous()
-    T, N = I.shape[0], V0.numel()
-    O, VT, Vseq = new_outputs(I, V0, return_v)
-    if N == 0 or T == 0:
-        VT.copy_(V0)
+    I, V0, O, VT, Vseq, work = prepare_forward(I, V0, return_v)
+    if not work:
         return O, VT, Vseq
+    T, N = I.shape[0], V0.numel()
     width, nparts = chunk_layout(T, N, torch.get_num_threads(), scratch=False)
     _check(_library().lif_forward(I.data_ptr(), V0.data_ptr(), O.data_ptr(), _addr(bits), VT.data_ptr(), _addr(Vseq),
                                   bool(return_v), beta, v_th, v_reset, bool(hard), T, N, width, nparts))

@@ -17,7 +17,7 @@ from torch.autograd.function import once_differentiable
 from .buffers import OUTPUT_BUFFERS
 
 __all__ = ["CPUKernelFunction", "LIFKernelPair", "chunk_layout", "incoming_spike_grad", "GO_NONE", "GO_FULL",
-           "GO_SCALAR"]
+           "GO_SCALAR", "prepare_forward"]
 
 #: elements of each per-thread backward scratch (``H`` and ``g'``: ``T x width`` float32, about L2-sized)
 SCRATCH_ELEMS = 1 << 18
@@ -61,10 +61,16 @@ class LIFKernelPair(Protocol):
                      v_reset: float, hard: bool, detach: bool, surrogate) -> tuple: ...
 
 
-def new_outputs(I: torch.Tensor, V0: torch.Tensor, return_v: bool):
-    """``(O, V_T, V_seq or None)`` to be filled by a forward kernel (large ones from the buffer pool)."""
-    return (OUTPUT_BUFFERS.empty(I.shape), torch.empty_like(V0),
-            OUTPUT_BUFFERS.empty(I.shape) if return_v else None)
+def prepare_forward(I: torch.Tensor, V0: torch.Tensor, return_v: bool):
+    """``(I, V0, O, V_T, V_seq or None, work)`` for a forward kernel: contiguous inputs, outputs to fill (large ones
+    from the buffer pool), and whether there is anything to integrate (without, ``V_T`` is already ``V0``)."""
+    I, V0 = I.contiguous(), V0.contiguous()
+    O, VT = OUTPUT_BUFFERS.empty(I.shape), torch.empty_like(V0)
+    Vseq = OUTPUT_BUFFERS.empty(I.shape) if return_v else None
+    work = I.shape[0] > 0 and V0.numel() > 0
+    if not work:
+        VT.copy_(V0)
+    return I, V0, O, VT, Vseq, work
 
 
 class CPUKernelFunction(torch.autograd.Function):

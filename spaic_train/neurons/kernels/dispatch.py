@@ -118,12 +118,17 @@ def _kernels(device_type: str):
     return None
 
 
+def _c_kernels_in_charge() -> bool:
+    """Whether the C kernels are the CPU backend :func:`_kernels` picks."""
+    mod = _kernels("cpu")
+    return mod is not None and mod is _kernel_mods.get("c")
+
+
 def _bn_kernels():
     """The batch norm + LIF passes of the CPU backend in charge (:func:`_kernels`), or ``None`` without one."""
-    mod = _kernels("cpu")
-    if mod is None:
+    if _kernels("cpu") is None:
         return None
-    if mod is _kernel_mods.get("c"):
+    if _c_kernels_in_charge():
         from . import c_lif
 
         return c_lif.BN_KERNELS
@@ -138,7 +143,7 @@ def max_pool2d_backward(saved: torch.Tensor, gy: torch.Tensor, kernel_size, stri
     writes the gradient in one pass; otherwise torch's own max-pool kernels recompute the indices (same values,
     same gradient either way)."""
     if (saved.device.type == "cpu" and saved.dtype in (torch.bool, torch.float32) and gy.dtype == torch.float32
-            and gy.dim() == 4 and _kernels("cpu") is not None and _kernels("cpu") is _kernel_mods.get("c")):
+            and gy.dim() == 4 and _c_kernels_in_charge()):
         from . import c_lif
 
         return c_lif.max_pool2d_backward(saved, gy, list(kernel_size), list(stride), list(padding))

@@ -37,7 +37,7 @@ from numba.extending import intrinsic
 
 from ...surrogate import KERNEL_SURROGATE_IDS
 from .buffers import OUTPUT_BUFFERS
-from .cpu_common import GO_FULL, GO_SCALAR, CPUKernelFunction, chunk_layout, incoming_spike_grad, new_outputs
+from .cpu_common import GO_FULL, GO_SCALAR, CPUKernelFunction, chunk_layout, incoming_spike_grad, prepare_forward
 
 __all__ = ["lif_forward", "lif_backward", "lif_sequence", "kernels_cached", "cache_dir", "KERNEL_PAIR"]
 
@@ -259,12 +259,10 @@ def lif_forward(I: torch.Tensor, V0: torch.Tensor, beta: float, v_th: float, v_r
     """
     if bits is not None:
         raise ValueError("numba_lif.lif_forward writes no spike bytes; pass bits=None")
-    I, V0 = I.contiguous(), V0.contiguous()
-    T, N = I.shape[0], V0.numel()
-    O, VT, Vseq = new_outputs(I, V0, return_v)
-    if N == 0 or T == 0:
-        VT.copy_(V0)
+    I, V0, O, VT, Vseq, work = prepare_forward(I, V0, return_v)
+    if not work:
         return O, VT, Vseq
+    T, N = I.shape[0], V0.numel()
     width, nparts = _launch_shape(T, N, scratch=False)
     _forward_kernel(_as_2d(I, T), _as_1d(V0), _as_2d(O, T), _as_1d(VT),
                     _as_2d(Vseq, T) if return_v else np.empty((1, 1), np.float32), bool(return_v),
