@@ -4,7 +4,7 @@
  * The same equations, chunking and backward as numba_lif.py / numba_bn_lif.py (read their docstrings first);
  * compiled once per machine by the system C compiler (c_lif.py) and called through ctypes.  Why a second CPU
  * kernel: numba's runtime (LLVM, its typing system) costs ~120 MB of resident memory per process, which for a
- * small network is more than its whole training; this library costs well under 1 MB.
+ * small network is more than its whole training; this library costs a few MB.
  *
  * Batch norm (bn_*): the membrane's drive is x * A[c] + B[c] per channel c = (j / inner) % C of neuron j (inner:
  * the memory stride of the channel dim in neurons), so the normalised current is never stored.

@@ -2,7 +2,7 @@
 compiler and called through :mod:`ctypes`.
 
 Same equations, chunking and backward as :mod:`.numba_lif` (see :mod:`.cpu_common`); the difference is the
-fixed cost: the built library adds well under 1 MB to the process, where numba's runtime (LLVM and its
+fixed cost: the built library adds a few MB to the process, where numba's runtime (LLVM and its
 typing system) adds ~120 MB of resident memory and ~1 s of import.  For a small network that is more than its
 whole training, so :mod:`.dispatch` prefers these kernels on CPU and uses numba only where no C compiler
 works.

@@ -3,7 +3,7 @@
 :func:`lif_sequence` (hence :meth:`~spaic_train.neurons.lif.LIFFamily.run_sequence`) hands the calls that
 :func:`kernel_supported` accepts (plain LIF / IF: no adaptation, float ``beta``, built-in surrogate,
 float32, not traced by ``torch.compile``) to a per-neuron time loop compiled for the device.  On CPU that is
-the C kernels of :mod:`.c_lif` (built with the system C compiler once per machine, well under 1 MB in the
+the C kernels of :mod:`.c_lif` (built with the system C compiler once per machine, a few MB in the
 process) or, where no C compiler works, the numba kernels of :mod:`.numba_lif` (same code shape, ~120 MB of
 runtime); on CUDA the Triton kernels of :mod:`.triton_lif`.  All follow the same equations and backward.
 Everything else (``plif``, ``alif``, float64, custom surrogates) uses the torch kernel
@@ -155,8 +155,8 @@ def max_pool2d_backward(saved: torch.Tensor, gy: torch.Tensor, kernel_size, stri
 def load_compiled_kernels(device: Union[str, torch.device] = "cpu") -> bool:
     """Load the compiled LIF kernels for ``device`` now rather than in the first training step.
 
-    On CPU this loads the C kernels (building them the first time on a machine: about a second; well under
-    1 MB of resident memory) or, without a working C compiler, numba's (about a second and ~120 MB, once per
+    On CPU this loads the C kernels (building them the first time on a machine: about a second; a few MB
+    of resident memory) or, without a working C compiler, numba's (about a second and ~120 MB, once per
     process).  Returns ``False`` when no compiled kernels are available there (the torch fused kernel is used
     instead).
     """
