@@ -408,3 +408,30 @@ def test_fit_evaluate_predict_with_and_without_ddp_in_one_script(tmp_path):
     p0, p1 = (torch.load(tmp_path / f"pred{r}.pt", weights_only=True) for r in (0, 1))
     assert p0["pred"].shape == (301, 10) and torch.equal(p0["pred_ddp"], p0["pred"])
     assert torch.equal(p1["pred_ddp"], p0["pred"])
+
+
+TEARDOWN_SCRIPT = textwrap.dedent(
+    """
+    import atexit, os, sys
+    import torch.distributed as dist
+    from spaic_train.training.distributed import ProcessGroupTeardown
+
+    # registered first, so it runs last (atexit is last in, first out): what the process group is at the very end
+    atexit.register(lambda: print("initialized at exit:", dist.is_initialized(), flush=True))
+    dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+    for _ in range(2):  # a second trainer of the same script registers nothing more
+        ProcessGroupTeardown().setup(None, None, "fit")
+    print("registered:", ProcessGroupTeardown._registered, flush=True)
+    """
+)
+
+
+def test_process_group_is_destroyed_before_the_interpreter_shuts_down(tmp_path):
+    """Lightning leaves the gloo process group alive after a run; freeing it during interpreter finalisation can
+    abort the process after a successful run (exit -6).  ProcessGroupTeardown destroys it in an atexit handler."""
+    script = tmp_path / "teardown.py"
+    script.write_text(TEARDOWN_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "store")], env=_clean_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:2] == ["registered: True", "initialized at exit: False"]

@@ -11,6 +11,7 @@ averages with :class:`WeightedMean`.
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -20,7 +21,8 @@ from torch import Tensor
 from torch.utils.data import DistributedSampler
 from torchmetrics import Metric
 
-__all__ = ["WeightedMean", "flatten_loaders", "gather_objects", "loader_sampler", "unpadded_shard_length"]
+__all__ = ["ProcessGroupTeardown", "WeightedMean", "flatten_loaders", "gather_objects", "loader_sampler",
+           "unpadded_shard_length"]
 
 
 class WeightedMean(Metric):
@@ -91,3 +93,30 @@ def flatten_loaders(loaders: Any) -> list[Any]:
     if isinstance(loaders, (list, tuple)):
         return list(loaders)
     return [loaders]
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+class ProcessGroupTeardown(pl.Callback):
+    """Destroys the process group when the process exits normally, before the interpreter shuts down.
+
+    Lightning leaves the process group it starts alive after ``fit`` / ``test`` / ``predict`` (the next
+    ``Trainer`` of the same script reuses it).  Left to interpreter finalisation, gloo's worker threads may still
+    hold work objects whose tensors reference Python objects; freeing them then needs the GIL of an interpreter
+    being torn down, and the process aborts (``terminate called without an active exception``, exit -6) after
+    everything had succeeded.  An ``atexit`` handler runs while the interpreter is whole; it is registered once,
+    by the first trainer that finds a process group.
+    """
+
+    _registered = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # setup hooks run after the strategy has started the process group
+        if ProcessGroupTeardown._registered:
+            return
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            atexit.register(_destroy_process_group)
+            ProcessGroupTeardown._registered = True

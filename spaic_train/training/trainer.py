@@ -36,7 +36,7 @@ from torch.utils.data import IterableDataset
 from .checkpoint import AtomicCheckpointIO, check_checkpoint
 from .checks import array_labels, check_data
 from .data import DataLike, prepare_eval_data, prepare_fit_data, unpack_batch
-from .distributed import gather_objects
+from .distributed import ProcessGroupTeardown, gather_objects
 from .guards import NAN_POLICIES, DeadNetworkMonitor, NonFiniteGuard
 from .history import History
 from .module import SNNModule
@@ -102,7 +102,8 @@ def _eval_trainer(accelerator: str, devices: Any, precision: Any, enable_progres
     kwargs = dict(accelerator=accelerator, devices=devices, precision=precision, logger=False,
                   enable_checkpointing=False, enable_progress_bar=enable_progress_bar, enable_model_summary=False)
     kwargs.update(trainer_kwargs)
-    kwargs["callbacks"] = _with_progress(kwargs.get("callbacks") or [], enable_progress_bar)
+    kwargs["callbacks"] = _with_progress([*(kwargs.get("callbacks") or []), ProcessGroupTeardown()],
+                                         enable_progress_bar)
     return pl.Trainer(**kwargs)
 
 
@@ -214,7 +215,7 @@ def fit(
         sampler = None
     cbs: list[pl.Callback] = [
         ResumeState(sampler, batch_size=getattr(data.train, "batch_size", None) or batch_size),
-        NonFiniteGuard(on_nan), DeadNetworkMonitor(), history,
+        NonFiniteGuard(on_nan), DeadNetworkMonitor(), history, ProcessGroupTeardown(),
         *(callbacks or []), *(trainer_kwargs.pop("callbacks", None) or []),
     ]
     if checkpoint_dir is not None:
