@@ -16,11 +16,14 @@ at half the threshold (``convert``'s default ``v_init='auto'``; ``--v-init 0`` s
 ``Converter(RateCodingRecipe(calibration, mode="99.9%"))`` on a copy of the same ANN.  Both calibrate on the same
 512 training images and are evaluated at T = 4, 8, 16, 32, 64 (direct input current, accumulated output).
 ``--calibrate T`` adds, for each ANN, spaic_train's conversion followed by bias calibration at ``T`` steps on the
-same 512 images (``convert(calibrate='bias', calibrate_steps=T)``, Li et al. 2021), evaluated at every T.
+same 512 images (``convert(calibrate='bias', calibrate_steps=T)``, Li et al. 2021), evaluated at every T;
+``--calibrate each`` converts and calibrates once per evaluated T, each model evaluated at its own T (a model
+calibrated for the T it runs at, as ``ann2snn_cifar`` deploys them).
 
     python benchmarks/conversion.py                # 1-2 h on 2 loaded cores (run the parts in parallel with --only)
     python benchmarks/conversion.py --quick        # tiny sizes, checks the script (a few minutes)
     python benchmarks/conversion.py --only cifar-qcfs --calibrate 8   # QCFS with and without bias calibration
+    python benchmarks/conversion.py --only cifar-qcfs --levels 4 --calibrate each   # calibrated for every T
     python benchmarks/conversion.py --merge a.json b.json   # one table from the JSON files of separate runs
 """
 
@@ -101,10 +104,14 @@ def run_workload(name: str, ann: nn.Module, calib, x, y, steps, log, spikingjell
         ", ".join(f"T={T}: {100 * a:.2f}" for T, a in rep.accuracy.items()) + f" ({row['seconds_spaic_train']:.0f} s)")
     if calibrate is not None:  # the same conversion, then bias calibration (Li et al. 2021) at T = calibrate
         t0 = time.perf_counter()
-        snn = st.convert(ann, calib, calibrate="bias", calibrate_steps=calibrate, **convert_kwargs)
+        if calibrate == "each":  # one model per T, calibrated for that T
+            snn = {T: st.convert(ann, calib, time_steps=T, calibrate="bias", calibrate_steps=T, **convert_kwargs)
+                   for T in steps}
+        else:
+            snn = st.convert(ann, calib, calibrate="bias", calibrate_steps=calibrate, **convert_kwargs)
         row["calibrated"] = st.conversion_report(snn, ann, (x, y), time_steps=steps, batch_size=200).accuracy
         row["calibrate_steps"], row["seconds_calibrated"] = calibrate, time.perf_counter() - t0
-        log(f"{name}: spaic_train bias-calibrated at T={calibrate} " +
+        log(f"{name}: spaic_train {_calibrated(calibrate)} " +
             ", ".join(f"T={T}: {100 * a:.2f}" for T, a in row["calibrated"].items())
             + f" ({row['seconds_calibrated']:.0f} s)")
     if spikingjelly:
@@ -114,6 +121,22 @@ def run_workload(name: str, ann: nn.Module, calib, x, y, steps, log, spikingjell
         log(f"{name}: SpikingJelly " + ", ".join(f"T={T}: {100 * a:.2f}" for T, a in row["spikingjelly"].items())
             + f" ({row['seconds_spikingjelly']:.0f} s)")
     return row
+
+
+def _calibrated(calibrate) -> str:
+    return "bias-calibrated at each T" if calibrate == "each" else f"bias-calibrated at T={calibrate}"
+
+
+def _calibrate_arg(value: str):
+    if value == "each":
+        return value
+    try:
+        steps = int(value)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise argparse.ArgumentTypeError(f"--calibrate takes a positive int T or 'each', got {value!r}")
+    return steps
 
 
 def markdown(results: dict, steps: list) -> str:
@@ -126,7 +149,7 @@ def markdown(results: dict, steps: list) -> str:
         lines.append(f"| {name} | {ann} | spaic_train, {method} | "
                      + " | ".join(f"{100 * row['spaic_train'][T]:.2f}" for T in steps) + " |")
         if "calibrated" in row:
-            lines.append(f"| {name} | {ann} | spaic_train, {method}, bias-calibrated at T={row['calibrate_steps']} | "
+            lines.append(f"| {name} | {ann} | spaic_train, {method}, {_calibrated(row['calibrate_steps'])} | "
                          + " | ".join(f"{100 * row['calibrated'][T]:.2f}" for T in steps) + " |")
         if "spikingjelly" in row:
             lines.append(f"| {name} | {ann} | SpikingJelly 2.0.0, 99.9 % | "
@@ -149,12 +172,15 @@ def targets(results: dict) -> dict:
         if name.startswith("CIFAR ResNet (QCFS") and 8 in r["spaic_train"]:
             out[f"{name}, T=8, ANN − SNN ≤ 1"] = 100 * (r["ann"] - r["spaic_train"][8])
             if "calibrated" in r:
-                out[f"{name}, bias-calibrated at T={r['calibrate_steps']}, T=8, ANN − SNN ≤ 1"] = \
+                out[f"{name}, {_calibrated(r['calibrate_steps'])}, T=8, ANN − SNN ≤ 1"] = \
                     100 * (r["ann"] - r["calibrated"][8])
     for name, r in w.items():
         if "spikingjelly" in r:
             out[f"{name}: min over T of spaic_train − SpikingJelly ≥ −0.3"] = min(
                 100 * (r["spaic_train"][T] - r["spikingjelly"][T]) for T in r["spaic_train"])
+            if "calibrated" in r:
+                out[f"{name}: min over T of spaic_train {_calibrated(r['calibrate_steps'])} − SpikingJelly ≥ −0.3"] = \
+                    min(100 * (r["calibrated"][T] - r["spikingjelly"][T]) for T in r["calibrated"])
     return out
 
 
@@ -190,8 +216,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--v-init", type=float, default=None, help="spaic_train's initial membrane as a fraction of each "
                    "threshold (convert(v_init=...); default 'auto': QCFS layers λ/2, others 0)")
-    p.add_argument("--calibrate", type=int, default=None, metavar="T", help="also convert each ANN with bias "
-                   "calibration at T steps (convert(calibrate='bias', calibrate_steps=T)) and add its row")
+    p.add_argument("--calibrate", type=_calibrate_arg, default=None, metavar="T|each", help="also convert each ANN "
+                   "with bias calibration at T steps (convert(calibrate='bias', calibrate_steps=T)), or once per "
+                   "evaluated T ('each'), and add its row")
     p.add_argument("--mnist-test", type=int, default=2000, help="MNIST test images (the first ones of t10k)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "conversion.json"))
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier runs' JSON files (e.g. "

@@ -82,5 +82,9 @@ CONVERSION_CASES = [
     ("report-bad-time-steps",
      lambda: st.conversion_report(st.convert(_mlp(), _x()), _mlp(), (_x(), torch.zeros(8, dtype=torch.long)),
                                   time_steps=[4, 0]), ValueError, ["time_steps must be positive ints", "0"]),
+    ("report-missing-t",
+     lambda: st.conversion_report({4: st.convert(_mlp(), _x())}, _mlp(), (_x(), torch.zeros(8, dtype=torch.long)),
+                                  time_steps=[4, 8]), ValueError, ["snn is a mapping", "without a model for T = 8",
+                                                                   "it has T = 4"]),
     ("qcfs-bad-levels", lambda: QCFS(levels=0), ValueError, ["QCFS", "levels must be a positive int", "0"]),
 ]

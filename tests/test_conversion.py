@@ -245,6 +245,23 @@ def test_report_from_one_run_equals_separate_runs_at_each_t(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_of_one_model_per_t_evaluates_each_at_its_own_t():
+    """``snn={T: model}``: every T on its own model (here bias-calibrated at that T), equal to direct runs."""
+    torch.manual_seed(8)
+    ann = resnet_ann(width=4).eval()
+    x = torch.rand(20, 3, 8, 8)
+    y = ann(x).detach().argmax(1)
+    models = {T: st.convert(ann, x, time_steps=T, calibrate="bias", calibrate_steps=T) for T in (2, 6)}
+    rep = st.conversion_report(models, ann, (x, y), time_steps=[2, 6], batch_size=8)
+    with torch.no_grad():
+        direct = {T: float((m(x, time_steps=T).argmax(1) == y).double().mean()) for T, m in models.items()}
+    assert rep.accuracy == pytest.approx(direct, abs=1e-12) and rep.samples == 20
+    models[2].train()  # modes are restored per model
+    models[6].eval()
+    st.conversion_report(models, ann, (x, y), time_steps=[2, 6])
+    assert models[2].training and not models[6].training
+
+
 # ------------------------------------------------------------------------------------------------- end to end
 def test_residual_cnn_convert_evaluate_finetune_save_load(tmp_path):
     torch.manual_seed(7)
@@ -327,8 +344,12 @@ def test_readme_recipe_command_runs_as_printed(tmp_path, shared_data):
                          timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     out = tmp_path / "run" / "outputs" / "ann2snn_quick"
-    assert {"ann.pt", "snn.pt", "report.md", "report.json", "report.png"} <= {p.name for p in out.iterdir()}
+    assert {"ann.pt", "snn_T4.pt", "snn_T8.pt", "report.md", "report.json", "report.png"} <= \
+        {p.name for p in out.iterdir()}
     assert "| 8 |" in (out / "report.md").read_text()
+    import spaic_train as st
+
+    assert st.load_model(out / "snn_T8.pt").time_steps == 8  # each model runs at the T it was calibrated for
 
 
 @pytest.mark.slow

@@ -3,12 +3,16 @@
 One command for low-T conversion (a module entry rather than a ``train.py`` recipe: ``train.py`` trains spiking
 models, and this recipe trains an ANN first)::
 
-    python -m spaic_train.conversion.ann2snn_cifar --data ../shared/data/cifar10-jpeg --epochs 8 --out outputs/ann2snn
+    python -m spaic_train.conversion.ann2snn_cifar --data ../shared/data/cifar10-jpeg --out outputs/ann2snn
 
-writes ``ann.pt`` (the ANN's state dict), ``snn.pt`` (the converted model, ``st.load_model``), ``report.json``,
-``report.md`` and ``report.png`` (accuracy vs T).  ``--activation relu`` trains a plain ReLU network instead
-(converted with the 99.9th-percentile thresholds).  :func:`resnet_ann` and :func:`train_ann` are reused by
-``benchmarks/conversion.py`` (the data come from :mod:`spaic_train.data.cifar_arrays`).
+trains the width-8 ResNet with QCFS activations (``--levels`` L = 4) on 10,000 training images for 15 epochs, then
+converts it once per ``T`` in ``--time-steps``, each conversion bias-calibrated for its ``T`` on 512 training images
+(``convert(calibrate='bias', calibrate_steps=T)``; ``--calibrate none`` converts once, uncalibrated, and evaluates
+that one model at every ``T``).  It writes ``ann.pt`` (the ANN's state dict), the converted models
+(``snn_T<T>.pt`` per ``T``, or ``snn.pt`` uncalibrated; ``st.load_model``), ``report.json``, ``report.md`` and
+``report.png`` (accuracy vs T).  ``--activation relu`` trains a plain ReLU network instead (converted with the
+99.9th-percentile thresholds).  :func:`resnet_ann` and :func:`train_ann` are reused by ``benchmarks/conversion.py``
+(the data come from :mod:`spaic_train.data.cifar_arrays`).
 """
 
 from __future__ import annotations
@@ -106,13 +110,15 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="../shared/data/cifar10-jpeg", help="CIFAR-10 JPEG tars or folder tree")
     p.add_argument("--out", default="outputs/ann2snn_cifar", help="output folder")
     p.add_argument("--activation", choices=("qcfs", "relu"), default="qcfs")
-    p.add_argument("--levels", type=int, default=8, help="QCFS quantization levels L")
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--levels", type=int, default=4, help="QCFS quantization levels L")
+    p.add_argument("--width", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--n-train", type=int, default=10000)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--time-steps", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    p.add_argument("--calibrate", choices=("each", "none"), default="each",
+                   help="'each': one conversion per T, bias-calibrated for it; 'none': one uncalibrated conversion")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -123,16 +129,23 @@ def main(argv=None) -> int:
     print(f"ann2snn_cifar: training a {args.activation} ResNet (width {args.width}) on {len(xtr)} images")
     train_ann(ann, xtr, ytr, args.epochs, lr=args.lr, seed=args.seed, prepare=lambda xb, g: normalize(augment(xb, g)))
     torch.save(ann.state_dict(), out / "ann.pt")
-    snn = convert(ann, normalize(xtr[:512]), time_steps=max(args.time_steps))
+    calib = normalize(xtr[:512])
+    if args.calibrate == "each":  # a model per T, calibrated for the T it runs at
+        snn = {T: convert(ann, calib, time_steps=T, calibrate="bias", calibrate_steps=T) for T in args.time_steps}
+        saved = {f"snn_T{T}.pt": model for T, model in snn.items()}
+    else:
+        snn = convert(ann, calib, time_steps=max(args.time_steps))
+        saved = {"snn.pt": snn}
     report = conversion_report(snn, ann, (normalize(xte), yte), time_steps=args.time_steps, batch_size=200,
                                plot=out / "report.png")
-    snn.save(out / "snn.pt", include_optimizer=False)
+    for name, model in saved.items():
+        model.save(out / name, include_optimizer=False)
     (out / "report.md").write_text(report.table() + "\n")
     (out / "report.json").write_text(json.dumps({"ann_accuracy": report.ann_accuracy,
                                                  "accuracy": report.accuracy, "samples": report.samples,
                                                  "args": vars(args)}, indent=2))
     print(report)
-    print(f"ann2snn_cifar: wrote {out}/ann.pt, snn.pt, report.md, report.json, report.png")
+    print(f"ann2snn_cifar: wrote {out}/ann.pt, {', '.join(saved)}, report.md, report.json, report.png")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -85,25 +85,37 @@ def _accuracy_over_time(snn: nn.Module, x: torch.Tensor, y: torch.Tensor, steps:
     return [hits[T] for T in steps]
 
 
-def conversion_report(snn: nn.Module, ann: nn.Module, data, time_steps: Sequence[int] = (4, 8, 16, 32, 64),
-                      batch_size: int = 256, plot: Union[str, Path, None] = None) -> ConversionReport:
+def conversion_report(snn: Union[nn.Module, Mapping], ann: nn.Module, data,
+                      time_steps: Sequence[int] = (4, 8, 16, 32, 64), batch_size: int = 256,
+                      plot: Union[str, Path, None] = None) -> ConversionReport:
     """Accuracy of ``snn`` at each ``T`` in ``time_steps`` and of ``ann`` on the same labelled ``data``.
 
     Args:
         snn: a converted model (a spiking ``Network`` whose output is a mean over the steps, such as the
-            ``spike_rate`` decoder of :func:`~spaic_train.convert`'s models, and whose argmax is the class).
+            ``spike_rate`` decoder of :func:`~spaic_train.convert`'s models, and whose argmax is the class), or a
+            mapping ``{T: model}`` of one model per ``T`` (e.g. each converted with ``calibrate='bias',
+            calibrate_steps=T``): each ``T`` is then evaluated on its own model.
         ann: the ANN it came from.
         data: ``(x, y)`` tensors or an iterable of ``(x, y)`` batches (a ``DataLoader``).
-        time_steps: the values of ``T`` (positive ints).
+        time_steps: the values of ``T`` (positive ints; keys of ``snn`` when it is a mapping).
         batch_size: batch size for tensors.
         plot: a path: also write the curve there as a PNG (needs matplotlib, the ``convert`` extra).
     """
     steps = list(time_steps)
     if not steps or any(isinstance(T, bool) or not isinstance(T, int) or T < 1 for T in steps):
         raise ValueError(f"conversion_report: time_steps must be positive ints, got {time_steps!r}")
-    snn_mode, ann_mode = snn.training, ann.training
-    snn.eval()
-    ann.eval()
+    per_step = isinstance(snn, Mapping)
+    if per_step:
+        missing = [T for T in steps if T not in snn]
+        if missing:
+            raise ValueError(f"conversion_report: snn is a mapping {{T: model}} without a model for T = "
+                             f"{', '.join(map(str, missing))} (it has T = {', '.join(map(str, sorted(snn)))})")
+        models = {T: snn[T] for T in steps}
+    else:
+        models = {T: snn for T in steps}
+    modes = {id(m): (m, m.training) for m in [*models.values(), ann]}
+    for model, _ in modes.values():
+        model.eval()
     hits = {T: 0 for T in steps}
     ann_hits = n = 0
     try:
@@ -113,12 +125,16 @@ def conversion_report(snn: nn.Module, ann: nn.Module, data, time_steps: Sequence
                 param = next(ann.parameters(), None)
                 xa = x if param is None else x.to(device=param.device, dtype=param.dtype)
                 ann_hits += int((ann(xa).argmax(1).cpu() == y).sum())
-                for T, hit in zip(steps, _accuracy_over_time(snn, x, y, steps)):
-                    hits[T] += hit
+                if per_step:
+                    for T in steps:
+                        hits[T] += _accuracy_over_time(models[T], x, y, [T])[0]
+                else:
+                    for T, hit in zip(steps, _accuracy_over_time(snn, x, y, steps)):
+                        hits[T] += hit
                 n += len(y)
     finally:
-        snn.train(snn_mode)
-        ann.train(ann_mode)
+        for model, mode in modes.values():
+            model.train(mode)
     if n == 0:
         raise ValueError("conversion_report: data holds no samples")
     report = ConversionReport(ann_hits / n, {T: hits[T] / n for T in steps}, n)
