@@ -125,23 +125,27 @@ def test_a_conv_net_checks_only_its_input(compact, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["bits", "float"])
-@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "channels_last_gy_nchw"])
 @pytest.mark.parametrize("pool", [((2, 2), (2, 2), (0, 0), 10, 8), ((2, 2), (2, 2), (0, 0), 9, 7),
                                   ((3, 3), (2, 2), (1, 1), 10, 9), ((2, 3), (1, 2), (1, 1), 7, 9)])
-def test_pool_backward_equals_autograd(kind, channels_last, pool):
+def test_pool_backward_equals_autograd(kind, layout, pool):
     """The max pool's gradient from its saved input (C kernel, or torch recomputing the indices) equals autograd's
     max_pool2d backward bit for bit: same tie rule (the first of equal maxima: a window's first 1, else its first
     element, for spikes as bytes), overlapping and padded windows summed in the same order, inputs the windows do
-    not tile."""
+    not tile; channels-last inputs (the C kernel's channel-vectorised path; 19 channels: vector tails too) with a
+    channels-last or a contiguous incoming gradient."""
     k, s, p, H, W = pool
     g = torch.Generator().manual_seed(3)
-    x = (torch.rand(3, 5, H, W, generator=g) < 0.2).float() if kind == "bits" else \
-        torch.randint(0, 3, (3, 5, H, W), generator=g).float()
-    if channels_last:
+    x = (torch.rand(3, 19, H, W, generator=g) < 0.2).float() if kind == "bits" else \
+        torch.randint(0, 3, (3, 19, H, W), generator=g).float()
+    x[0, 2, :3, :3] = float("nan") if kind == "float" else x[0, 2, :3, :3]  # NaN wins its windows (the last one)
+    if layout != "nchw":
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     y = torch.nn.functional.max_pool2d(x, k, s, p)
     gy = torch.randn(y.shape, generator=g)
+    if layout == "channels_last":
+        gy = gy.contiguous(memory_format=torch.channels_last)
     (ref,) = torch.autograd.grad(y, x, gy)
     saved = x.detach() != 0 if kind == "bits" else x.detach()
     got = dispatch.max_pool2d_backward(saved, gy, k, s, p)

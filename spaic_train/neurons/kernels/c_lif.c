@@ -394,8 +394,9 @@ int bn_input_grad(const float *X, float *dX, const float *per_channel, int64_t i
  * element in scan order that is strictly greater than the running maximum, which starts at -inf (a NaN always
  * wins, the last of several) -- torch's rule, so the result equals autograd's max_pool2d backward bit for bit.  The input is float32
  * (`values`) or 0/1 spikes as bytes (`bits`: the first 1, else the window's first element).  No argmax indices;
- * where the windows tile the input, no zero fill either.  Strides in elements, dims N, C, H, W; planes (n, c) are
- * split between the threads. */
+ * where the windows tile the input, no zero fill either.  Strides in elements, dims N, C, H, W.  Planes (n, c) are
+ * split between the threads; channels-last inputs (channel stride 1 in the input and its gradient) go through
+ * pool_part_cl instead, which scans each window once for all channels at a time. */
 typedef struct {
     const unsigned char *bits;
     const float *values;
@@ -404,6 +405,9 @@ typedef struct {
     const int64_t *bs, *ys, *xs; /* strides of bits, gy, gx */
     int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, nparts;
     int tiled; /* windows tile the input exactly: every gx element is written once, no zero fill */
+    int channels_last; /* channel stride 1 in the input and in gx: pool_part_cl, images split between the threads */
+    float *best;       /* pool_part_cl's scratch: C values per part */
+    int32_t *won;
 } pool_args;
 
 static void pool_part(const pool_args *a, int64_t p) {
@@ -452,11 +456,80 @@ static void pool_part(const pool_args *a, int64_t p) {
     }
 }
 
+/* Channels last.  A plane at a time would touch one cache line per element (the next channel's value sits beside
+ * it), so here each window position is read for all C channels at once, in loops over c that the compiler
+ * vectorises: the running maximum (`best`) and the winning window element (`won`) per channel, then the gradient
+ * written to every element of the window (tiled) or added to the winner (overlapping windows, after a zero fill).
+ * Per element the gradients are summed in the same (oh, ow) order as pool_part, so both give the same bits.  Images
+ * n are split between the threads (overlapping windows of one image never straddle two threads). */
+static void pool_part_cl(const pool_args *a, int64_t p, float *best, int32_t *won) {
+    int64_t per = (a->N + a->nparts - 1) / a->nparts, end = (p + 1) * per < a->N ? (p + 1) * per : a->N;
+    const int64_t C = a->C, gc = a->ys[1];
+    for (int64_t n = p * per; n < end; n++) {
+        const unsigned char *B = a->bits ? a->bits + n * a->bs[0] : NULL;
+        const float *V = a->values ? a->values + n * a->bs[0] : NULL;
+        const float *G = a->gy + n * a->ys[0];
+        float *X = a->gx + n * a->xs[0];
+        if (!a->tiled)
+            for (int64_t h = 0; h < a->H; h++)
+                for (int64_t w = 0; w < a->W; w++) {
+                    float *x = X + h * a->xs[2] + w * a->xs[3];
+                    for (int64_t c = 0; c < C; c++) x[c] = 0.0f;
+                }
+        for (int64_t oh = 0; oh < a->OH; oh++) {
+            int64_t h0 = oh * a->sh - a->ph, h1 = h0 + a->kh;
+            if (h0 < 0) h0 = 0;
+            if (h1 > a->H) h1 = a->H;
+            for (int64_t ow = 0; ow < a->OW; ow++) {
+                int64_t w0 = ow * a->sw - a->pw, w1 = w0 + a->kw;
+                if (w0 < 0) w0 = 0;
+                if (w1 > a->W) w1 = a->W;
+                const float *g = G + oh * a->ys[2] + ow * a->ys[3];
+                int32_t k = 0;
+                if (B) {
+                    for (int64_t c = 0; c < C; c++) won[c] = -1;
+                    for (int64_t h = h0; h < h1; h++)
+                        for (int64_t w = w0; w < w1; w++, k++) {
+                            const unsigned char *b = B + h * a->bs[2] + w * a->bs[3];
+                            for (int64_t c = 0; c < C; c++) won[c] = (won[c] < 0 && b[c]) ? k : won[c];
+                        }
+                    for (int64_t c = 0; c < C; c++) won[c] = won[c] < 0 ? 0 : won[c];
+                } else {
+                    for (int64_t c = 0; c < C; c++) { best[c] = -INFINITY; won[c] = 0; }
+                    for (int64_t h = h0; h < h1; h++)
+                        for (int64_t w = w0; w < w1; w++, k++) {
+                            const float *v = V + h * a->bs[2] + w * a->bs[3];
+                            for (int64_t c = 0; c < C; c++) {
+                                float val = v[c];
+                                int take = val > best[c] || val != val;
+                                best[c] = take ? val : best[c];
+                                won[c] = take ? k : won[c];
+                            }
+                        }
+                }
+                k = 0;
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++, k++) {
+                        float *x = X + h * a->xs[2] + w * a->xs[3];
+                        if (a->tiled)
+                            for (int64_t c = 0; c < C; c++) x[c] = won[c] == k ? g[c * gc] : 0.0f;
+                        else  /* + 0.0f leaves every value as it is (gx is never -0.0: a +0.0 fill, then sums) */
+                            for (int64_t c = 0; c < C; c++) x[c] = x[c] + (won[c] == k ? g[c * gc] : 0.0f);
+                    }
+            }
+        }
+    }
+}
+
 typedef struct { const pool_args *a; int64_t part; } pool_job;
 
 static void *run_pool_job(void *arg) {
     pool_job *job = (pool_job *)arg;
-    pool_part(job->a, job->part);
+    const pool_args *a = job->a;
+    if (a->channels_last)
+        pool_part_cl(a, job->part, a->best + job->part * a->C, a->won + job->part * a->C);
+    else
+        pool_part(a, job->part);
     return NULL;
 }
 
@@ -465,7 +538,7 @@ int max_pool_backward(const unsigned char *bits, const float *values, const int6
                       const int64_t *ys, float *gx, const int64_t *xs, int64_t N, int64_t C, int64_t H, int64_t W,
                       int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                       int64_t nparts) {
-    pool_args a = {bits, values, gy, gx, bs, ys, xs, N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, 0, 0};
+    pool_args a = {bits, values, gy, gx, bs, ys, xs, N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, 0, 0, 0, NULL, NULL};
     pthread_t threads[MAX_PARTS];
     pool_job jobs[MAX_PARTS];
     int started[MAX_PARTS];
@@ -473,6 +546,12 @@ int max_pool_backward(const unsigned char *bits, const float *values, const int6
     if (nparts < 1) nparts = 1;
     a.nparts = nparts;
     a.tiled = kh == sh && kw == sw && ph == 0 && pw == 0 && OH * kh == H && OW * kw == W;
+    a.channels_last = C > 1 && bs[1] == 1 && xs[1] == 1;
+    if (a.channels_last) {
+        a.best = malloc(sizeof(float) * (size_t)(nparts * C));
+        a.won = malloc(sizeof(int32_t) * (size_t)(nparts * C));
+        if (!a.best || !a.won) a.channels_last = 0; /* no scratch: the plane loop, same result */
+    }
     for (int64_t p = 0; p < nparts; p++) { jobs[p].a = &a; jobs[p].part = p; started[p] = 0; }
     for (int64_t p = 1; p < nparts; p++) started[p] = pthread_create(&threads[p], NULL, run_pool_job, &jobs[p]) == 0;
     run_pool_job(&jobs[0]);
@@ -480,5 +559,7 @@ int max_pool_backward(const unsigned char *bits, const float *values, const int6
         if (started[p]) pthread_join(threads[p], NULL);
         else run_pool_job(&jobs[p]);
     }
+    free(a.best);
+    free(a.won);
     return 0;
 }
