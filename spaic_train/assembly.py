@@ -117,3 +117,9 @@ class NeuronGroup(Assembly):
         else:
             self.neuron = build_neuron(model, owner=self.label, **params)
         self.model_name = model if isinstance(model, str) else type(model).__name__
+
+    @property
+    def emits_spikes(self) -> bool:
+        """Whether the group's output ``O`` is 0/1 spikes (``False`` for a non-spiking readout such as
+        ``leaky_integrator``, whose ``O`` is its potential)."""
+        return self.neuron.emits_spikes

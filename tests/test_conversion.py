@@ -262,6 +262,29 @@ def test_report_of_one_model_per_t_evaluates_each_at_its_own_t():
     assert models[2].training and not models[6].training
 
 
+def test_profile_of_a_converted_residual_cnn_counts_its_spikes():
+    """``st.profile`` on a converted ResNet: each IF layer's firing rate is the mean of its recorded spikes, the
+    readout (a non-spiking integrator of the logits' current) is analog, and the SOPs into the first block's conv
+    equal a direct count: every spike of the stem times the synapses it drives (3x3, padding 1)."""
+    torch.manual_seed(9)
+    ann = _randomize_bn(resnet_ann(width=4)).eval()
+    x = torch.rand(12, 3, 8, 8)
+    snn = st.convert(ann, x, time_steps=6).eval()
+    result = st.profile(snn, x)
+    with torch.no_grad(), snn.record(("O",)) as rec:
+        snn(x, time_steps=6)
+    rows = {layer.name: layer for layer in result.layers}
+    for name in ("l0", "l3_conv1", "l4_conv2", "l5_conv2"):
+        spikes = rec[name]["O"]
+        assert set(spikes.unique().tolist()) <= {0.0, 1.0}
+        assert rows[name].firing_rate == pytest.approx(float(spikes.double().mean()), rel=1e-12)
+    assert rows["l8"].firing_rate is None and rows["l8"].silent_fraction is None  # the readout: analog
+    weight = snn.get_layer("l3_conv1").connections[0].weight.detach()
+    drives = F.conv_transpose2d(torch.ones(1, weight.shape[0], 8, 8), (weight != 0).double().float(), padding=1)
+    direct = float((rec["l0"]["O"].double() * drives.double()).sum() / len(x))
+    assert rows["l3_conv1"].sops == pytest.approx(direct, rel=1e-9) and direct > 0
+
+
 # ------------------------------------------------------------------------------------------------- end to end
 def test_residual_cnn_convert_evaluate_finetune_save_load(tmp_path):
     torch.manual_seed(7)

@@ -34,10 +34,10 @@ def enc(shape=(4,), **kw):
     return spaic.Encoder(shape=shape, coding="poisson", **kw)
 
 
-def small_net(n_in=4, n_out=3, T=4):
+def small_net(n_in=4, n_out=3, T=4, readout="lif"):
     net = spaic.Network(time_steps=T)
     net.input = enc((n_in,))
-    net.out = grp(n_out)
+    net.out = grp(n_out) if readout == "lif" else spaic.NeuronGroup(n_out, model=readout)
     net.c = spaic.Connection(net.input, net.out, link_type="full")
     net.dec = spaic.Decoder(net.out, coding="spike_counts")
     return net
@@ -721,6 +721,9 @@ CASES = [
      ["regularizers.rate", "target rates", "[0, 1]"]),
     ("regularizer-unknown-layer", lambda: SNNModule(small_net(), regularizers={"spike_l1": {"layers": ["x"]}}),
      ValueError, ["regularizers.spike_l1", "unknown layer", "'x'", "out"]),
+    ("regularizer-non-spiking-layer",
+     lambda: SNNModule(small_net(readout="leaky_integrator"), regularizers={"rate": {"target": {"out": 0.1}}}),
+     ValueError, ["regularizers.rate", "['out'] do not spike", "no rate to regularize"]),
 ]
 CASES += LAYER_CASES  # every layer argument family (tests/layer_cases.py; per family: test_layer_validation.py)
 

@@ -51,6 +51,26 @@ def test_terms_equal_their_definitions():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+def test_a_non_spiking_readout_has_no_rate_to_regularize():
+    """A ``leaky_integrator`` readout outputs its potential: by default every term covers the spiking layers only
+    (here: the hidden layer, against a direct computation), and naming the readout is an error."""
+    torch.manual_seed(0)
+    model = st.Sequential([Input((64,), encoder="direct"), Full(32, name="hidden"),
+                           Full(10, neuron="leaky_integrator", name="out")], time_steps=6)
+    x = torch.rand(5, 64)
+    with model.record(("O",), detach=False) as rec:
+        model(x)
+    spikes = {k: v["O"] for k, v in rec.items()}
+    assert float(spikes["out"].min()) < 0  # potentials, not spikes
+    assert [g.name for g in SpikeL1().groups(model)] == ["hidden"]
+    h = spikes["hidden"]
+    assert float(SpikeL1(coef=1.0)(model, spikes).detach()) == pytest.approx(float(h.sum()) / (6 * 5 * 32))
+    assert float(FiringRateTarget(coef=1.0, target=0.1)(model, spikes).detach()) == \
+        pytest.approx((float(h.mean()) - 0.1) ** 2)
+    with pytest.raises(ValueError, match=r"regularizers.rate: layer\(s\) \['out'\] do not spike.*\['hidden'\]"):
+        FiringRateTarget(target={"out": 0.1}).groups(model)
+
+
 def test_specs_and_errors():
     regs = build_regularizers({"rate": {"target": 0.05, "coef": 3.0}, "energy": 0.5, "spike_l1": None})
     assert [type(r) for r in regs] == [FiringRateTarget, EnergyTerm] and regs[0].coef == 3.0 and regs[1].coef == 0.5

@@ -427,8 +427,9 @@ class ConvLink(Link):
         if x.device.type == "cpu":
             if self.kernel_size == (1, 1) and stride != (1, 1) and self.padding in ((0, 0), "valid"):
                 # a strided 1x1 convolution reads every stride-th pixel: take them first and convolve with
-                # stride 1 (same sums).  oneDNN's own strided 1x1 backward on AVX2-only CPUs (AMD EPYC) corrupts
-                # memory or hangs for small channel counts (tests/test_connection.py reproduces the shapes)
+                # stride 1 (same sums).  oneDNN's own strided 1x1 backward corrupted memory or hung for small
+                # channel counts on a CPU with AVX2 but no AVX-512 (an AMD EPYC; machines of that name differ, some
+                # have AVX-512) -- tests/test_connection.py reproduces the shapes
                 x = x[:, :, ::stride[0], ::stride[1]]
                 bits = None if bits is None else bits[:, :, ::stride[0], ::stride[1]]
                 stride = (1, 1)

@@ -55,6 +55,9 @@ class NeuronModel(nn.Module):
     param_aliases: dict[str, str] = {}
     #: registry name (set by subclasses), used in messages
     model_name: str = "neuron"
+    #: whether ``O`` is 0/1 spikes (False for a non-spiking readout, whose ``O`` is its potential): firing rates and
+    #: synaptic-operation counts apply only to spikes
+    emits_spikes: bool = True
 
     def __init__(self, dt: float = 1.0, owner: str = ""):
         super().__init__()

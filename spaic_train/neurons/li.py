@@ -30,6 +30,7 @@ class LI(NeuronModel):
     """
 
     model_name = "leaky_integrator"
+    emits_spikes = False
     param_aliases = {"tau_m": "tau"}
 
     def __init__(self, tau: float = 0.0, dt: float = 1.0, owner: str = ""):

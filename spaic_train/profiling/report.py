@@ -10,6 +10,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ..assembly import NeuronGroup
 from ..data.batches import unpack_batch
 from .counting import count_connection, is_events, sum_over_batch, synapse_count
 from .energy import HOROWITZ_45NM, EnergyModel
@@ -222,8 +223,11 @@ _SPIKE_CODINGS = ("poisson", "bernoulli", "latency")
 
 
 def _is_analog(node, o: Tensor) -> bool:
-    """Whether an assembly's output is analog: neuron groups and spike codings spike; other encoders (``direct``,
+    """Whether an assembly's output is analog: neuron groups spike unless their model does not (a non-spiking
+    readout such as ``leaky_integrator`` outputs its potential); spike codings spike; other encoders (``direct``,
     which passes a pre-encoded sequence through unchanged) are analog unless every value is a whole number >= 0."""
+    if isinstance(node, NeuronGroup):
+        return not node.emits_spikes
     coding = getattr(node, "coding", None)
     if coding is None or coding in _SPIKE_CODINGS:
         return False

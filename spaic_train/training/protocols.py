@@ -42,6 +42,10 @@ class GroupView(Protocol):
     def shape(self) -> tuple[int, ...]:
         """Neurons per sample; may raise ``ValueError`` while not known yet."""
 
+    @property
+    def emits_spikes(self) -> bool:
+        """Whether the group's output is 0/1 spikes (``False``: a non-spiking readout, its output a potential)."""
+
 
 class EncoderView(Protocol):
     """An input of the network (:class:`~spaic_train.Encoder`): one sample is ``shape`` (``[T, *shape]`` for

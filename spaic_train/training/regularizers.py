@@ -19,7 +19,8 @@ name                term (``coef ×``)
                     differentiable in the spikes); analog-input layers cost a constant and are left out
 ==================  ============================================================================================
 
-``layers`` (every term): the neuron groups it applies to, by name (default: all).  Register a new term with
+``layers`` (every term): the neuron groups it applies to, by name (default: every spiking group; a non-spiking
+readout has no rate).  Register a new term with
 ``@REGULARIZERS.register("name")`` on a :class:`Regularizer` subclass.
 """
 
@@ -52,7 +53,7 @@ class Regularizer:
 
     Args:
         coef: weight of the term in the loss (``>= 0``).
-        layers: names of the neuron groups it applies to (default: every group).
+        layers: names of the neuron groups it applies to (default: every spiking group).
     """
 
     #: name in :data:`REGULARIZERS` (set by subclasses)
@@ -70,14 +71,20 @@ class Regularizer:
         return f"regularizers.{self.name}"
 
     def groups(self, network) -> list:
-        """The neuron groups this term covers (checked against the network on first use)."""
+        """The spiking neuron groups this term covers (checked against the network on first use): by default every
+        group whose output is spikes (a non-spiking readout's output is a potential, not a rate)."""
         groups = list(network.groups)
         if self.layers is None:
-            return groups
+            return [g for g in groups if g.emits_spikes]
         names = {g.name for g in groups}
         unknown = [n for n in self.layers if n not in names]
         if unknown:
             raise ValueError(f"{self.label}: unknown layer(s) {unknown}; the network's layers are {sorted(names)}")
+        silent = [g.name for g in groups if g.name in self.layers and not g.emits_spikes]
+        if silent:
+            raise ValueError(f"{self.label}: layer(s) {silent} do not spike (a non-spiking readout outputs its "
+                             f"potential), so there is no rate to regularize; the spiking layers are "
+                             f"{sorted(g.name for g in groups if g.emits_spikes)}")
         return [g for g in groups if g.name in self.layers]
 
     def term(self, network, spikes: Mapping[str, Tensor]) -> Tensor:
