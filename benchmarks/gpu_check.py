@@ -102,16 +102,16 @@ def bench_long_t(device, size: dict) -> dict:
     import fw_peers
     import fw_spaic
     import workloads as W
-    from run import _peak_rss_bytes, _reset_peak_rss, _rss_bytes
+    from machine import peak_rss_bytes, reset_peak_rss, rss_bytes
 
     def allocated():
-        return torch.cuda.memory_allocated() if device.type == "cuda" else _rss_bytes()
+        return torch.cuda.memory_allocated() if device.type == "cuda" else rss_bytes()
 
     def peak():
-        return torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_rss_bytes()
+        return torch.cuda.max_memory_allocated() if device.type == "cuda" else peak_rss_bytes()
 
     def reset_peak():
-        torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else _reset_peak_rss()
+        torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else reset_peak_rss()
 
     rows = {}
     for T in size["T"]:

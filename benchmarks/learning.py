@@ -58,7 +58,7 @@ for _p in (str(HERE), str(ROOT)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from run import cpu_flags, machine_info  # noqa: E402
+from machine import cpu_flags, machine_info  # noqa: E402
 from workloads import ATAN_ALPHA, TAU, V_RESET, V_TH  # noqa: E402
 
 from spaic_train.data.cifar_arrays import augment, load_cifar_subset, normalize  # noqa: E402, F401 (augment: tests)
@@ -400,6 +400,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-seed", type=int, default=0)
     for key in ("n_train", "n_test", "n_curve", "width", "hidden", "T", "batch", "epochs", "seeds"):
         ap.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="the seeds are first-seed, first-seed + 1, ... (--seeds of them)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None,
                     help="default benchmarks/results/learning.json (--recipes: learning_recipes.json, "
@@ -413,7 +415,7 @@ def main(argv=None) -> int:
             spec[key] = getattr(args, key)
     spec["n_curve"] = min(spec["n_curve"], spec["n_test"])
     spec["data_seed"] = args.data_seed
-    spec["seed_list"] = list(range(spec["seeds"]))
+    spec["seed_list"] = list(range(args.first_seed, args.first_seed + spec["seeds"]))
 
     def log(msg):
         print(msg, flush=True)

@@ -30,7 +30,7 @@ def _worker(T: int, ckpt: int, batch: int, width: int, threads: int) -> dict:
     import torch
     import workloads as W
     from fw_spaic import build_network
-    from run import _peak_rss_bytes, _reset_peak_rss, _rss_bytes
+    from machine import peak_rss_bytes, reset_peak_rss, rss_bytes
 
     import spaic_train as spaic
     from spaic_train.neurons import load_compiled_kernels
@@ -51,10 +51,10 @@ def _worker(T: int, ckpt: int, batch: int, width: int, threads: int) -> dict:
     # leaving T-sized blocks in the allocator
     iteration(2)
     net.zero_grad(set_to_none=True)
-    rss0 = _rss_bytes()
-    _reset_peak_rss()
+    rss0 = rss_bytes()
+    reset_peak_rss()
     iteration(T)
-    return {"T": T, "checkpoint_steps": ckpt, "peak_mb": (_peak_rss_bytes() - rss0) / 2**20}
+    return {"T": T, "checkpoint_steps": ckpt, "peak_mb": (peak_rss_bytes() - rss0) / 2**20}
 
 
 def saved_mb(T: int, batch: int, width: int, compact: bool) -> float:

@@ -34,11 +34,10 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="the workload's tiny sizes (smoke test)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
     import fw_spaic
+    import torch
     import workloads as W
+    from torch.profiler import ProfilerActivity, profile
 
     if not W.uses_optimizer(args.workload):
         ap.error(f"workload {args.workload!r} has no optimizer step; pick one of fc, conv, conv-t16, conv-t64")

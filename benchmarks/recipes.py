@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import machine_info
+from machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCH_LINE = re.compile(r"Epoch (\d+)/(\d+) - \d+ batches - ([0-9.]+) s")

@@ -19,7 +19,6 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from machine import machine_info, peak_rss_bytes, reset_peak_rss, rss_bytes
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -87,39 +88,6 @@ def _version(framework: str) -> str:
     return fw_peers.version("spikingjelly" if framework == SJ_MEMOPT else framework)
 
 
-def _rss_bytes() -> int:
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-    except ImportError:  # pragma: no cover - psutil is in the bench extra
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_bytes() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def worker(framework: str, workload: str, args) -> dict:
     _setup_path()
     warnings.filterwarnings("ignore")
@@ -134,8 +102,8 @@ def worker(framework: str, workload: str, args) -> dict:
     probe = bool(args.check_out)
     # memory is counted from here, before the framework (or peer) is imported: fixed runtimes count
     gc.collect()
-    rss_pre_import = _rss_bytes()
-    hwm_reset = _reset_peak_rss()
+    rss_pre_import = rss_bytes()
+    hwm_reset = reset_peak_rss()
     if probe and workload == "delay-feedback" and framework in (OURS, KERAS):
         probe = "zero-delay"
     model = _build(framework, workload, spec, params, probe=probe)
@@ -171,12 +139,12 @@ def worker(framework: str, workload: str, args) -> dict:
         # pays for them; their resident size counts in the peak (it is part of what the user pays)
         from spaic_train.neurons import load_compiled_kernels
 
-        before = _rss_bytes()
+        before = rss_bytes()
         info["compiled_kernels"] = load_compiled_kernels("cpu")
-        info["kernel_load_mb"] = (_rss_bytes() - before) / 2**20
+        info["kernel_load_mb"] = (rss_bytes() - before) / 2**20
     gc.collect()
     rss0 = rss_pre_import
-    rss_setup = _rss_bytes()
+    rss_setup = rss_bytes()
     for _ in range(args.warmup):
         step()
     times = []
@@ -184,7 +152,7 @@ def worker(framework: str, workload: str, args) -> dict:
         t0 = time.perf_counter()
         step()
         times.append((time.perf_counter() - t0) * 1e3)
-    peak = _peak_rss_bytes()
+    peak = peak_rss_bytes()
     info.update(times_ms=times, rss_before_mb=rss0 / 2**20, rss_before_training_mb=rss_setup / 2**20,
                 peak_rss_mb=peak / 2**20,
                 peak_delta_mb=max(0.0, (peak - rss0) / 2**20), peak_counter_reset=hwm_reset)
@@ -217,58 +185,6 @@ def _spawn(cmd, args) -> dict:
             return json.loads(line[len(RESULT_TAG):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
     return {"error": f"exit code {proc.returncode}: " + " | ".join(tail)}
-
-
-def cpu_flags() -> list:
-    """The CPU's feature flags as ``lscpu`` reports them (``/proc/cpuinfo`` when lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Flags:"):
-                return line.split(":", 1)[1].split()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    return []
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "logical_cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
-    try:
-        import psutil
-
-        info["physical_cores"] = psutil.cpu_count(logical=False)
-        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
-    try:
-        info["affinity_cores"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    flags = cpu_flags()
-    info["cpu_flags"] = flags
-    info["vector_flags"] = [f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4"))]
-    import torch
-
-    info["torch"] = torch.__version__
-    info["torch_parallel"] = torch.__config__.parallel_info().splitlines()[:3]
-    return info
 
 
 def _agreement(ref, other) -> dict:
