@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -56,14 +55,8 @@ def main(argv=None) -> int:
         opt.step()
         model.after_step()
 
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.iters):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    print(f"{args.workload}: median {1e3 * statistics.median(times):.1f} ms per iteration over {args.iters} "
+    times = W.timed(step, args.warmup, args.iters)
+    print(f"{args.workload}: median {statistics.median(times):.1f} ms per iteration over {args.iters} "
           f"({torch.get_num_threads()} threads)")
     with profile(activities=[ProfilerActivity.CPU], record_shapes=args.by_shape) as prof:
         for _ in range(args.profiled):

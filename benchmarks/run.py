@@ -145,13 +145,7 @@ def worker(framework: str, workload: str, args) -> dict:
     gc.collect()
     rss0 = rss_pre_import
     rss_setup = rss_bytes()
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.iters):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = W.timed(step, args.warmup, args.iters)
     peak = peak_rss_bytes()
     info.update(times_ms=times, rss_before_mb=rss0 / 2**20, rss_before_training_mb=rss_setup / 2**20,
                 peak_rss_mb=peak / 2**20,

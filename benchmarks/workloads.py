@@ -10,6 +10,7 @@ Neuron model everywhere: ``V[t] = beta * V[t-1] + I[t]`` with ``beta = 0.5``, sp
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -205,3 +206,15 @@ def readout(workload: str, seq: torch.Tensor) -> torch.Tensor:
 
 def uses_optimizer(workload: str) -> bool:
     return base_name(workload) != "lif"
+
+
+def timed(step, warmup: int, iters: int) -> list:
+    """Milliseconds of each of ``iters`` calls of ``step()``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times

@@ -410,6 +410,13 @@ typedef struct {
     int32_t *won;
 } pool_args;
 
+/* the input rows [lo, hi) of output row o: stride s, padding p, kernel k, clipped to the n input rows */
+static inline void pool_window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t a = o * s - p, b = a + k;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > n ? n : b;
+}
+
 static void pool_part(const pool_args *a, int64_t p) {
     int64_t planes = a->N * a->C, per = (planes + a->nparts - 1) / a->nparts;
     int64_t end = (p + 1) * per < planes ? (p + 1) * per : planes;
@@ -423,13 +430,11 @@ static void pool_part(const pool_args *a, int64_t p) {
             for (int64_t h = 0; h < a->H; h++)
                 for (int64_t w = 0; w < a->W; w++) X[h * a->xs[2] + w * a->xs[3]] = 0.0f;
         for (int64_t oh = 0; oh < a->OH; oh++) {
-            int64_t h0 = oh * a->sh - a->ph, h1 = h0 + a->kh;
-            if (h0 < 0) h0 = 0;
-            if (h1 > a->H) h1 = a->H;
+            int64_t h0, h1;
+            pool_window(oh, a->sh, a->ph, a->kh, a->H, &h0, &h1);
             for (int64_t ow = 0; ow < a->OW; ow++) {
-                int64_t w0 = ow * a->sw - a->pw, w1 = w0 + a->kw;
-                if (w0 < 0) w0 = 0;
-                if (w1 > a->W) w1 = a->W;
+                int64_t w0, w1;
+                pool_window(ow, a->sw, a->pw, a->kw, a->W, &w0, &w1);
                 float g = G[oh * a->ys[2] + ow * a->ys[3]];
                 int64_t bh = h0, bw = w0, found = 0;
                 if (B) {
@@ -477,13 +482,11 @@ static void pool_part_cl(const pool_args *a, int64_t p, float *best, int32_t *wo
                     for (int64_t c = 0; c < C; c++) x[c] = 0.0f;
                 }
         for (int64_t oh = 0; oh < a->OH; oh++) {
-            int64_t h0 = oh * a->sh - a->ph, h1 = h0 + a->kh;
-            if (h0 < 0) h0 = 0;
-            if (h1 > a->H) h1 = a->H;
+            int64_t h0, h1;
+            pool_window(oh, a->sh, a->ph, a->kh, a->H, &h0, &h1);
             for (int64_t ow = 0; ow < a->OW; ow++) {
-                int64_t w0 = ow * a->sw - a->pw, w1 = w0 + a->kw;
-                if (w0 < 0) w0 = 0;
-                if (w1 > a->W) w1 = a->W;
+                int64_t w0, w1;
+                pool_window(ow, a->sw, a->pw, a->kw, a->W, &w0, &w1);
                 const float *g = G + oh * a->ys[2] + ow * a->ys[3];
                 int32_t k = 0;
                 if (B) {
