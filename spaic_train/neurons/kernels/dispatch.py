@@ -326,8 +326,8 @@ def bn_lif_sequence(
     pos = perm.index(2)
     # training, or no running statistics: this call's statistics (which then update the running ones)
     spec = bn_lif.NormSpec(C, math.prod(x.shape[d] for d in perm[pos + 1:]), float(norm.eps),
-                                 bool(norm.training or norm.running_mean is None), norm.running_mean,
-                                 norm.running_var, factor, float(drive_scale))
+                           bool(norm.training or norm.running_mean is None), norm.running_mean,
+                           norm.running_var, factor, float(drive_scale))
     V0 = V0.expand(x.shape[1:]) if V0.shape != x.shape[1:] else V0
     inv = tuple(sorted(range(len(perm)), key=perm.__getitem__))
     O, VT, Vseq = bn_lif.bn_lif_sequence(x.permute(perm), V0.permute([p - 1 for p in perm[1:]]), norm.weight,
