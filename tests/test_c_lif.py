@@ -144,3 +144,55 @@ def test_building_notice(monkeypatch, fresh_cpu_backends, caplog):
         assert dispatch._kernels("cpu") is c_lif
     notices = [r.getMessage() for r in caplog.records if "building the C LIF kernels" in r.getMessage()]
     assert len(notices) == 1 and "once per machine" in notices[0]
+
+
+def _team_workload() -> list[torch.Tensor]:
+    """Spikes, states and gradients of the plain LIF, the fused batch norm + LIF and the max-pool gradient kernels
+    (3 parts each: more than this machine's cores)."""
+    from torch import nn
+
+    from spaic_train.neurons.kernels import dispatch
+
+    g = torch.Generator().manual_seed(0)
+    I = (torch.randn(12, 4, 3000, generator=g) * 0.8 + 0.3).requires_grad_()
+    O, state, _ = build_neuron("lif", tau=3.0).run_sequence(I)
+    assert type(O.grad_fn).__name__ == "CPUKernelFunctionBackward"
+    (O * torch.linspace(-1, 1, 3000)).sum().backward()
+    x = (torch.randn(4, 3, 8, 32, 32, generator=g) * 2 + 0.5).requires_grad_()
+    bn = nn.BatchNorm2d(8).train()
+    Ob, state_b, _ = build_neuron("lif", tau=2.0).run_sequence_normed(x, bn, {"V": torch.zeros(3, 8, 32, 32)})
+    assert "BNLIFFunctionBackward" in {type(f).__name__ for f, _ in Ob.grad_fn.next_functions} | {
+        type(Ob.grad_fn).__name__}
+    (Ob * torch.randn(Ob.shape, generator=g)).sum().backward()
+    spikes = torch.rand(6, 19, 16, 16, generator=g) < 0.3
+    gy = torch.randn(6, 19, 8, 8, generator=g)
+    pooled = [dispatch.max_pool2d_backward(s, gy, (2, 2), (2, 2), (0, 0))
+              for s in (spikes, spikes.contiguous(memory_format=torch.channels_last))]
+    return [O, state["V"], I.grad, Ob, state_b["V"], x.grad, bn.weight.grad, bn.bias.grad, bn.running_var, *pooled]
+
+
+@needs_cc
+def test_openmp_team_and_posix_threads_give_identical_results():
+    """The kernels' parts run on torch's own OpenMP team where it is found (no threads of ours competing with its
+    spin-waiting ones) or on POSIX threads: bitwise the same results either way, from the main thread or another."""
+    import threading
+
+    old = torch.get_num_threads()
+    results = {}
+    try:
+        torch.set_num_threads(3)
+        if sys.platform.startswith("linux") and "parallel backend: OpenMP" in torch.__config__.parallel_info():
+            assert c_lif.torch_openmp_entry() is not None  # torch's libgomp is found, so the team is used
+        for team in (True, False):
+            c_lif.use_openmp_team(team)
+            results[team] = _team_workload()
+        c_lif.use_openmp_team(True)
+        worker = threading.Thread(target=lambda: results.__setitem__("thread", _team_workload()))
+        worker.start()
+        worker.join()
+    finally:
+        c_lif.use_openmp_team(True)
+        torch.set_num_threads(old)
+    for other in (results[False], results["thread"]):
+        for a, b in zip(results[True], other):
+            assert torch.equal(a, b)

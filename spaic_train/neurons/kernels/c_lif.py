@@ -40,7 +40,8 @@ from . import spike_bits
 from .buffers import OUTPUT_BUFFERS
 from .cpu_common import CPUKernelFunction, chunk_layout, incoming_spike_grad, prepare_forward
 
-__all__ = ["lif_forward", "lif_backward", "lif_sequence", "kernels_cached", "cache_dir", "library_path"]
+__all__ = ["lif_forward", "lif_backward", "lif_sequence", "kernels_cached", "cache_dir", "library_path",
+           "torch_openmp_entry", "use_openmp_team"]
 
 _SOURCE = Path(__file__).with_name("c_lif.c")
 _FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-pthread", "-std=c99", "-fno-fast-math")
@@ -138,10 +139,45 @@ def _load() -> ctypes.CDLL:
                                     _ptr, _ptr, _i32, _f32, _f32, _f32, _f32, _i32, _i32, _i32, _i64, _i64, _i64, _i64]
     lib.bn_input_grad.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _i64]
     lib.max_pool_backward.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr] + [_i64] * 13
+    lib.use_openmp_team.argtypes = [_ptr]
     for fn in (lib.lif_forward, lib.lif_backward, lib.bn_stats, lib.bn_lif_forward, lib.bn_lif_backward,
-               lib.bn_input_grad, lib.max_pool_backward):
+               lib.bn_input_grad, lib.max_pool_backward, lib.use_openmp_team):
         fn.restype = _i32
+    lib.use_openmp_team(torch_openmp_entry())
     return lib
+
+
+def torch_openmp_entry() -> Optional[int]:
+    """Address of ``GOMP_parallel`` in the OpenMP runtime torch's CPU ops run on, or ``None`` (then the kernels start
+    POSIX threads per call).
+
+    Why: after each parallel torch op, the threads of torch's OpenMP team spin-wait for more work for milliseconds;
+    threads of our own would share the cores with them.  Running our parts on that same team avoids it (see the
+    ``Threads`` note in ``c_lif.c``).  Found only where torch's parallel backend is OpenMP and its runtime is loaded
+    (Linux: read from ``/proc/self/maps``, the one under torch's own directory preferred); opened with
+    ``RTLD_NOLOAD``, so nothing new is ever loaded.
+    """
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            loaded = {line.split()[-1] for line in f if line.rstrip().endswith(_OPENMP_RUNTIMES)}
+    except OSError:
+        return None
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    ours = sorted(path for path in loaded if path.startswith(torch_dir))
+    candidates = ours or sorted(loaded)
+    if len(candidates) != 1:
+        return None  # none, or several runtimes and no telling which one torch uses
+    try:
+        runtime = ctypes.CDLL(candidates[0], mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)
+        return ctypes.cast(runtime.GOMP_parallel, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+
+
+#: file names of the OpenMP runtimes that export ``GOMP_parallel`` (GNU, LLVM, Intel)
+_OPENMP_RUNTIMES = ("libgomp.so.1", "libomp.so", "libiomp5.so")
 
 
 _LIB: ctypes.CDLL | None = None
@@ -153,6 +189,14 @@ def _library() -> ctypes.CDLL:
     if _LIB is None:
         _LIB = _load()
     return _LIB
+
+
+def use_openmp_team(enabled: bool = True) -> bool:
+    """Run the kernels' parts on torch's OpenMP team (the default where it is found) or, with ``enabled=False``,
+    on POSIX threads started per call; returns whether the OpenMP team is used now.  Results are identical."""
+    entry = torch_openmp_entry() if enabled else None
+    _library().use_openmp_team(entry)
+    return entry is not None
 
 
 def _check(status: int) -> None:
