@@ -26,6 +26,7 @@ from .numba_lif import (
     _spike_grad,
     _step_row,
     _surrogate_row,
+    part_chunks,
 )
 
 __all__ = ["KERNELS"]
@@ -58,13 +59,11 @@ def _integrate_chunk(X, j0, W, v, A, B, D, beta, v_th, v_reset, hard, out, out_j
 def _stats_kernel(X, inner, C, width, nparts, acc):
     """``acc[p, 0, c]`` / ``acc[p, 1, c]``: part ``p``'s sums of ``x`` and ``x²`` over channel ``c`` (float64)."""
     T, N = X.shape
-    nchunks = (N + width - 1) // width
-    per_part = (nchunks + nparts - 1) // nparts
     rows = np.empty((nparts, 2, width), np.float64)
     for p in prange(nparts):
         s, q = rows[p, 0], rows[p, 1]
         acc[p] = 0.0
-        for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
+        for c in range(*part_chunks(N, width, nparts, p)):
             j0 = c * width
             W = min(N, j0 + width) - j0
             s[:W] = 0.0
@@ -85,13 +84,11 @@ def _stats_kernel(X, inner, C, width, nparts, acc):
 def _forward_kernel(X, V0, affine, inner, C, O, VT, Vseq, store_v, beta, v_th, v_reset, hard, width, nparts):
     """Spikes ``O`` and ``V_T`` (and ``Vseq``) from ``X``; ``affine[0] / affine[1]``: per-channel ``A`` / ``B``."""
     T, N = X.shape
-    nchunks = (N + width - 1) // width
-    per_part = (nchunks + nparts - 1) // nparts
     rows = np.empty((nparts, 4, width), np.float32)
     chans = np.empty((nparts, width), np.int64)
     for p in prange(nparts):
         v, D, AB, chan = rows[p, 0], rows[p, 1], rows[p, 2:], chans[p]
-        for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
+        for c in range(*part_chunks(N, width, nparts, p)):
             j0 = c * width
             W = min(N, j0 + width) - j0
             _channel_rows(j0, W, inner, C, chan, affine, AB)
@@ -110,8 +107,6 @@ def _backward_kernel(X, V0, per_channel, inner, C, gO, go_mode, go_scalar, gVT, 
     """
     T, N = X.shape
     kS, kH, kT = _reset_factors(v_th, hard, detach)
-    nchunks = (N + width - 1) // width
-    per_part = (nchunks + nparts - 1) // nparts
     # allocated in the calling thread (see numba_lif._backward_kernel)
     scratch = np.empty((nparts, 2, T, width), np.float32)
     rows = np.empty((nparts, 9, width), np.float32)
@@ -125,7 +120,7 @@ def _backward_kernel(X, V0, per_channel, inner, C, gO, go_mode, go_scalar, gVT, 
         sd, sdx, chan = sums[p, 0], sums[p, 1], chans[p]
         go_row[:] = go_scalar if go_mode == GO_SCALAR else _F0
         acc[p] = 0.0
-        for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
+        for c in range(*part_chunks(N, width, nparts, p)):
             j0 = c * width
             W = min(N, j0 + width) - j0
             _channel_rows(j0, W, inner, C, chan, per_channel, ch_rows)
@@ -164,14 +159,12 @@ def _input_grad_kernel(X, dX, per_channel, inner, C, width, nparts):
     """In place: ``dX = A * (dX - k2 - x̂ * k3)``, ``x̂ = (X - mean) * invstd``; ``per_channel`` rows:
     ``A, mean, invstd, k2, k3``."""
     T, N = X.shape
-    nchunks = (N + width - 1) // width
-    per_part = (nchunks + nparts - 1) // nparts
     rows = np.empty((nparts, 5, width), np.float32)
     chans = np.empty((nparts, width), np.int64)
     for p in prange(nparts):
         r, chan = rows[p], chans[p]
         A, M, R, K2, K3 = r[0], r[1], r[2], r[3], r[4]
-        for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
+        for c in range(*part_chunks(N, width, nparts, p)):
             j0 = c * width
             W = min(N, j0 + width) - j0
             _channel_rows(j0, W, inner, C, chan, per_channel, r)

@@ -150,15 +150,22 @@ def _reset_factors(v_th, hard, detach):
     return kS, kH, kT
 
 
+@njit(cache=True)
+def part_chunks(N, width, nparts, p):
+    """``(first, end)``: the chunks of ``width`` neurons (the last one partial) that part ``p`` of ``nparts``
+    integrates (as ``part_chunks`` in ``c_lif.c``)."""
+    nchunks = (N + width - 1) // width
+    per_part = (nchunks + nparts - 1) // nparts
+    return p * per_part, min(nchunks, (p + 1) * per_part)
+
+
 @njit(parallel=True, cache=True, boundscheck=False)
 def _forward_kernel(I, V0, O, VT, Vseq, store_v, beta, v_th, v_reset, hard, width, nparts):
     T, N = I.shape
-    nchunks = (N + width - 1) // width
-    per_part = (nchunks + nparts - 1) // nparts
     state = np.empty((nparts, width), np.float32)
     for p in prange(nparts):
         v = state[p]
-        for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
+        for c in range(*part_chunks(N, width, nparts, p)):
             j0 = c * width
             W = min(N, j0 + width) - j0
             v[:W] = V0[j0:j0 + W]
@@ -174,8 +181,6 @@ def _backward_kernel(I, V0, gO, go_mode, go_scalar, gVT, has_gvt, gVseq, has_gvs
     written ``X = kS S + sg (kH (H - v_reset) + kT)`` so the inner loop has no branch."""
     T, N = I.shape
     kS, kH, kT = _reset_factors(v_th, hard, detach)
-    nchunks = (N + width - 1) // width
-    per_part = (nchunks + nparts - 1) // nparts
     # scratch allocated here, in the calling thread: allocations inside the parallel loop would come
     # from per-thread malloc arenas, which keep their pages and inflate the process's memory
     scratch = np.empty((nparts, 2, T, width), np.float32)
@@ -184,7 +189,7 @@ def _backward_kernel(I, V0, gO, go_mode, go_scalar, gVT, has_gvt, gVseq, has_gvs
         H, G = scratch[p, 0], scratch[p, 1]
         v, u, go_row = rows[p, 0], rows[p, 1], rows[p, 2]
         go_row[:] = go_scalar if go_mode == GO_SCALAR else _F0
-        for c in range(p * per_part, min(nchunks, (p + 1) * per_part)):
+        for c in range(*part_chunks(N, width, nparts, p)):
             j0 = c * width
             W = min(N, j0 + width) - j0
             v[:W] = V0[j0:j0 + W]
