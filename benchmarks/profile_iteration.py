@@ -47,14 +47,7 @@ def main(argv=None) -> int:
     x, y = W.make_data(args.workload, spec)
     model = fw_spaic.build(args.workload, spec, params)
     x = model.prepare_input(x) if hasattr(model, "prepare_input") else x
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        W.loss_fn(args.workload, model.output(x), y).backward()
-        opt.step()
-        model.after_step()
-
+    step = W.training_step(args.workload, model, x, y)
     times = W.timed(step, args.warmup, args.iters)
     print(f"{args.workload}: median {statistics.median(times):.1f} ms per iteration over {args.iters} "
           f"({torch.get_num_threads()} threads)")

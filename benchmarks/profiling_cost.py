@@ -41,14 +41,8 @@ def measure(workload: str, iters: int, warmup: int, threads: int, quick: bool) -
     model = fw_spaic.build(workload, spec, W.make_params(workload, spec))
     x, y = W.make_data(workload, spec)
     net = model.net
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     counter = SpikeCounter(net)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        W.loss_fn(workload, model.output(x), y).backward()
-        opt.step()
-        model.after_step()
+    step = W.training_step(workload, model, x, y)
 
     count_cpu = []
 

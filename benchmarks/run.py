@@ -119,14 +119,7 @@ def worker(framework: str, workload: str, args) -> dict:
         return info
 
     if W.uses_optimizer(workload):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = W.loss_fn(workload, model.output(x), y)
-            loss.backward()
-            opt.step()
-            model.after_step()
+        step = W.training_step(workload, model, x, y)
     else:
         x = x.detach().clone().requires_grad_(True)
 

@@ -208,6 +208,20 @@ def uses_optimizer(workload: str) -> bool:
     return base_name(workload) != "lif"
 
 
+def training_step(workload: str, model, x, y):
+    """One training iteration of ``model`` on ``(x, y)`` as every framework's row times it: zero the gradients, the
+    workload's loss, backward, an Adam step (lr 1e-3, its own optimizer), then ``model.after_step()``."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(workload, model.output(x), y).backward()
+        opt.step()
+        model.after_step()
+
+    return step
+
+
 def timed(step, warmup: int, iters: int) -> list:
     """Milliseconds of each of ``iters`` calls of ``step()``, after ``warmup`` untimed calls."""
     for _ in range(warmup):

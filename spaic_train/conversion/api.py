@@ -10,7 +10,7 @@ from torch import nn
 from ..keras import Model
 from .bias_calibration import CALIBRATION_METHODS, calibrate_biases
 from .build import build_model
-from .calibration import ActivationStats, iter_batches
+from .calibration import ActivationStats, as_input_of, iter_batches
 from .plan import ConversionError, NetworkPlan
 from .trace import MAXPOOL_MODES, trace
 
@@ -140,9 +140,7 @@ def convert(ann: nn.Module, calibration_data, *, threshold: str = "auto", percen
         sample = next(iter_batches(calibration_data, batch_size), None)
         if sample is None:
             raise ValueError("convert: calibration_data holds no samples")
-        param = next(ann.parameters(), None)
-        if param is not None:
-            sample = sample.to(device=param.device, dtype=param.dtype)
+        sample = as_input_of(ann, sample)
         plan, gm = trace(ann, sample[:2], opts["maxpool"])
         stats = ActivationStats(layer.node for layer in plan.layers)
         stats.collect(gm, calibration_data, batch_size, max_samples)

@@ -22,7 +22,7 @@ import torch
 from torch import fx
 
 from ..keras import Model
-from .calibration import NodeRecorder, limited_batches
+from .calibration import NodeRecorder, as_input_of, limited_batches
 from .plan import NetworkPlan
 
 __all__ = ["CALIBRATION_METHODS", "calibrate_biases"]
@@ -63,10 +63,9 @@ def ann_targets(gm: fx.GraphModule, plan: NetworkPlan, data, batch_size: int, ma
         means.add(node, value.clamp(0.0, top) if top is not None else value)
 
     recorder = NodeRecorder(gm, set(ceiling), sink)
-    param = next(gm.parameters(), None)
     with torch.no_grad():
         for x in limited_batches(data, batch_size, max_samples):
-            recorder.run(x if param is None else x.to(device=param.device, dtype=param.dtype))
+            recorder.run(as_input_of(gm, x))
     return [means.mean(layer.node) for layer in plan.layers]
 
 
@@ -74,12 +73,9 @@ def snn_values(model: Model, name: str, scale: float, data, steps: int, batch_si
     """The per-channel mean of layer ``name``'s value over ``steps`` steps: its mean output (spikes, or the
     readout's current) times ``scale`` (its threshold for IF neurons, 1 for a current readout)."""
     means = _Means()
-    param = next(model.parameters(), None)
     with torch.no_grad(), model.record(("O",)) as rec:
         for x in limited_batches(data, batch_size, max_samples):
-            if param is not None:
-                x = x.to(device=param.device, dtype=param.dtype)
-            model(x, time_steps=steps)
+            model(as_input_of(model, x), time_steps=steps)
             means.add(name, rec[name]["O"].mean(0) * scale)
     return means.mean(name)
 

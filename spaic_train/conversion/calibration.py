@@ -14,7 +14,7 @@ import torch
 from torch import fx
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-__all__ = ["ActivationStats", "NodeRecorder", "iter_batches", "limited_batches"]
+__all__ = ["ActivationStats", "NodeRecorder", "as_input_of", "iter_batches", "limited_batches"]
 
 
 def iter_batches(data, batch_size: int = 256) -> Iterator[torch.Tensor]:
@@ -36,6 +36,12 @@ def iter_batches(data, batch_size: int = 256) -> Iterator[torch.Tensor]:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"convert: a batch of the data holds {type(x).__name__}, not a tensor")
         yield x
+
+
+def as_input_of(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` on the device and in the dtype of ``module``'s parameters (as it is for a module without any)."""
+    param = next(module.parameters(), None)
+    return x if param is None else x.to(device=param.device, dtype=param.dtype)
 
 
 def limited_batches(data, batch_size: int = 256, max_samples: int | None = None) -> Iterator[torch.Tensor]:
@@ -94,12 +100,9 @@ class ActivationStats:
 
     def collect(self, gm: fx.GraphModule, data, batch_size: int = 256, max_samples: int | None = None) -> None:
         recorder = NodeRecorder(gm, self.nodes, self._add)
-        param = next(gm.parameters(), None)
         with torch.no_grad():
             for x in limited_batches(data, batch_size, max_samples):
-                if param is not None:
-                    x = x.to(device=param.device, dtype=param.dtype)
-                recorder.run(x)
+                recorder.run(as_input_of(gm, x))
                 self.samples += len(x)
         if self.samples == 0:
             raise ValueError("convert: calibration_data holds no samples")

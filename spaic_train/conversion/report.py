@@ -10,6 +10,8 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from .calibration import as_input_of
+
 __all__ = ["ConversionReport", "conversion_report"]
 
 
@@ -122,9 +124,7 @@ def conversion_report(snn: Union[nn.Module, Mapping], ann: nn.Module, data,
         with torch.no_grad():
             for x, y in _pairs(data, batch_size):
                 y = y.reshape(-1)
-                param = next(ann.parameters(), None)
-                xa = x if param is None else x.to(device=param.device, dtype=param.dtype)
-                ann_hits += int((ann(xa).argmax(1).cpu() == y).sum())
+                ann_hits += int((ann(as_input_of(ann, x)).argmax(1).cpu() == y).sum())
                 if per_step:
                     for T in steps:
                         hits[T] += _accuracy_over_time(models[T], x, y, [T])[0]

@@ -126,9 +126,10 @@ def _c_kernels_in_charge() -> bool:
 
 def _bn_kernels():
     """The batch norm + LIF passes of the CPU backend in charge (:func:`_kernels`), or ``None`` without one."""
-    if _kernels("cpu") is None:
+    mod = _kernels("cpu")
+    if mod is None:
         return None
-    if _c_kernels_in_charge():
+    if mod is _kernel_mods.get("c"):
         from . import c_lif
 
         return c_lif.BN_KERNELS
