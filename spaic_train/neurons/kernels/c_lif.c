@@ -453,6 +453,9 @@ static inline void pool_window(int64_t o, int64_t s, int64_t p, int64_t k, int64
     *hi = b > n ? n : b;
 }
 
+/* A plane at a time (channels-first inputs).  Its window loops have the same header as pool_part_cl's on purpose:
+ * pool_part_cl's channel-vectorised body run with one channel per plane is slower on planes (a channel loop per
+ * window element and, for overlapping windows, an add to every window element instead of to the winner). */
 static void pool_part(const pool_args *a, int64_t p) {
     int64_t planes = a->N * a->C, per = (planes + a->nparts - 1) / a->nparts;
     int64_t end = (p + 1) * per < planes ? (p + 1) * per : planes;
